@@ -1,0 +1,38 @@
+# Two entry points: `make demo` (the canonical quickstart) and `make test`
+# (the suite once per Keras backend, each in its own process).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BACKENDS ?= tensorflow jax torch
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-tensorflow test-jax test-torch bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[all]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} $(PY) examples/quickstart.py
+
+# Each backend runs in a fresh process; all run even if one fails, and the
+# target fails if any did.
+test: $(STAMP)
+	@status=0; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b"; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+test-%: $(STAMP)
+	KERAS_BACKEND=$* $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/layer_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

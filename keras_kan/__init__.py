@@ -1,0 +1,9 @@
+"""keras_kan: Kolmogorov–Arnold Networks for Keras 3 (TensorFlow, JAX, PyTorch)."""
+
+from keras_kan.layers import KANDense
+from keras_kan.models import KAN
+from keras_kan.regularizers import KANRegularizer
+
+__version__ = "0.1.0"
+
+__all__ = ["KANDense", "KAN", "KANRegularizer", "__version__"]

@@ -1,0 +1,53 @@
+"""``KAN(width=...)``: a pykan-style constructor for a Sequential stack of KANDense."""
+
+import keras
+
+from keras_kan.layers import KANDense
+
+__all__ = ["KAN"]
+
+
+def KAN(width, seed=None, name=None, **layer_kwargs):
+    """A ``keras.Sequential`` of :class:`KANDense` layers from a width list.
+
+    ``KAN(width=[2, 5, 1], grid_size=5, spline_order=3, seed=0)`` is
+    ``Sequential([Input((2,)), KANDense(5, ...), KANDense(1, ...)])``.
+
+    Args:
+        width: ``[n_in, hidden..., n_out]``, at least two positive ints. pykan's
+            multiplication nodes (``[n, m]`` pairs) are not supported.
+        seed: int; layer ``l`` is initialized with ``seed + l``. None draws from
+            NumPy's global generator.
+        name: model name.
+        **layer_kwargs: passed to every ``KANDense`` (``grid_size``,
+            ``spline_order``, ``grid_range``, ``regularizer``, ...).
+
+    Returns:
+        a built ``keras.Sequential``.
+    """
+    if isinstance(width, (str, bytes)) or not hasattr(width, "__len__") or len(width) < 2:
+        raise ValueError(
+            f"Received an invalid value for argument `width`: expected a list of at "
+            f"least two layer widths like [2, 5, 1], got {width!r}."
+        )
+    for w in width:
+        if isinstance(w, (list, tuple)):
+            raise ValueError(
+                f"Received an invalid value for argument `width`: multiplication nodes "
+                f"({w!r}) are not supported; use plain integers, got {width!r}."
+            )
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ValueError(
+                f"Received an invalid value for argument `width`: every width must be a "
+                f"positive integer, got {width!r}."
+            )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(
+            f"Received an invalid value for argument `seed`: expected an int >= 0 or None, "
+            f"got {seed!r}."
+        )
+    layers = [keras.Input((width[0],))]
+    for depth, units in enumerate(width[1:]):
+        layer_seed = None if seed is None else seed + depth
+        layers.append(KANDense(units, seed=layer_seed, name=f"kan_dense_{depth}", **layer_kwargs))
+    return keras.Sequential(layers, name=name or "kan")

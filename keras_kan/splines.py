@@ -1,0 +1,199 @@
+"""B-spline math for KAN layers: knots, the Cox–de Boor basis, least-squares fits.
+
+Notation (as in DESIGN.md): ``B`` samples, ``n`` input features, ``G`` grid
+intervals, ``k`` spline order, ``K = G + k`` basis functions per feature and
+``L = G + 2k + 1`` knots per feature.
+
+The basis is written once against a tiny array namespace so that the same code
+runs on backend tensors (``keras.ops``, the layer's forward pass) and on float64
+NumPy arrays (the least-squares fits behind initialization, grid update and grid
+extension). The fits run in float64 NumPy on purpose: they are off the training
+path, and JAX disables float64 by default, so ``keras.ops`` cannot promise the
+precision a function-preserving refit needs.
+"""
+
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "uniform_knots",
+    "extend_knots",
+    "bspline_basis",
+    "bspline_basis_numpy",
+    "fit_coefficients",
+    "spline_values_numpy",
+]
+
+
+class _NumpyOps:
+    """The subset of ``keras.ops`` the basis recursion needs, in float64 NumPy."""
+
+    where = staticmethod(np.where)
+    expand_dims = staticmethod(np.expand_dims)
+
+    @staticmethod
+    def cast(x, dtype):
+        return np.asarray(x).astype(dtype)
+
+    @staticmethod
+    def logical_and(a, b):
+        return np.logical_and(a, b)
+
+    @staticmethod
+    def greater_equal(a, b):
+        return np.greater_equal(a, b)
+
+    @staticmethod
+    def less(a, b):
+        return np.less(a, b)
+
+    @staticmethod
+    def greater(a, b):
+        return np.greater(a, b)
+
+    @staticmethod
+    def divide(a, b):
+        return np.divide(a, b)
+
+
+def uniform_knots(grid_range, grid_size, spline_order, n_features=None):
+    """Uniform knot vector(s) over ``grid_range``, extended by ``k`` each side.
+
+    Args:
+        grid_range: ``(low, high)`` with ``low < high``.
+        grid_size: ``G``, number of intervals inside ``grid_range``.
+        spline_order: ``k``.
+        n_features: if given, the knots are tiled to shape ``(n, L)``.
+
+    Returns:
+        float64 NumPy array of shape ``(L,)`` or ``(n, L)``.
+    """
+    low, high = float(grid_range[0]), float(grid_range[1])
+    h = (high - low) / grid_size
+    knots = low + h * np.arange(-spline_order, grid_size + spline_order + 1)
+    # Pin the interior end points exactly (no rounding drift at `high`).
+    knots[spline_order] = low
+    knots[spline_order + grid_size] = high
+    if n_features is None:
+        return knots
+    return np.tile(knots[None, :], (n_features, 1))
+
+
+def extend_knots(interior, spline_order):
+    """Extend interior knots by ``k`` points on each side (NumPy, float64).
+
+    The extension uses each feature's mean interior spacing, so a grid whose end
+    intervals are tiny (repeated samples) still gets well-separated outer knots.
+
+    Args:
+        interior: ``(n, G + 1)`` strictly increasing rows.
+        spline_order: ``k``.
+
+    Returns:
+        ``(n, G + 2k + 1)`` array.
+    """
+    interior = np.asarray(interior, dtype=np.float64)
+    if spline_order == 0:
+        return interior.copy()
+    g = interior.shape[1] - 1
+    h = (interior[:, -1:] - interior[:, :1]) / g
+    steps = np.arange(1, spline_order + 1)[None, :]
+    left = interior[:, :1] - h * steps[:, ::-1]
+    right = interior[:, -1:] + h * steps
+    return np.concatenate([left, interior, right], axis=1)
+
+
+def _cox_de_boor(x, knots, spline_order, xp, dtype):
+    """Shared recursion. ``x``: ``(..., n)``, ``knots``: ``(n, L)`` -> ``(..., n, L-k-1)``."""
+    x = xp.expand_dims(x, -1)  # (..., n, 1)
+    t = knots  # (n, L); broadcasts against (..., n, 1)
+    basis = xp.cast(
+        xp.logical_and(xp.greater_equal(x, t[:, :-1]), xp.less(x, t[:, 1:])), dtype
+    )  # (..., n, L-1)
+    for r in range(1, spline_order + 1):
+        left_den = t[:, r:-1] - t[:, : -(r + 1)]  # t_{p+r} - t_p
+        right_den = t[:, r + 1 :] - t[:, 1:-r]  # t_{p+r+1} - t_{p+1}
+        left = xp.where(
+            xp.greater(left_den, 0), 1.0 / xp.where(xp.greater(left_den, 0), left_den, 1.0), 0.0
+        )
+        right = xp.where(
+            xp.greater(right_den, 0), 1.0 / xp.where(xp.greater(right_den, 0), right_den, 1.0), 0.0
+        )
+        basis = (x - t[:, : -(r + 1)]) * left * basis[..., :-1] + (
+            t[:, r + 1 :] - x
+        ) * right * basis[..., 1:]
+    return basis
+
+
+def bspline_basis(x, knots, spline_order):
+    """B-spline basis of order ``k`` for per-feature knots (``keras.ops``).
+
+    Cox–de Boor recursion; order 0 is the indicator of ``[t_p, t_{p+1})``. A zero
+    knot interval (repeated knots) contributes 0 instead of dividing by zero, so
+    the result is finite for any non-decreasing knots. Outside
+    ``[t_0, t_{L-1})`` every basis function is 0.
+
+    Args:
+        x: ``(..., n)`` tensor.
+        knots: ``(n, L)`` tensor, non-decreasing along the last axis.
+        spline_order: ``k >= 0`` (a Python int).
+
+    Returns:
+        ``(..., n, L - k - 1)`` tensor with ``x``'s dtype.
+    """
+    knots = ops.cast(knots, x.dtype)
+    return _cox_de_boor(x, knots, spline_order, ops, x.dtype)
+
+
+def bspline_basis_numpy(x, knots, spline_order):
+    """float64 NumPy twin of :func:`bspline_basis` (same recursion, same shapes)."""
+    x = np.asarray(x, dtype=np.float64)
+    knots = np.asarray(knots, dtype=np.float64)
+    return _cox_de_boor(x, knots, spline_order, _NumpyOps, np.float64)
+
+
+def spline_values_numpy(x, knots, coefficients, spline_order):
+    """Evaluate per-edge splines in float64.
+
+    Args:
+        x: ``(B, n)`` samples.
+        knots: ``(n, L)``.
+        coefficients: ``(n, K, m)``.
+
+    Returns:
+        ``(B, n, m)``: ``sum_p c[i, p, j] B_p(x_i)``.
+    """
+    basis = bspline_basis_numpy(x, knots, spline_order)  # (B, n, K)
+    return np.einsum("bnk,nkm->bnm", basis, np.asarray(coefficients, np.float64))
+
+
+def fit_coefficients(x, y, knots, spline_order, ridge=1e-8):
+    """Least-squares spline coefficients, batched over features (float64 NumPy).
+
+    Solves, for every input feature ``i`` independently,
+    ``min_c sum_b ||B(x_bi) c_i - y_bi||^2 + ridge * s_i * ||c_i||^2`` through the
+    normal equations, where ``s_i`` is the mean diagonal of ``B^T B`` (so the
+    ridge is relative and the solve stays well posed with fewer samples than
+    basis functions, repeated samples or samples outside the knots).
+
+    Args:
+        x: ``(B, n)`` sample locations.
+        y: ``(B, n, m)`` target values of each edge ``(i, j)`` at ``x_bi``.
+        knots: ``(n, L)``.
+        spline_order: ``k``.
+        ridge: relative Tikhonov strength.
+
+    Returns:
+        ``(n, K, m)`` float64 coefficients.
+    """
+    basis = bspline_basis_numpy(x, knots, spline_order)  # (B, n, K)
+    y = np.asarray(y, dtype=np.float64)
+    a = np.transpose(basis, (1, 0, 2))  # (n, B, K)
+    gram = np.einsum("nbk,nbl->nkl", a, a)  # (n, K, K)
+    rhs = np.einsum("nbk,bnm->nkm", a, y)  # (n, K, m)
+    n_basis = gram.shape[-1]
+    scale = np.trace(gram, axis1=1, axis2=2) / n_basis  # (n,)
+    scale = np.where(scale > 0, scale, 1.0)
+    eye = np.eye(n_basis)[None]
+    lhs = gram + (ridge * scale)[:, None, None] * eye + 1e-300 * eye
+    return np.linalg.solve(lhs, rhs)

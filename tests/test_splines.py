@@ -1,0 +1,140 @@
+"""The B-spline basis and least-squares fits against scipy and closed forms."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, to_numpy
+from scipy.interpolate import BSpline
+
+from keras_kan import splines
+
+
+def scipy_basis(x, knots, k):
+    """(B, n) x, (n, L) knots -> (B, n, L-k-1) via scipy basis elements, 0 outside."""
+    b, n = x.shape
+    n_basis = knots.shape[1] - k - 1
+    out = np.zeros((b, n, n_basis))
+    for i in range(n):
+        for p in range(n_basis):
+            element = BSpline.basis_element(knots[i, p : p + k + 2], extrapolate=False)
+            out[:, i, p] = np.nan_to_num(element(x[:, i]), nan=0.0)
+    return out
+
+
+def random_knots(rng, n, length, spread=2.0):
+    gaps = rng.uniform(0.05, 1.0, size=(n, length - 1))
+    knots = np.concatenate([np.zeros((n, 1)), np.cumsum(gaps, axis=1)], axis=1)
+    return knots / knots[:, -1:] * 2 * spread - spread
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 5])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_basis_matches_scipy_float64(k, uniform):
+    rng = np.random.default_rng(k)
+    g, n = 7, 3
+    if uniform:
+        knots = splines.uniform_knots((-1, 1), g, k, n_features=n)
+    else:
+        knots = random_knots(rng, n, g + 2 * k + 1)
+    x = rng.uniform(knots[:, 0].min() - 0.5, knots[:, -1].max() + 0.5, size=(400, n))
+    expected = scipy_basis(x, knots, k)
+    got = splines.bspline_basis_numpy(x, knots, k)
+    assert got.shape == (400, n, g + k)
+    np.testing.assert_allclose(got, expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_backend_basis_matches_scipy(k):
+    rng = np.random.default_rng(0)
+    knots = random_knots(rng, 4, 6 + 2 * k + 1)
+    x = rng.uniform(-2.5, 2.5, size=(300, 4))
+    expected = scipy_basis(x, knots, k)
+    got = to_numpy(splines.bspline_basis(keras.ops.convert_to_tensor(x, "float32"),
+                                         keras.ops.convert_to_tensor(knots, "float32"), k))
+    np.testing.assert_allclose(got, expected, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_backend_basis_float64_matches_scipy(float64, k):
+    rng = np.random.default_rng(1)
+    knots = random_knots(rng, 2, 5 + 2 * k + 1)
+    x = rng.uniform(-2.5, 2.5, size=(300, 2))
+    got = to_numpy(splines.bspline_basis(keras.ops.convert_to_tensor(x, "float64"),
+                                         keras.ops.convert_to_tensor(knots, "float64"), k))
+    np.testing.assert_allclose(got, scipy_basis(x, knots, k), atol=1e-10, rtol=0)
+
+
+def test_partition_of_unity_inside_grid_and_zero_outside():
+    k, g = 3, 5
+    knots = splines.uniform_knots((-1, 1), g, k, n_features=2)
+    inside = np.linspace(-1, 1 - 1e-9, 101)[:, None].repeat(2, axis=1)
+    basis = to_numpy(splines.bspline_basis(keras.ops.convert_to_tensor(inside, "float32"),
+                                           keras.ops.convert_to_tensor(knots, "float32"), k))
+    np.testing.assert_allclose(basis.sum(-1), 1.0, atol=1e-6)
+    assert basis.min() >= 0
+    outside = np.array([[-2.3, 2.3], [2.2001, -2.21], [100.0, -100.0]])
+    basis = splines.bspline_basis_numpy(outside, knots, k)
+    assert np.all(basis == 0)
+
+
+def test_repeated_knots_give_no_nan():
+    k = 3
+    knots = np.array([[-1, -1, -1, -1, 0, 0, 0.5, 1, 1, 1, 1, 1.0]])
+    x = np.linspace(-1.5, 1.5, 61)[:, None]
+    for basis in (splines.bspline_basis_numpy(x, knots, k),
+                  to_numpy(splines.bspline_basis(keras.ops.convert_to_tensor(x, "float32"),
+                                                 keras.ops.convert_to_tensor(knots, "float32"),
+                                                 k))):
+        assert np.all(np.isfinite(basis))
+        np.testing.assert_allclose(basis, scipy_basis(x, knots, k), atol=1e-6)
+
+
+def test_backend_basis_has_finite_gradients_with_repeated_knots():
+    knots = keras.ops.convert_to_tensor(np.array([[-1, 0, 0, 0, 0.5, 1, 1.5]]), "float32")
+    x = keras.Variable(np.linspace(-1.2, 1.6, 29)[:, None], dtype="float32")
+    if BACKEND == "jax":
+        import jax
+
+        grad = jax.grad(lambda v: splines.bspline_basis(v, knots, 2).sum())(x.value)
+    elif BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            total = keras.ops.sum(splines.bspline_basis(x.value, knots, 2) ** 2)
+        grad = tape.gradient(total, x.value)
+    else:
+        import torch
+
+        leaf = x.value.detach().clone().requires_grad_(True)
+        (splines.bspline_basis(leaf, knots, 2) ** 2).sum().backward()
+        grad = leaf.grad
+    assert np.all(np.isfinite(to_numpy(grad)))
+
+
+def test_uniform_knots_layout():
+    knots = splines.uniform_knots((0, 1), 4, 2)
+    np.testing.assert_allclose(knots, np.arange(-2, 7) / 4)
+    ext = splines.extend_knots(np.array([[0.0, 0.1, 0.2, 1.0]]), 2)
+    h = 1.0 / 3
+    np.testing.assert_allclose(ext, [[-2 * h, -h, 0, 0.1, 0.2, 1.0, 1 + h, 1 + 2 * h]])
+
+
+def test_fit_coefficients_recovers_spline_exactly():
+    rng = np.random.default_rng(3)
+    k, g, n, m = 3, 6, 3, 2
+    knots = random_knots(rng, n, g + 2 * k + 1)
+    coef = rng.normal(size=(n, g + k, m))
+    lo, hi = knots[:, k].max(), knots[:, g + k].min()
+    x = rng.uniform(lo, hi, size=(200, n))
+    y = splines.spline_values_numpy(x, knots, coef, k)
+    fitted = splines.fit_coefficients(x, y, knots, k, ridge=1e-12)
+    np.testing.assert_allclose(splines.spline_values_numpy(x, knots, fitted, k), y, atol=1e-8)
+
+
+def test_fit_coefficients_is_finite_when_underdetermined():
+    knots = splines.uniform_knots((-1, 1), 10, 3, n_features=1)
+    x = np.array([[0.1], [0.1], [0.5]])
+    y = np.array([[[1.0]], [[1.0]], [[2.0]]])
+    coef = splines.fit_coefficients(x, y, knots, 3)
+    assert np.all(np.isfinite(coef))
+    np.testing.assert_allclose(splines.spline_values_numpy(x, knots, coef, 3), y, atol=1e-5)

@@ -3,7 +3,16 @@
 from keras_kan.layers import KANDense
 from keras_kan.models import KAN
 from keras_kan.regularizers import KANRegularizer
+from keras_kan.surgery import prune, refine, update_grids
 
 __version__ = "0.1.0"
 
-__all__ = ["KANDense", "KAN", "KANRegularizer", "__version__"]
+__all__ = [
+    "KANDense",
+    "KAN",
+    "KANRegularizer",
+    "prune",
+    "refine",
+    "update_grids",
+    "__version__",
+]

@@ -278,6 +278,80 @@ class KANDense(keras.layers.Layer):
         feats = ops.cast(self.features(x), self.variable_dtype)
         return edge_scores(feats, self.effective_kernel(), x)
 
+    # ------------------------------------------------------------------ grids
+    def _host_samples(self, inputs, what="inputs"):
+        """``(..., n)`` samples -> validated ``(N, n)`` float64 NumPy array."""
+        if not self.built:
+            self.build(tuple(np.shape(inputs)))
+        n = self.grid.shape[0]
+        x = np.asarray(ops.convert_to_numpy(inputs), dtype=np.float64)
+        if x.ndim < 2 or x.shape[-1] != n or x.size == 0:
+            raise ValueError(
+                f"Layer '{self.name}': `{what}` must have shape (batch, ..., {n}) with at "
+                f"least one sample, got shape {x.shape}."
+            )
+        x = x.reshape(-1, n)
+        if not np.all(np.isfinite(x)):
+            bad = int(np.sum(~np.isfinite(x)))
+            raise ValueError(
+                f"Layer '{self.name}': `{what}` contains {bad} non-finite value(s) "
+                "(NaN or inf); the grid was left unchanged."
+            )
+        return x
+
+    def _knots_and_coefficients(self):
+        return (np.asarray(ops.convert_to_numpy(self.grid), np.float64),
+                np.asarray(ops.convert_to_numpy(self.spline_kernel), np.float64))
+
+    def update_grid(self, inputs):
+        """Move the knots to the data and refit the splines (pykan's
+        ``update_grid_from_samples``).
+
+        Each feature's interior knots mix the samples' quantiles with a uniform
+        grid over their range (``grid_eps``); the coefficients are refit by
+        least squares so every edge's spline keeps its values on the samples as
+        well as the new knots allow. The base branch is unaffected.
+
+        Args:
+            inputs: ``(..., n)`` samples of this layer's input.
+
+        Raises:
+            ValueError: non-finite or mis-shaped samples (nothing is changed).
+        """
+        x = self._host_samples(inputs)
+        knots, coef = self._knots_and_coefficients()
+        k = self.spline_order
+        old_width = knots[:, knots.shape[1] - k - 1] - knots[:, k]
+        new_knots = splines.data_knots(x, self.grid_size, k, self.grid_eps,
+                                       fallback_width=old_width)
+        new_coef = splines.refit_coefficients(x, knots, coef, new_knots, k)
+        self.grid.assign(new_knots.astype(self.grid.dtype))
+        self.spline_kernel.assign(new_coef.astype(self.spline_kernel.dtype))
+
+    def refined_spline(self, grid_size, inputs=None):
+        """Knots and coefficients of the same splines on a finer (or coarser) grid.
+
+        Interior knots are interpolated to ``grid_size`` intervals over the same
+        range; the coefficients are fit by least squares on ``inputs`` (or, when
+        None, on dense samples of each feature's grid interval). When
+        ``grid_size`` is a multiple of ``self.grid_size`` the old splines lie in
+        the new space and the fit is exact up to rounding.
+
+        Returns:
+            ``(knots (n, G'+2k+1), coefficients (n, G'+k, units))`` float64 arrays.
+        """
+        grid_size = _check_int("grid_size", grid_size, 1)
+        knots, coef = self._knots_and_coefficients()
+        k = self.spline_order
+        new_knots = splines.refined_knots(knots, k, grid_size)
+        if inputs is None:
+            count = max(256, 8 * (grid_size + k))
+            lo, hi = knots[:, k], knots[:, knots.shape[1] - k - 1]
+            x = lo + (hi - lo) * np.linspace(0.0, 1.0, count)[:, None]
+        else:
+            x = self._host_samples(inputs)
+        return new_knots, splines.refit_coefficients(x, knots, coef, new_knots, k)
+
     # ----------------------------------------------------------------- saving
     def get_config(self):
         config = super().get_config()

@@ -22,6 +22,9 @@ __all__ = [
     "bspline_basis_numpy",
     "fit_coefficients",
     "spline_values_numpy",
+    "data_knots",
+    "refit_coefficients",
+    "refined_knots",
 ]
 
 
@@ -197,3 +200,102 @@ def fit_coefficients(x, y, knots, spline_order, ridge=1e-8):
     eye = np.eye(n_basis)[None]
     lhs = gram + (ridge * scale)[:, None, None] * eye + 1e-300 * eye
     return np.linalg.solve(lhs, rhs)
+
+
+def data_knots(samples, grid_size, spline_order, grid_eps, fallback_width=2.0):
+    """Knots that follow the data: pykan's ``update_grid_from_samples`` grid.
+
+    Per feature, the interior knots mix sample quantiles ``x_(floor(p N / G))``
+    (``p = 0..G-1``) and ``x_max`` with a uniform grid over ``[x_min, x_max]``:
+    ``grid_eps * uniform + (1 - grid_eps) * adaptive``; then ``k`` knots are added
+    on each side. Robust where pykan is not: a constant feature gets an interval
+    of ``fallback_width`` centred on its value, and knots are forced strictly
+    increasing (repeated values, fewer samples than knots, ``grid_eps=0``).
+
+    Args:
+        samples: ``(N, n)`` finite float64 samples, ``N >= 1``.
+        grid_size: ``G``.
+        spline_order: ``k``.
+        grid_eps: in ``[0, 1]``.
+        fallback_width: ``(n,)`` or scalar interval width for constant features.
+
+    Returns:
+        ``(n, G + 2k + 1)`` float64 knots, strictly increasing per row.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)  # (N, n)
+    count = x.shape[0]
+    ids = [int(count / grid_size * p) for p in range(grid_size)] + [count - 1]
+    adaptive = x[ids, :].T  # (n, G+1)
+    low, high = adaptive[:, :1], adaptive[:, -1:]
+    span = high - low
+    width = np.broadcast_to(np.asarray(fallback_width, np.float64), (x.shape[1],))[:, None]
+    flat = span <= 1e-6 * np.maximum(1.0, np.abs(low))
+    if np.any(flat):  # constant feature: centre an interval on its value
+        centre = 0.5 * (low + high)
+        line = np.linspace(-0.5, 0.5, grid_size + 1)[None, :]
+        adaptive = np.where(flat, centre + width * line, adaptive)
+        low, high = adaptive[:, :1], adaptive[:, -1:]
+        span = high - low
+    uniform = low + span * np.linspace(0.0, 1.0, grid_size + 1)[None, :]
+    interior = grid_eps * uniform + (1.0 - grid_eps) * adaptive
+    min_gap = 1e-3 * span / grid_size  # (n, 1)
+    for p in range(1, grid_size + 1):  # strictly increasing, at least min_gap apart
+        interior[:, p] = np.maximum(interior[:, p], interior[:, p - 1] + min_gap[:, 0])
+    return extend_knots(interior, spline_order)
+
+
+def refit_coefficients(samples, old_knots, old_coefficients, new_knots, spline_order,
+                       max_samples=2048, chunk_elements=2**24):
+    """Coefficients on ``new_knots`` whose splines match the old ones on ``samples``.
+
+    Every edge ``(i, j)`` depends on feature ``i`` alone, so each feature's
+    samples are sorted independently and thinned to at most ``max_samples``
+    evenly spaced order statistics, and the fit runs in feature chunks so that
+    no ``(N, n, m)`` array exceeds ``chunk_elements`` float64 numbers.
+
+    Args:
+        samples: ``(N, n)`` float64.
+        old_knots: ``(n, L)``; old_coefficients: ``(n, K, m)``.
+        new_knots: ``(n, L')``.
+        spline_order: ``k`` (shared by old and new).
+
+    Returns:
+        ``(n, L' - k - 1, m)`` float64.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)
+    if x.shape[0] > max_samples:
+        x = x[np.round(np.linspace(0, x.shape[0] - 1, max_samples)).astype(int)]
+    old_coefficients = np.asarray(old_coefficients, np.float64)
+    n, m = old_coefficients.shape[0], old_coefficients.shape[2]
+    step = max(1, chunk_elements // max(1, x.shape[0] * m))
+    out = np.empty((n, new_knots.shape[1] - spline_order - 1, m))
+    for start in range(0, n, step):
+        part = slice(start, min(n, start + step))
+        values = spline_values_numpy(x[:, part], old_knots[part], old_coefficients[part],
+                                     spline_order)
+        out[part] = fit_coefficients(x[:, part], values, new_knots[part], spline_order)
+    return out
+
+
+def refined_knots(knots, spline_order, grid_size):
+    """Interpolate the interior knots to ``grid_size`` intervals (grid extension).
+
+    Old interior knot ``q`` sits at position ``q`` of ``G``; new knot ``p`` at
+    ``p * G / G'``. When ``G'`` is a multiple of ``G`` the old knots are a subset
+    of the new ones, so every old spline lies in the new space.
+
+    Args:
+        knots: ``(n, G + 2k + 1)``.
+        spline_order: ``k``.
+        grid_size: ``G'``.
+
+    Returns:
+        ``(n, G' + 2k + 1)``.
+    """
+    knots = np.asarray(knots, np.float64)
+    k = spline_order
+    interior = knots[:, k : knots.shape[1] - k]  # (n, G+1)
+    old = interior.shape[1] - 1
+    where = np.linspace(0.0, old, grid_size + 1)
+    new = np.stack([np.interp(where, np.arange(old + 1), row) for row in interior])
+    return extend_knots(new, k)

@@ -1,0 +1,28 @@
+"""Load a .keras file on the backend in $KERAS_BACKEND and compare with stored outputs.
+
+Usage: python tests/crossload.py MODEL.keras IO.npz
+Prints the max absolute difference; exits 1 if it exceeds 1e-6.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_kan  # noqa: E402,F401  (registers the serializable classes)
+
+
+def main(model_path, io_path):
+    io = np.load(io_path)
+    model = keras.saving.load_model(model_path)
+    got = np.asarray(keras.ops.convert_to_numpy(model(io["x"])), np.float64)
+    diff = float(np.abs(got - io["y"]).max())
+    print(f"{keras.backend.backend()} max_abs_diff={diff:.3e}")
+    return 0 if diff <= 1e-6 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,105 @@
+"""Saving: .keras round trips, weights by name, and the cross-backend load matrix."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, to_numpy
+
+from keras_kan import KAN, KANDense, KANRegularizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SAVED = os.path.join(HERE, "..", "saved_models")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+sys.path.insert(0, HERE)
+from make_golden import golden_inputs, golden_model  # noqa: E402
+
+
+def as_json(config):
+    """Configs compare equal once tuples and lists are the same (as in the file)."""
+    return json.loads(json.dumps(config))
+
+
+def test_keras_round_trip(tmp_path):
+    model = golden_model()
+    x = golden_inputs()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
+    assert as_json(loaded.get_config()) == as_json(model.get_config())
+    assert loaded.layers[0].regularizer.get_config() == model.layers[0].regularizer.get_config()
+    np.testing.assert_array_equal(to_numpy(loaded.layers[0].edge_mask),
+                                  to_numpy(model.layers[0].edge_mask))
+
+
+def test_round_trip_after_training_keeps_optimizer(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (64, 2)).astype("float32")
+    y = x[:, :1] * x[:, 1:]
+    model = KAN([2, 3, 1], seed=0)
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    path = str(tmp_path / "trained.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), atol=1e-7)
+    loaded.fit(x, y, epochs=1, verbose=0)  # the restored optimizer keeps going
+
+
+def test_weights_are_saved_by_name(tmp_path):
+    model = golden_model()
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    import h5py
+
+    with h5py.File(path) as f:
+        names = set()
+        f.visit(names.add)
+    for weight in ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias"):
+        assert any(n.endswith("vars/" + weight) for n in names), (weight, sorted(names))
+    fresh = KAN([3, 4, 2], grid_size=4, seed=5, use_bias=True)
+    fresh.load_weights(path)
+    x = golden_inputs()
+    np.testing.assert_array_equal(to_numpy(fresh(x)), to_numpy(model(x)))
+
+
+def test_shape_mismatch_is_a_clear_error(tmp_path):
+    model = KAN([2, 3, 1], grid_size=5, seed=0)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    other = KAN([2, 3, 1], grid_size=7, seed=0)
+    with pytest.raises(ValueError, match="grid_size"):
+        other.load_weights(path)
+
+
+@pytest.mark.parametrize("saved_on", BACKENDS)
+def test_golden_files_load_on_this_backend(saved_on):
+    path = os.path.join(SAVED, f"golden_{saved_on}.keras")
+    io = np.load(os.path.join(SAVED, f"golden_{saved_on}.npz"))
+    model = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(model(io["x"])), io["y"], atol=1e-6, rtol=0)
+    assert isinstance(model.layers[0], KANDense)
+    assert isinstance(model.layers[0].regularizer, KANRegularizer)
+
+
+def test_file_saved_here_loads_on_the_other_backends(tmp_path):
+    """Save on this backend; load in fresh processes on the other two; outputs to 1e-6."""
+    model = golden_model()
+    x = golden_inputs()
+    model_path, io_path = str(tmp_path / "m.keras"), str(tmp_path / "io.npz")
+    model.save(model_path)
+    np.savez(io_path, x=x, y=to_numpy(model(x)))
+    for other in BACKENDS:
+        if other == BACKEND:
+            continue
+        env = dict(os.environ, KERAS_BACKEND=other)
+        run = subprocess.run([sys.executable, os.path.join(HERE, "crossload.py"), model_path,
+                              io_path], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])
+        assert "max_abs_diff" in run.stdout

@@ -1,0 +1,588 @@
+"""Full-batch L-BFGS training for any compiled Keras model, on every backend.
+
+pykan trains KANs with `torch.optim.LBFGS(lr=1, history_size=10,
+line_search_fn="strong_wolfe")` and calls `optimizer.step(closure)` once per
+training step. `fit_lbfgs` reproduces that algorithm (two-loop recursion,
+strong-Wolfe line search with cubic interpolation, the same stopping tests and
+evaluation budget) in float64 NumPy, written once for all backends; only the
+loss-and-gradient evaluation comes from `keras_kan.backend`. One L-BFGS step
+(up to `max_iter` iterations) is one Keras epoch for callbacks, and
+`fit_lbfgs` returns a `keras.callbacks.History` like `Model.fit`.
+
+Deliberate differences from torch: a trial point whose loss or gradient is not
+finite fails the sufficient-decrease test (torch continues with NaN); the line
+search's interval tolerance is `tolerance_change` (torch hard-codes 1e-9, the
+default); a curvature pair is only formed from a step actually taken; the
+fixed-step mode (`line_search=None`) always evaluates the new point.
+"""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+from keras_kan import backend as _backend
+
+__all__ = ["fit_lbfgs"]
+
+_C1, _C2, _MAX_LS = 1e-4, 0.9, 25  # torch's strong-Wolfe constants
+
+
+class _FlatParams:
+    """The model's trainable variables as one float64 vector (C order, in order)."""
+
+    def __init__(self, variables):
+        self.variables = list(variables)
+        self.shapes = [tuple(v.shape) for v in self.variables]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.offsets = np.cumsum([0] + self.sizes)
+        self.dtypes = [keras.backend.standardize_dtype(v.dtype) for v in self.variables]
+
+    def get(self):
+        if not self.variables:
+            return np.zeros((0,), np.float64)
+        return np.concatenate(
+            [np.asarray(keras.ops.convert_to_numpy(v.value), np.float64).ravel()
+             for v in self.variables]
+        )
+
+    def split(self, flat):
+        """`flat` as a list of arrays shaped and typed like the variables."""
+        return [
+            flat[a:b].reshape(shape).astype(dtype)
+            for a, b, shape, dtype in zip(self.offsets[:-1], self.offsets[1:], self.shapes,
+                                          self.dtypes)
+        ]
+
+    def set(self, flat):
+        for v, value in zip(self.variables, self.split(flat)):
+            v.assign(value)
+
+    def round(self, flat):
+        """`flat` rounded to the precision the variables can hold."""
+        if not self.variables:
+            return flat
+        return np.concatenate([p.ravel() for p in self.split(flat)]).astype(np.float64)
+
+
+def get_flat_weights(model):
+    """`model.trainable_variables` as one float64 NumPy vector."""
+    return _FlatParams(model.trainable_variables).get()
+
+
+def set_flat_weights(model, flat):
+    """Assigns a vector from `get_flat_weights` back (cast to each variable's dtype)."""
+    params = _FlatParams(model.trainable_variables)
+    flat = np.asarray(flat, np.float64).ravel()
+    if flat.size != params.offsets[-1]:
+        raise ValueError(f"Expected {params.offsets[-1]} values, received {flat.size}.")
+    params.set(flat)
+
+
+# --- the L-BFGS math ------------------------------------------------------------
+
+
+def _cubic_min(t1, f1, g1, t2, f2, g2, lo=None, hi=None):
+    """Minimizer in [lo, hi] of the cubic through (t1, f1, f'=g1), (t2, f2, f'=g2).
+
+    Nocedal & Wright (3.59); the midpoint of the interval when the cubic has no
+    real minimizer or a value is not finite.
+    """
+    if lo is None:
+        lo, hi = min(t1, t2), max(t1, t2)
+    if not all(map(math.isfinite, (t1, f1, g1, t2, f2, g2))) or t1 == t2:
+        return 0.5 * (lo + hi)
+    a = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
+    disc = a * a - g1 * g2
+    if disc < 0:
+        return 0.5 * (lo + hi)
+    b = math.copysign(math.sqrt(disc), t2 - t1)  # sign(t2 - t1) * sqrt(disc)
+    denom = g2 - g1 + 2.0 * b
+    if denom == 0:
+        return 0.5 * (lo + hi)
+    t = t2 - (t2 - t1) * (g2 + b - a) / denom
+    return min(max(t, lo), hi) if math.isfinite(t) else 0.5 * (lo + hi)
+
+
+class _Trial:
+    """A point on the search line: step t, loss f, gradient g, slope g.d."""
+
+    __slots__ = ("t", "f", "g", "gtd")
+
+    def __init__(self, t, f, g, gtd):
+        self.t, self.f, self.g, self.gtd = t, f, g, gtd
+
+
+def _strong_wolfe(phi, start, t, d, tolerance_change):
+    """Strong-Wolfe line search along d from `start` (a `_Trial` at t=0).
+
+    `phi(t)` evaluates a trial. Bracketing by extrapolation, then zoom by
+    safeguarded cubic interpolation (torch.optim.LBFGS's scheme). A trial whose
+    loss or gradient is not finite counts as a failed sufficient-decrease test,
+    so the search backs off towards the last finite point (torch would carry on
+    with NaN). Returns (accepted trial, evaluations, saw_non_finite).
+    """
+    f0, gtd0 = start.f, start.gtd
+    d_norm = float(np.max(np.abs(d))) if d.size else 0.0
+    armijo = lambda tr: not tr.f <= f0 + _C1 * tr.t * gtd0  # noqa: E731 (True for NaN/inf)
+    curvature = lambda tr: abs(tr.gtd) <= -_C2 * gtd0  # noqa: E731
+    new, prev = phi(t), start
+    evals, ls_iter, bracket, done = 1, 0, None, False
+    while ls_iter < _MAX_LS:
+        if armijo(new) or (ls_iter > 1 and new.f >= prev.f):
+            bracket = [prev, new]
+            break
+        if curvature(new):
+            bracket, done = [new], True
+            break
+        if new.gtd >= 0:
+            bracket = [prev, new]
+            break
+        t = _cubic_min(prev.t, prev.f, prev.gtd, new.t, new.f, new.gtd,
+                       new.t + 0.01 * (new.t - prev.t), new.t * 10.0)
+        prev, new = new, phi(t)
+        evals += 1
+        ls_iter += 1
+    if bracket is None:  # out of budget while extrapolating
+        bracket = [start, new]
+    saw_non_finite = not math.isfinite(new.f)
+
+    insufficient_progress = False
+    low, high = (0, 1) if bracket[0].f <= bracket[-1].f else (1, 0)
+    while not done and ls_iter < _MAX_LS and len(bracket) == 2:
+        a, b = bracket
+        if abs(b.t - a.t) * d_norm < tolerance_change:
+            break
+        t = _cubic_min(a.t, a.f, a.gtd, b.t, b.f, b.gtd)
+        t_lo, t_hi = min(a.t, b.t), max(a.t, b.t)
+        eps = 0.1 * (t_hi - t_lo)
+        if min(t_hi - t, t - t_lo) < eps:  # too close to an end: move inside
+            if insufficient_progress or t >= t_hi or t <= t_lo:
+                t = t_hi - eps if abs(t - t_hi) < abs(t - t_lo) else t_lo + eps
+                insufficient_progress = False
+            else:
+                insufficient_progress = True
+        else:
+            insufficient_progress = False
+        new = phi(t)
+        evals += 1
+        ls_iter += 1
+        saw_non_finite |= not math.isfinite(new.f)
+        if armijo(new) or new.f >= bracket[low].f:
+            bracket[high] = new
+            low, high = (0, 1) if bracket[0].f <= bracket[1].f else (1, 0)
+        else:
+            if curvature(new):
+                done = True
+            elif new.gtd * (bracket[high].t - bracket[low].t) >= 0:
+                bracket[high] = bracket[low]
+            bracket[low] = new
+    return bracket[low if len(bracket) == 2 else 0], evals, saw_non_finite
+
+
+def _two_loop(g, memory, h_diag):
+    """-H g for the L-BFGS inverse-Hessian approximation H (pairs (s, y, 1/y.s))."""
+    q = -g
+    alphas = []
+    for s, y, rho in reversed(memory):
+        alpha = rho * s.dot(q)
+        q -= alpha * y
+        alphas.append(alpha)
+    r = q * h_diag
+    for (s, y, rho), alpha in zip(memory, reversed(alphas)):
+        r += s * (alpha - rho * y.dot(r))
+    return r
+
+
+class _LBFGS:
+    """torch.optim.LBFGS's algorithm; its state persists across `step` calls."""
+
+    def __init__(self, history_size, max_iter, max_eval, line_search, tolerance_grad,
+                 tolerance_change, learning_rate):
+        self.history_size, self.max_iter, self.max_eval = history_size, max_iter, max_eval
+        self.line_search, self.lr = line_search, learning_rate
+        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
+        self.n_iter = 0  # iterations over all steps (the very first one is scaled)
+        self.memory, self.h_diag = [], 1.0
+        self.prev_g = self.prev_s = None
+
+    def step(self, evaluate, x, f, g):
+        """Up to `max_iter` iterations from x (loss f, gradient g already evaluated).
+
+        `evaluate(x) -> (f, g)` is the loss and gradient at x, with f = inf
+        when either is not finite; `evaluate.round(x)` rounds x to the
+        variables' precision (trial points are rounded, so the accepted point
+        is exactly what the model can hold).
+        Returns (x, f, g, evaluations, saw_non_finite) at the accepted point.
+        """
+        evals, saw_non_finite = 1, False
+        if np.max(np.abs(g), initial=0.0) <= self.tolerance_grad:
+            return x, f, g, evals, saw_non_finite
+        for n_iter in range(1, self.max_iter + 1):
+            self.n_iter += 1
+            if self.n_iter == 1:
+                d = -g
+            else:
+                y, s = g - self.prev_g, self.prev_s
+                ys = y.dot(s)
+                if ys > 1e-10:
+                    if len(self.memory) == self.history_size:
+                        self.memory.pop(0)
+                    self.memory.append((s, y, 1.0 / ys))
+                    self.h_diag = ys / y.dot(y)
+                d = _two_loop(g, self.memory, self.h_diag)
+            self.prev_g, self.prev_s = g, np.zeros_like(g)
+            f_prev = f
+            if self.n_iter == 1:
+                t = min(1.0, 1.0 / np.sum(np.abs(g))) * self.lr
+            else:
+                t = self.lr
+            gtd = g.dot(d)
+            if gtd > -self.tolerance_change:
+                break
+            if self.line_search == "strong_wolfe":
+                trials = {}
+
+                def phi(t_):
+                    x_t = evaluate.round(x + t_ * d)
+                    f_t, g_t = evaluate(x_t)
+                    trials[t_] = x_t
+                    return _Trial(t_, f_t, g_t, g_t.dot(d) if math.isfinite(f_t) else math.nan)
+
+                accepted, ls_evals, bad = _strong_wolfe(
+                    phi, _Trial(0.0, f, g, gtd), t, d, self.tolerance_change)
+                saw_non_finite |= bad
+                t, f, g = accepted.t, accepted.f, accepted.g
+                x_new = trials.get(t, x)
+            else:  # fixed step t (torch's line_search_fn=None)
+                x_new = evaluate.round(x + t * d)
+                f_new, g_new = evaluate(x_new)
+                if not math.isfinite(f_new):
+                    return x, f_prev, self.prev_g, evals + 1, True
+                f, g, ls_evals = f_new, g_new, 1
+            self.prev_s = x_new - x
+            x = x_new
+            evals += ls_evals
+            if n_iter == self.max_iter or evals >= self.max_eval:
+                break
+            if np.max(np.abs(g), initial=0.0) <= self.tolerance_grad:
+                break
+            if np.max(np.abs(d * t), initial=0.0) <= self.tolerance_change:
+                break
+            if abs(f - f_prev) < self.tolerance_change:
+                break
+        return x, f, g, evals, saw_non_finite
+
+
+# --- data ------------------------------------------------------------------------
+
+
+def _to_arrays(data):
+    """NumPy copies of a (nested) data structure; floats cast to `floatx` like `fit`."""
+    if data is None:
+        return None
+    floatx = keras.config.floatx()
+
+    def convert(a):
+        if a is None:
+            return None
+        a = keras.ops.convert_to_numpy(a) if keras.ops.is_tensor(a) else np.asarray(a)
+        if np.issubdtype(a.dtype, np.floating) and a.dtype != floatx:
+            a = a.astype(floatx)
+        return a
+
+    return keras.tree.map_structure(convert, data)
+
+
+def _num_samples(x):
+    return int(keras.tree.flatten(x)[0].shape[0])
+
+
+def _take(data, index):
+    if data is None:
+        return None
+    return keras.tree.map_structure(lambda a: None if a is None else a[index], data)
+
+
+def _to_tensors(data):
+    if data is None:
+        return None
+    return keras.tree.map_structure(
+        lambda a: None if a is None else keras.ops.convert_to_tensor(a), data
+    )
+
+
+class _Objective:
+    """Loss and gradient at a flat parameter vector (see `backend.value_and_grad_fn`)."""
+
+    def __init__(self, model):
+        self.variables = list(model.trainable_variables)
+        self.params = _FlatParams(self.variables)
+        self.value_and_grad = _backend.value_and_grad_fn(model)
+        self.round = self.params.round
+        self.data = None
+        self.last_f = None  # the raw loss of the last evaluation (may be NaN)
+
+    def matches(self, model):
+        variables = list(model.trainable_variables)
+        return len(variables) == len(self.variables) and all(
+            a is b and tuple(a.shape) == s
+            for a, b, s in zip(variables, self.variables, self.params.shapes)
+        )
+
+    def __call__(self, x):
+        """(f, g) at x, with f = inf when the loss or the gradient is not finite.
+
+        The model's trainable variables may or may not hold x afterwards
+        (backend-dependent): callers assign the point they accept.
+        """
+        f, g = self.value_and_grad.at(self.params.split(x), *self.data)
+        self.last_f = f
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            f = math.inf
+        return f, g
+
+
+# --- the Keras-facing driver -------------------------------------------------------
+
+
+def fit_lbfgs(
+    model,
+    x,
+    y=None,
+    steps=100,
+    batch_size=None,
+    validation_data=None,
+    callbacks=None,
+    history_size=10,
+    max_iter=20,
+    line_search="strong_wolfe",
+    tolerance_grad=1e-32,
+    tolerance_change=1e-32,
+    verbose="auto",
+    sample_weight=None,
+    *,
+    max_eval=None,
+    learning_rate=1.0,
+    update_grid=False,
+    grid_update_num=10,
+    stop_grid_update_step=50,
+):
+    """Trains a compiled Keras model with L-BFGS, like pykan's `fit(opt="LBFGS")`.
+
+    Each of the `steps` steps is one call of `torch.optim.LBFGS.step` as pykan
+    makes it: up to `max_iter` L-BFGS iterations and `max_eval` (default
+    `max_iter * 5 // 4`) loss-and-gradient evaluations, history `history_size`,
+    step size `learning_rate` (the first iteration ever scaled by
+    `min(1, 1 / |g|_1)`), strong-Wolfe line search (c1=1e-4, c2=0.9, cubic
+    interpolation; `line_search=None` takes fixed steps). The curvature history
+    carries over from step to step. The math runs in float64 NumPy on every
+    backend; the model's variables keep their dtype.
+
+    The objective is what `model.fit` minimizes: the compiled loss plus
+    `model.losses` (e.g. `KANRegularizer` penalties), the model called with
+    `training=True`. The optimizer given to `compile` is not used.
+
+    Args:
+        model: a built or buildable Keras model, compiled with a loss.
+        x, y, sample_weight: training data (arrays or tensors, nested structures
+            allowed), as for `Model.fit`.
+        steps: number of L-BFGS steps; each is one epoch for callbacks.
+        batch_size: `None` (default, pykan's default too): every step uses all
+            the data. An integer: every step draws a new random mini-batch of
+            that size (without replacement, from NumPy's global random state,
+            so `keras.utils.set_random_seed` makes it reproducible) and all the
+            evaluations of that step use it.
+        validation_data: `(x_val, y_val)` or `(x_val, y_val, sample_weight_val)`,
+            evaluated after every step as `model.evaluate` would, in one batch
+            (`val_loss` and `val_<metric>` logs).
+        callbacks: Keras callbacks (History, EarlyStopping, ModelCheckpoint,
+            TensorBoard, ...). `model.stop_training = True` stops training.
+        history_size, max_iter, line_search, tolerance_grad, tolerance_change,
+            max_eval, learning_rate: as in `torch.optim.LBFGS`. The tolerances
+            default to pykan's 1e-32, so every step runs its `max_iter`
+            iterations (torch's own 1e-7 / 1e-9 stop a step early once the
+            loss is small, which is where KANs keep improving).
+        verbose: `"auto"`/1 progress bar, 2 one line per step, 0 silent.
+        update_grid, grid_update_num, stop_grid_update_step: pykan's grid-update
+            shortcut. `update_grid=True` adds a
+            `keras_kan.callbacks.GridUpdate(every=stop_grid_update_step //
+            grid_update_num, stop_after=stop_grid_update_step)` on the training
+            inputs: with pykan's defaults, the grids follow the data before
+            steps 0, 5, ..., 45.
+
+    Returns:
+        A `keras.callbacks.History`: `history.history["loss"]` holds the
+        objective at the end of every step (compiled metrics and `val_*` too).
+
+    At the end of every step the model holds the accepted point of the line
+    search (rejected trial points never leak). Non-finite trial points count as
+    failed line-search trials. If the loss or its gradient at the start of a
+    step is not finite (e.g. after a callback changed the weights), or a step
+    finds no finite point along its search direction, training stops with a
+    `RuntimeWarning` naming the step and the model gets back the weights of
+    the last finite step.
+    """
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            "fit_lbfgs: the model is not compiled; call model.compile(loss=...) first."
+        )
+    if line_search not in ("strong_wolfe", None):
+        raise ValueError(
+            f"fit_lbfgs: line_search must be 'strong_wolfe' or None, got {line_search!r}."
+        )
+    if int(steps) < 0 or int(history_size) < 1 or int(max_iter) < 1:
+        raise ValueError("fit_lbfgs: steps must be >= 0, history_size and max_iter >= 1.")
+    if x is None:
+        raise ValueError("fit_lbfgs: x is required (arrays or tensors).")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"fit_lbfgs: batch_size must be None or >= 1, got {batch_size!r}.")
+    steps = int(steps)
+    max_eval = int(max_eval) if max_eval is not None else int(max_iter) * 5 // 4
+    if verbose == "auto":
+        verbose = 1
+
+    x, y, sample_weight = _to_arrays(x), _to_arrays(y), _to_arrays(sample_weight)
+    n = _num_samples(x)
+    full_batch = batch_size is None or int(batch_size) >= n
+    rng = None if full_batch else np.random.default_rng(np.random.randint(2**31 - 1))
+    _build(model, x, y, sample_weight, n)
+
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("fit_lbfgs: validation_data must be (x_val, y_val) or "
+                             "(x_val, y_val, sample_weight_val).")
+        val_x, val_y, val_sw = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+        val_data = _to_tensors(_to_arrays((val_x, val_y, val_sw)))
+    compile_config = model.get_compile_config()
+    has_metrics = bool(compile_config.get("metrics") or compile_config.get("weighted_metrics"))
+
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callback_list = callbacks
+    else:
+        callbacks = list(callbacks) if callbacks else []
+        if update_grid:
+            from keras_kan.callbacks import GridUpdate
+
+            every = max(1, int(stop_grid_update_step) // max(1, int(grid_update_num)))
+            callbacks.append(GridUpdate(every=every, stop_after=int(stop_grid_update_step)))
+        for callback in callbacks:  # GridUpdate / Pruning with x=None use the training data
+            if hasattr(callback, "use_training_inputs"):
+                callback.use_training_inputs(x)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+            verbose=verbose, epochs=steps, steps=1,
+        )
+
+    objective = _Objective(model)
+    opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
+                 tolerance_grad, tolerance_change, learning_rate)
+    full_data = _to_tensors((x, y, sample_weight)) if full_batch else None
+
+    model.stop_training = False
+    logs = {}
+    callback_list.on_train_begin()
+    snapshot = model.get_weights()  # the last weights with a finite loss
+    accepted = None  # the parameters at the end of the previous step
+    try:
+        for step in range(steps):
+            callback_list.on_epoch_begin(step)
+            callback_list.on_train_batch_begin(0)
+            if not objective.matches(model):  # a callback replaced variables
+                objective = _Objective(model)
+                opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
+                             tolerance_grad, tolerance_change, learning_rate)
+            if full_batch:
+                objective.data = full_data
+            else:
+                index = np.sort(rng.choice(n, int(batch_size), replace=False))
+                objective.data = _to_tensors(
+                    (_take(x, index), _take(y, index), _take(sample_weight, index))
+                )
+
+            x0 = objective.params.get()
+            if accepted is not None and not np.array_equal(x0, accepted):
+                # A callback moved the weights (grid update, pruning, restore):
+                # curvature pairs from the old point no longer describe the objective.
+                opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
+                             tolerance_grad, tolerance_change, learning_rate)
+            f0, g0 = objective(x0)
+            if not math.isfinite(f0):
+                what = "loss" if not math.isfinite(objective.last_f) else "gradient"
+                _stop(model, snapshot, f"the {what} is not finite (loss={objective.last_f}) at the "
+                      f"start of step {step + 1}/{steps}")
+                break
+            x1, f1, _, _, saw_non_finite = opt.step(objective, x0, f0, g0)
+            objective.params.set(x1)  # the accepted point, not the last trial
+            accepted = x1
+            if saw_non_finite and np.array_equal(x1, x0):
+                _stop(model, None, f"the loss is not finite along the search direction at step "
+                      f"{step + 1}/{steps} and no finite point improves it")
+                break
+            snapshot = model.get_weights()
+
+            logs = {"loss": float(f1)}
+            if has_metrics:
+                metrics = _evaluate(model, *objective.data)
+                logs.update({k: v for k, v in metrics.items() if k != "loss"})
+            callback_list.on_train_batch_end(0, logs)
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in _evaluate(model, *val_data).items()})
+            callback_list.on_epoch_end(step, logs)
+            if model.stop_training:
+                break
+    except BaseException:
+        # Interrupted (e.g. KeyboardInterrupt) mid-step: leave the model at
+        # the last accepted point, not at a line-search trial.
+        model.set_weights(snapshot)
+        raise
+    callback_list.on_train_end(logs)
+    return model.history
+
+
+def _evaluate(model, x, y, sample_weight):
+    """`model.evaluate(..., return_dict=True)` on one batch, without its data pipeline.
+
+    Same loss (`training=False`) and compiled metrics; the forward pass is
+    compiled (`backend.evaluate_fn`), the metric updates run eagerly.
+    """
+    model.reset_metrics()
+    loss, y_pred = _backend.evaluate_fn(model)(x, y, sample_weight)
+    results = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    logs = {k: float(keras.ops.convert_to_numpy(v)) for k, v in results.items()}
+    logs["loss"] = loss
+    return logs
+
+
+def _build(model, x, y, sample_weight, n):
+    """Builds the model and its compiled loss outside any traced function.
+
+    A built model is not run: its output spec is computed symbolically and the
+    compiled loss is built on zeros (`StatelessScope`, so no stale eager
+    `model.losses` are read).
+    """
+    index = np.arange(min(n, 2))
+    bx, by, bsw = _to_tensors((_take(x, index), _take(y, index), _take(sample_weight, index)))
+    if not model.built:
+        model(bx)
+    spec = keras.tree.map_structure(lambda a: keras.KerasTensor(a.shape, a.dtype), bx)
+    y_pred = keras.tree.map_structure(
+        lambda s: keras.ops.zeros(s.shape, s.dtype), model.compute_output_spec(spec)
+    )
+    mapping = [(v, v.value) for v in model.variables]
+    with keras.StatelessScope(state_mapping=mapping):
+        _backend.compute_loss(model, bx, by, y_pred, bsw, training=False)
+    # Build the (unused) compiled optimizer as `fit` would, so that a `.keras`
+    # file saved after `fit_lbfgs` reloads without optimizer-mismatch warnings.
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+def _stop(model, snapshot, reason):
+    if snapshot is not None:
+        model.set_weights(snapshot)
+    model.stop_training = True
+    warnings.warn(f"fit_lbfgs: {reason}; stopped training and restored the weights of the "
+                  "last step with a finite loss.", RuntimeWarning, stacklevel=3)

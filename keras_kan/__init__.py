@@ -1,6 +1,8 @@
 """keras_kan: Kolmogorov–Arnold Networks for Keras 3 (TensorFlow, JAX, PyTorch)."""
 
+from keras_kan import callbacks, datasets
 from keras_kan.layers import KANDense
+from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, update_grids
@@ -11,6 +13,7 @@ __all__ = [
     "KANDense",
     "KAN",
     "KANRegularizer",
+    "fit_lbfgs",
     "prune",
     "refine",
     "update_grids",

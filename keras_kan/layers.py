@@ -216,7 +216,7 @@ class KANDense(keras.layers.Layer):
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        basis = splines.bspline_basis(x, self.grid, self.spline_order)  # (B, n, K)
+        basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)  # (B, n, K)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
         return ops.concatenate([basis, base], axis=-1)
 

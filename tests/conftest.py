@@ -18,20 +18,25 @@ def to_numpy(x):
 @pytest.fixture(autouse=True)
 def _seed_and_reset():
     keras.utils.set_random_seed(1234)
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     yield
-    keras.config.set_floatx(floatx)
-    keras.config.set_dtype_policy(policy)
-    keras.backend.clear_session()
+    # Reset without reading the global dtype policy first: reading it pins it.
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
 
 
 @pytest.fixture
 def float64():
-    """Run a test with floatx float64 (skipped on JAX unless x64 is enabled)."""
+    """floatx and dtype policy float64 (and JAX's x64 mode), restored afterwards."""
+    jax_x64 = None
     if BACKEND == "jax":
         import jax
 
-        if not jax.config.jax_enable_x64:
-            pytest.skip("JAX runs with float64 disabled (jax_enable_x64=False)")
+        jax_x64 = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", True)
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
+    if jax_x64 is not None:
+        import jax
+
+        jax.config.update("jax_enable_x64", jax_x64)

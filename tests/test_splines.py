@@ -138,3 +138,32 @@ def test_fit_coefficients_is_finite_when_underdetermined():
     coef = splines.fit_coefficients(x, y, knots, 3)
     assert np.all(np.isfinite(coef))
     np.testing.assert_allclose(splines.spline_values_numpy(x, knots, coef, 3), y, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 5])
+def test_uniform_closed_form_matches_scipy(k):
+    rng = np.random.default_rng(k)
+    knots = splines.uniform_knots((-1.0, 1.5), 6, k, n_features=3)
+    knots[1] = knots[1] * 3 + 1  # another spacing and origin per feature
+    x = rng.uniform(-4.0, 6.0, size=(1000, 3))
+    if k > 0:  # continuous bases: rounding at a knot costs nothing
+        x[:5, 0] = knots[0, :5] + 1e-9
+    got = to_numpy(splines.uniform_bspline_basis(keras.ops.convert_to_tensor(x, "float32"),
+                                                 keras.ops.convert_to_tensor(knots, "float32"),
+                                                 k))
+    np.testing.assert_allclose(got, scipy_basis(x.astype("float32").astype(np.float64),
+                                                knots, k), atol=5e-6, rtol=0)
+
+
+def test_is_uniform_and_auto_dispatch():
+    uniform = splines.uniform_knots((-1, 1), 5, 3, n_features=4)
+    assert bool(to_numpy(splines.is_uniform(keras.ops.convert_to_tensor(uniform, "float32"))))
+    bent = uniform.copy()
+    bent[2, 5] += 0.05
+    assert not bool(to_numpy(splines.is_uniform(keras.ops.convert_to_tensor(bent, "float32"))))
+    x = np.random.default_rng(0).uniform(-2.5, 2.5, size=(100, 4))
+    for knots in (uniform, bent):
+        got = to_numpy(splines.bspline_basis_auto(keras.ops.convert_to_tensor(x, "float32"),
+                                                  keras.ops.convert_to_tensor(knots, "float32"),
+                                                  3))
+        np.testing.assert_allclose(got, scipy_basis(x, knots, 3), atol=5e-6)

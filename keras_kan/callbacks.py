@@ -1,0 +1,124 @@
+"""Keras callbacks that reshape KANs during training: grid updates and pruning masks.
+
+Both count *training steps* (batches; one step of :func:`keras_kan.fit_lbfgs`
+is one batch) from the start of each ``fit`` call, as pykan does. With
+``x=None`` they use the training inputs, which :func:`keras_kan.fit_lbfgs`
+hands them; ``model.fit`` does not expose its data to callbacks, so pass ``x``
+there.
+"""
+
+import keras
+import numpy as np
+
+from keras_kan import backend as kan_backend
+from keras_kan.surgery import apply_pruning_masks, pruning_plan, update_grids
+
+__all__ = ["GridUpdate", "Pruning"]
+
+
+def _check_steps(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`: expected an integer >= "
+            f"{minimum}, got {value!r}."
+        )
+    return int(value)
+
+
+class _StepCallback(keras.callbacks.Callback):
+    """Counts training steps and resolves the sample ``x`` it acts on."""
+
+    def __init__(self, x=None):
+        super().__init__()
+        self.x = x
+        self._training_inputs = None
+        self.step = 0
+
+    def use_training_inputs(self, x):
+        """Called by ``fit_lbfgs`` with its training inputs (used when ``x`` is None)."""
+        self._training_inputs = x
+
+    def _sample(self):
+        x = self.x if self.x is not None else self._training_inputs
+        if x is None:
+            raise ValueError(
+                f"{type(self).__name__} needs samples: pass `x=` (model.fit does not share its "
+                "data with callbacks), or train with keras_kan.fit_lbfgs."
+            )
+        return x
+
+    def on_train_begin(self, logs=None):
+        self.step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
+
+class GridUpdate(_StepCallback):
+    """Move every KANDense grid to the data every ``every`` steps before ``stop_after``.
+
+    pykan's ``update_grid=True, grid_update_num=10, stop_grid_update_step=50`` is
+    ``GridUpdate(every=5, stop_after=50)``: updates at steps 0, 5, ..., 45, each
+    before that step's optimization, layer by layer on the activations that
+    reach each layer (see :meth:`KANDense.update_grid`).
+
+    Args:
+        x: samples of the model input; None uses the training inputs (fit_lbfgs).
+        every: steps between updates (>= 1).
+        stop_after: no update at or after this step.
+        verbose: print a line per update.
+    """
+
+    def __init__(self, x=None, every=5, stop_after=50, verbose=0):
+        super().__init__(x)
+        self.every = _check_steps("every", every, 1)
+        self.stop_after = _check_steps("stop_after", stop_after, 0)
+        self.verbose = verbose
+        self.updates = 0
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.updates = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.step >= self.stop_after or self.step % self.every:
+            return
+        kan_backend.sync_model_state(self.model)
+        update_grids(self.model, self._sample())
+        self.updates += 1
+        if self.verbose:
+            print(f"GridUpdate: grids updated at step {self.step}")
+
+
+class Pruning(_StepCallback):
+    """Mask weak edges (and every edge of dead hidden nodes) at step ``at_step``.
+
+    Sets each KANDense's ``edge_mask`` from :func:`keras_kan.surgery.pruning_plan`;
+    shapes do not change, so training continues. Use :func:`keras_kan.prune`
+    afterwards for a physically smaller model.
+
+    Args:
+        x: samples of the model input; None uses the training inputs (fit_lbfgs).
+        at_step: the training step (>= 0) before which the masks are applied.
+        node_threshold, edge_threshold: as in :func:`keras_kan.prune`.
+        verbose: print the number of masked edges.
+    """
+
+    def __init__(self, x=None, at_step=0, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
+        super().__init__(x)
+        self.at_step = _check_steps("at_step", at_step, 0)
+        self.node_threshold = node_threshold
+        self.edge_threshold = edge_threshold
+        self.verbose = verbose
+        self.plan = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.step != self.at_step:
+            return
+        kan_backend.sync_model_state(self.model)
+        self.plan = pruning_plan(self.model, self._sample(), self.node_threshold,
+                                 self.edge_threshold)
+        apply_pruning_masks(self.plan)
+        if self.verbose:
+            masked = sum(int((e["mask"] == 0).sum()) for e in self.plan)
+            print(f"Pruning: {masked} edges masked at step {self.step}")

@@ -1,0 +1,96 @@
+"""GridUpdate and Pruning callbacks inside model.fit (fit_lbfgs is covered in test_lbfgs)."""
+
+import keras
+import numpy as np
+import pytest
+import reference
+from conftest import to_numpy
+
+from keras_kan import KAN, update_grids
+from keras_kan.callbacks import GridUpdate, Pruning
+from keras_kan.splines import is_uniform
+
+
+def data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(0, 1, size=(n, 2)) ** 2).astype("float32")  # skewed: quantile knots
+    y = (np.sin(np.pi * x[:, :1]) + x[:, 1:] ** 2).astype("float32")
+    return x, y
+
+
+def chain_reference(model, x):
+    for layer in model.layers:
+        x = reference.forward(layer, x)
+    return x
+
+
+class Recorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.grids = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        from keras_kan.backend import sync_model_state
+
+        sync_model_state(self.model)
+        self.grids.append(to_numpy(self.model.layers[0].grid).copy())
+
+
+def test_grid_update_in_fit_counts_steps_and_moves_grids():
+    x, y = data()
+    model = KAN([2, 3, 1], seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    update = GridUpdate(x=x, every=2, stop_after=5)
+    recorder = Recorder()
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[update, recorder])
+    assert update.updates == 3  # steps 0, 2, 4 of 8
+    grids = recorder.grids
+    assert len(grids) == 8
+    assert not np.allclose(grids[0][:, 3:-3], np.linspace(-1, 1, 6))  # moved at step 0
+    np.testing.assert_allclose(grids[0][:, 3], x.min(0), atol=1e-5)
+    assert np.array_equal(grids[5], grids[7])  # no update after stop_after
+    assert not bool(to_numpy(is_uniform(model.layers[0].grid)))
+    # the compiled train/predict functions use the new (non-uniform) grid correctly
+    np.testing.assert_allclose(model.predict(x, verbose=0), chain_reference(model, x),
+                               atol=1e-5)
+
+
+def test_compiled_predict_follows_a_grid_update_made_outside_fit():
+    x, _ = data()
+    model = KAN([2, 3, 1], seed=0)
+    model.predict(x, verbose=0)  # compiled while the grid is uniform
+    update_grids(model, x)
+    assert not bool(to_numpy(is_uniform(model.layers[0].grid)))
+    np.testing.assert_allclose(model.predict(x, verbose=0), chain_reference(model, x),
+                               atol=1e-5)
+
+
+def test_pruning_callback_masks_at_step():
+    x, y = data()
+    model = KAN([2, 4, 1], seed=0)
+    first = model.layers[0]
+    scale = np.ones((2, 4), "float32")
+    scale[:, 1] = 0.0  # hidden node 1 is dead
+    first.spline_scale.assign(to_numpy(first.spline_scale) * scale)
+    first.base_kernel.assign(to_numpy(first.base_kernel) * scale)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    pruning = Pruning(x=x, at_step=3)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[pruning])
+    assert pruning.plan is not None
+    mask0 = to_numpy(model.layers[0].edge_mask)
+    mask1 = to_numpy(model.layers[1].edge_mask)
+    assert np.all(mask0[:, 1] == 0) and mask1[1, 0] == 0
+    assert mask0.sum() >= 2
+
+
+def test_callbacks_need_samples_under_fit_and_validate_arguments():
+    x, y = data(64)
+    model = KAN([2, 2, 1], seed=0)
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="needs samples"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[GridUpdate()])
+    for bad in (dict(every=0), dict(stop_after=-1), dict(every=1.5)):
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            GridUpdate(**bad)
+    with pytest.raises(ValueError, match="at_step"):
+        Pruning(at_step=-2)

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_kan.rng import torch_rand
+
 __all__ = ["create_dataset", "FUNCTIONS"]
 
 #: A few of the KAN paper's test functions, on inputs of shape ``(N, n_var)``.
@@ -26,7 +28,9 @@ def create_dataset(f, n_var=2, n_samples=1000, ranges=(-1.0, 1.0), seed=0,
         n_samples: total number of points.
         ranges: one ``(low, high)`` for every variable, or a list of ``n_var``
             pairs.
-        seed: seed of the NumPy generator (same data on every backend).
+        seed: the points are those of pykan's ``create_dataset(..., seed=seed,
+            train_num, test_num)`` (same random stream, see
+            :mod:`keras_kan.rng`), on every backend.
         test_split: fraction of the points held out for testing.
         dtype: NumPy dtype of the returned arrays.
 
@@ -56,14 +60,18 @@ def create_dataset(f, n_var=2, n_samples=1000, ranges=(-1.0, 1.0), seed=0,
     if ranges.shape != (n_var, 2) or not np.all(ranges[:, 0] < ranges[:, 1]):
         raise ValueError(f"Received an invalid value for argument `ranges`: expected (low, "
                          f"high) or {n_var} such pairs with low < high, got {ranges.tolist()}.")
-    rng = np.random.default_rng(seed)
-    x = ranges[:, 0] + (ranges[:, 1] - ranges[:, 0]) * rng.random((int(n_samples), n_var))
+    n_test = max(1, int(round(test_split * n_samples)))
+    n_train = int(n_samples) - n_test
+    # pykan's order: for each variable, its train column, then its test column.
+    columns = torch_rand(seed, *[(n_train,), (n_test,)] * n_var)
+    low, width = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
+    x_train = np.stack(columns[0::2], axis=1) * width + low
+    x_test = np.stack(columns[1::2], axis=1) * width + low
+    x = np.concatenate([x_train, x_test]).astype(np.float32).astype(np.float64)
     y = np.asarray(f(x), dtype=np.float64)
     if y.ndim == 1:
         y = y[:, None]
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"`f` returned {y.shape[0]} values for {x.shape[0]} points.")
-    n_test = max(1, int(round(test_split * n_samples)))
-    n_train = int(n_samples) - n_test
     x, y = x.astype(dtype), y.astype(dtype)
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_kan import splines
 from keras_kan.regularizers import KANRegularizer, edge_scores
+from keras_kan.rng import torch_rand
 
 __all__ = ["KANDense"]
 
@@ -85,9 +86,15 @@ class KANDense(keras.layers.Layer):
         regularizer: a :class:`KANRegularizer` (or its config) whose penalty is
             added with ``add_loss`` on training calls.
         bias_initializer: initializer of ``bias``.
-        seed: int for a reproducible initialization (identical on every
-            backend); None draws from NumPy's global generator, which
-            ``keras.utils.set_random_seed`` seeds.
+        seed: int for a reproducible initialization, identical on every
+            backend and to pykan's: the layer draws its noise, then its base
+            scales, from the MT19937 stream seeded with ``seed`` as 24-bit
+            floats, which is what ``torch.manual_seed(seed); torch.rand(...)``
+            produces on the CPU. None draws a seed from NumPy's global
+            generator, which ``keras.utils.set_random_seed`` seeds.
+        seed_offset: draws of the seed's stream to skip first. ``KAN`` gives
+            every layer the model's seed and the number of draws made by the
+            layers before it, so a model draws from one stream, as pykan does.
         **kwargs: base ``Layer`` arguments (``name``, ``dtype``, ...).
 
     Weights: ``grid (n, G+2k+1)`` (non-trainable), ``spline_kernel (n, K, units)``,
@@ -110,6 +117,7 @@ class KANDense(keras.layers.Layer):
         regularizer=None,
         bias_initializer="zeros",
         seed=None,
+        seed_offset=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -140,6 +148,7 @@ class KANDense(keras.layers.Layer):
         if seed is not None:
             seed = _check_int("seed", seed, 0)
         self.seed = seed
+        self.seed_offset = _check_int("seed_offset", seed_offset, 0)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
 
@@ -149,10 +158,10 @@ class KANDense(keras.layers.Layer):
         """``K = grid_size + spline_order``: spline basis functions per input."""
         return self.grid_size + self.spline_order
 
-    def _rng(self):
-        if self.seed is None:
-            return np.random.default_rng(np.random.randint(0, 2**31 - 1))
-        return np.random.default_rng(self.seed)
+    @staticmethod
+    def init_draws(in_features, units, grid_size):
+        """How many random numbers a layer's initialization draws."""
+        return (grid_size + 2) * in_features * units
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -168,12 +177,11 @@ class KANDense(keras.layers.Layer):
             )
         n, m, g, k = int(in_features), self.units, self.grid_size, self.spline_order
         knots = splines.uniform_knots(self.grid_range, g, k, n_features=n)  # (n, L)
-        rng = self._rng()
-        noise = (rng.random((g + 1, n, m)) - 0.5) * self.noise_scale / g
+        seed = self.seed if self.seed is not None else np.random.randint(0, 2**31 - 1)
+        noise, draws = torch_rand(seed, (g + 1, n, m), (n, m), offset=self.seed_offset)
+        noise = (noise - 0.5) * self.noise_scale / g
         coef = splines.fit_coefficients(knots[:, k : k + g + 1].T, noise, knots, k)
-        base = (self.scale_base_mu + self.scale_base_sigma * (rng.random((n, m)) * 2 - 1)) / (
-            math.sqrt(n)
-        )
+        base = (self.scale_base_mu + self.scale_base_sigma * (draws * 2 - 1)) / math.sqrt(n)
 
         def const(value):
             return lambda shape, dtype=None: ops.cast(np.asarray(value).reshape(shape), dtype)
@@ -371,6 +379,7 @@ class KANDense(keras.layers.Layer):
                                 else keras.saving.serialize_keras_object(self.regularizer)),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "seed": self.seed,
+                "seed_offset": self.seed_offset,
             }
         )
         return config

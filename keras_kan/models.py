@@ -1,6 +1,7 @@
 """``KAN(width=...)``: a pykan-style constructor for a Sequential stack of KANDense."""
 
 import keras
+import numpy as np
 
 from keras_kan.layers import KANDense
 
@@ -16,8 +17,11 @@ def KAN(width, seed=None, name=None, **layer_kwargs):
     Args:
         width: ``[n_in, hidden..., n_out]``, at least two positive ints. pykan's
             multiplication nodes (``[n, m]`` pairs) are not supported.
-        seed: int; layer ``l`` is initialized with ``seed + l``. None draws from
-            NumPy's global generator.
+        seed: int; the layers draw their initial weights in turn from one
+            stream seeded with ``seed``, so ``KAN(width, grid_size=G, seed=s)``
+            starts from exactly the weights of pykan's
+            ``KAN(width, grid=G, k=3, seed=s)`` (up to float32 rounding of the
+            least-squares fit). None draws the seed from NumPy's global state.
         name: model name.
         **layer_kwargs: passed to every ``KANDense`` (``grid_size``,
             ``spline_order``, ``grid_range``, ``regularizer``, ...).
@@ -46,8 +50,13 @@ def KAN(width, seed=None, name=None, **layer_kwargs):
             f"Received an invalid value for argument `seed`: expected an int >= 0 or None, "
             f"got {seed!r}."
         )
+    if seed is None:  # still one stream for the whole model, drawn from NumPy's global state
+        seed = int(np.random.randint(0, 2**31 - 1))
+    grid_size = layer_kwargs.get("grid_size", 5)
     layers = [keras.Input((width[0],))]
-    for depth, units in enumerate(width[1:]):
-        layer_seed = None if seed is None else seed + depth
-        layers.append(KANDense(units, seed=layer_seed, name=f"kan_dense_{depth}", **layer_kwargs))
+    offset = 0
+    for depth, (n_in, units) in enumerate(zip(width[:-1], width[1:])):
+        layers.append(KANDense(units, seed=seed, seed_offset=offset, name=f"kan_dense_{depth}",
+                               **layer_kwargs))
+        offset += KANDense.init_draws(n_in, units, grid_size)
     return keras.Sequential(layers, name=name or "kan")

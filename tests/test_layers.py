@@ -59,6 +59,21 @@ def test_initialization_follows_pykan():
     assert values.std() > 0.1 * 0.3 / g
 
 
+def test_seeded_init_draws_the_torch_rand_stream():
+    """Seed s draws what torch.manual_seed(s); torch.rand(...) gives on the CPU."""
+    layer = KANDense(2, grid_size=3, noise_scale=0.0, scale_base_mu=0.0, scale_base_sigma=1.0,
+                     seed=0)
+    layer.build((None, 3))
+    # torch.manual_seed(0); torch.rand(4, 3, 2); torch.rand(3, 2)  (values from torch 2.x)
+    first_noise = [0.4962566, 0.7682218, 0.08847743, 0.13203049, 0.30742282, 0.6340787]
+    import keras_kan.rng as kan_rng
+
+    noise, base = kan_rng.torch_rand(0, (4, 3, 2), (3, 2))
+    np.testing.assert_allclose(noise.ravel()[:6], first_noise, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(layer.base_kernel), (base * 2 - 1) / np.sqrt(3),
+                               atol=1e-7)
+
+
 def test_seed_gives_same_init_and_none_varies():
     a, b = KANDense(3, seed=7), KANDense(3, seed=7)
     a.build((None, 2))
@@ -97,7 +112,8 @@ def test_kan_builds_pykan_style_stack():
     model = KAN(width=[2, 5, 1], grid_size=4, spline_order=2, seed=0)
     assert [layer.units for layer in model.layers] == [5, 1]
     assert model.layers[0].grid_size == 4 and model.layers[1].spline_order == 2
-    assert model.layers[0].seed == 0 and model.layers[1].seed == 1
+    assert model.layers[0].seed == model.layers[1].seed == 0
+    assert model.layers[1].seed_offset == (4 + 2) * 2 * 5  # draws of layer 0
     same = KAN(width=[2, 5, 1], grid_size=4, spline_order=2, seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (5, 2)).astype("float32")
     np.testing.assert_array_equal(to_numpy(model(x)), to_numpy(same(x)))

@@ -30,6 +30,14 @@ def _kan_layers(model):
     return layers
 
 
+def _feeds(model, first, second):
+    """Whether ``second`` takes ``first``'s output directly as its only input."""
+    if isinstance(model, keras.Sequential):
+        layers = list(model.layers)
+        return layers.index(second) == layers.index(first) + 1
+    return second.input is first.output
+
+
 def kan_layer_inputs(model, x):
     """The activations that reach every ``KANDense`` of ``model`` for inputs ``x``.
 
@@ -163,7 +171,7 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
               for layer, s in zip(layers, inputs)]
     alive_out = [np.ones(layer.units, bool) for layer in layers]
     for i in range(len(layers) - 1):
-        if layers[i + 1].input is not layers[i].output:
+        if not _feeds(model, layers[i], layers[i + 1]):
             continue  # not directly connected: the nodes are not hidden KAN nodes
         incoming = scores[i].max(axis=0) > node_threshold  # (m_i,)
         outgoing = scores[i + 1].max(axis=1) > node_threshold  # (m_i,)
@@ -177,7 +185,7 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     plan = []
     for i, layer in enumerate(layers):
         alive_in = np.ones(scores[i].shape[0], bool)
-        if i > 0 and layer.input is layers[i - 1].output:
+        if i > 0 and _feeds(model, layers[i - 1], layer):
             alive_in = alive_out[i - 1]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
         mask = mask * (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]

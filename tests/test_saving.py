@@ -83,7 +83,9 @@ def test_golden_files_load_on_this_backend(saved_on):
     path = os.path.join(SAVED, f"golden_{saved_on}.keras")
     io = np.load(os.path.join(SAVED, f"golden_{saved_on}.npz"))
     model = keras.saving.load_model(path)
-    np.testing.assert_allclose(to_numpy(model(io["x"])), io["y"], atol=1e-6, rtol=0)
+    # Files written by earlier versions: same weights, float32 rounding of a
+    # possibly different (equally exact) basis path, hence the relative part.
+    np.testing.assert_allclose(to_numpy(model(io["x"])), io["y"], atol=1e-6, rtol=1e-6)
     assert isinstance(model.layers[0], KANDense)
     assert isinstance(model.layers[0].regularizer, KANRegularizer)
 

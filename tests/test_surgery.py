@@ -247,6 +247,28 @@ def test_prune_to_zero_hidden_nodes_raises():
         prune(model, x)
 
 
+def test_prune_works_on_a_reloaded_model(tmp_path):
+    path = str(tmp_path / "sparse.keras")
+    sparse_model().save(path)
+    reloaded = keras.saving.load_model(path)
+    x = np.random.default_rng(1).uniform(-1, 1, size=(200, 2)).astype("float32")
+    assert [layer.units for layer in prune(reloaded, x, verbose=False).layers] == [2, 1]
+
+
+def test_prune_functional_chain():
+    inp = keras.Input((2,))
+    out = KANDense(1, seed=1, name="b")(KANDense(4, seed=0, name="a")(inp))
+    model = keras.Model(inp, out)
+    source = sparse_model()
+    for name, src in zip(("a", "b"), source.layers):
+        model.get_layer(name).set_weights(src.get_weights())
+    x = np.random.default_rng(1).uniform(-1, 1, size=(200, 2)).astype("float32")
+    pruned = prune(model, x, verbose=False)
+    assert [layer.units for layer in pruned.layers[1:]] == [2, 1]
+    apply_pruning_masks(pruning_plan(model, x))
+    np.testing.assert_allclose(to_numpy(pruned(x)), to_numpy(model(x)), atol=1e-6)
+
+
 def test_pruned_model_trains_and_saves(tmp_path):
     model = sparse_model()
     model.compile(optimizer="adam", loss="mse")

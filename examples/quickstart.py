@@ -73,13 +73,14 @@ def main():
 
 def plot(model, x, name):
     """Draw the network with its learned edge functions (needs the `plot` extra)."""
-    try:
-        from keras_kan import plot_kan
-    except ImportError:
-        return
-    os.makedirs(OUT, exist_ok=True)
+    from keras_kan import plot_kan
+
     path = os.path.join(OUT, name)
-    plot_kan(model, x, to_file=path)
+    try:
+        plot_kan(model, x, to_file=path, title=name[:-4].replace("_", " "))
+    except ImportError as error:  # matplotlib missing: say so, keep going
+        print(f"  plot skipped: {error}")
+        return
     print(f"  plot: {os.path.relpath(path)}")
 
 

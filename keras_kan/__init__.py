@@ -4,6 +4,7 @@ from keras_kan import callbacks, datasets
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN
+from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, update_grids
 
@@ -14,6 +15,7 @@ __all__ = [
     "KAN",
     "KANRegularizer",
     "fit_lbfgs",
+    "plot_kan",
     "prune",
     "refine",
     "update_grids",

@@ -1,0 +1,484 @@
+"""``plot_kan``: draw a KAN with every edge's learned function, as in the KAN paper.
+
+Nodes sit in rows, the model input at the bottom and the output at the top.
+Every unmasked edge ``i -> j`` of a :class:`~keras_kan.KANDense` layer gets a
+small inset between the two rows showing its curve ``phi_ij`` over the values
+that actually reach input ``i`` for the given data; a line joins the input
+node to the inset and the inset to the output node. The edge's importance
+score (as ``layer.edge_scores``, normalized per layer) sets how dark and how
+thick it is: ``alpha = tanh(3 * score / max_score)``. Masked (pruned) edges are not
+drawn.
+
+matplotlib is imported only when :func:`plot_kan` is called (``pip install
+keras-kan[plot]``). The figure is a plain ``matplotlib.figure.Figure`` on an
+Agg canvas: no pyplot state, no GUI backend is touched, and the backend the
+user selected is left alone (pass ``show=True`` to display through pyplot).
+"""
+
+import math
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_kan import splines
+from keras_kan.layers import KANDense
+from keras_kan.surgery import kan_layer_inputs
+
+__all__ = ["plot_kan"]
+
+_MAX_SCORE_SAMPLES = 20000  # rows of `x` used for scores and curves (evenly spaced subset)
+_MARGIN = 0.45  # inches, left/right
+_BOTTOM = 0.45  # inches below the input row (labels)
+_TOP = 0.45  # inches above the output row (labels)
+_TITLE = 0.35  # extra inches for a title
+_MAX_WIDTH = 20.0  # inches: default figures never get wider
+_MIN_INSET = 0.12  # inches: narrower insets are skipped (plain edges instead)
+_LEVEL_GAP = 0.12  # inches between staggered rows of insets in a crowded layer
+
+
+def _require_matplotlib():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.collections import LineCollection
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError(
+            "plot_kan needs matplotlib, which is not installed. Install it with "
+            "`pip install keras-kan[plot]` (or `pip install matplotlib`)."
+        ) from error
+    return Figure, FigureCanvasAgg, LineCollection
+
+
+# --------------------------------------------------------------------- data
+# The helpers below are shared with ``keras_kan.symbolic``. They evaluate the
+# edges in float64 NumPy from the layer's public pieces (knots, effective
+# kernel, base activation) instead of calling ``layer.edge_activations``: the
+# values are the same (to float32 rounding; see the tests) but no backend
+# control flow runs, which on JAX would compile anew for every call.
+
+
+def _kan_layers(model, caller="plot_kan"):
+    if isinstance(model, KANDense) or not isinstance(model, keras.Model):
+        raise ValueError(
+            f"{caller} expects a keras.Model containing KANDense layers, got "
+            f"{type(model).__name__}."
+        )
+    layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
+    if not layers:
+        raise ValueError(f"Model '{model.name}' has no KANDense layer.")
+    return layers
+
+
+def _as_samples(model, x, min_samples=2, max_samples=_MAX_SCORE_SAMPLES):
+    """Validate ``x`` against ``model``'s input -> ``(N, n_in)`` float64 (evenly thinned)."""
+    try:
+        data = np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`x` must be a numeric array of model inputs: {error}") from None
+    if data.ndim != 2:
+        raise ValueError(f"`x` must have shape (batch, features), got shape {data.shape}.")
+    if not model.built:
+        model.build((None, data.shape[1]))
+    try:
+        inputs = model.inputs
+    except AttributeError:
+        inputs = None
+    if not inputs or len(inputs) != 1:
+        raise ValueError(
+            f"Model '{model.name}' must have exactly one defined input, it has "
+            f"{'none' if not inputs else len(inputs)}."
+        )
+    features = inputs[0].shape[-1]
+    if features is not None and data.shape[1] != features:
+        raise ValueError(
+            f"`x` has {data.shape[1]} features but model '{model.name}' expects {features} "
+            f"(got shape {data.shape})."
+        )
+    if data.shape[0] < min_samples:
+        raise ValueError(f"`x` needs at least {min_samples} samples, got {data.shape[0]}.")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("`x` contains non-finite values (NaN or inf).")
+    if data.shape[0] > max_samples:
+        data = data[np.linspace(0, data.shape[0] - 1, max_samples).astype(int)]
+    return data
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+# NumPy twins of the usual base activations, matched by identity (backend ops
+# on ever-changing shapes would trace and compile on JAX for every call).
+_NUMPY_ACTIVATIONS = {
+    keras.activations.silu: lambda x: x * _sigmoid(x),
+    keras.activations.relu: lambda x: np.maximum(x, 0.0),
+    keras.activations.tanh: np.tanh,
+    keras.activations.sigmoid: _sigmoid,
+    keras.activations.linear: lambda x: x,
+    keras.activations.softplus: lambda x: np.logaddexp(0.0, x),
+}
+
+
+def _base_values(layer, inputs):
+    """``b(x)`` of the layer's base branch, float64 ``(N, n)``."""
+    twin = _NUMPY_ACTIVATIONS.get(layer.base_activation)
+    if twin is not None:
+        return twin(inputs)
+    dtype = "float64" if layer.compute_dtype == "float64" else "float32"
+    values = layer.base_activation(ops.convert_to_tensor(inputs, dtype))
+    return np.asarray(ops.convert_to_numpy(values), np.float64)
+
+
+def _edge_values(layer, inputs):
+    """Every edge's ``phi_ij(x_i)`` in float64, like ``layer.edge_activations``.
+
+    Args:
+        layer: a built KANDense.
+        inputs: ``(N, n)`` float64 samples of its input.
+
+    Returns:
+        ``(N, n, units)`` float64; the sum over axis 1 (plus the bias) is the
+        layer output.
+    """
+    inputs = np.asarray(inputs, np.float64)
+    knots = np.asarray(ops.convert_to_numpy(layer.grid), np.float64)
+    basis = splines.bspline_basis_numpy(inputs, knots, layer.spline_order)  # (N, n, K)
+    base = _base_values(layer, inputs)[..., None]  # (N, n, 1)
+    kernel = np.asarray(ops.convert_to_numpy(layer.effective_kernel()), np.float64)
+    return np.einsum("bnp,npm->bnm", np.concatenate([basis, base], axis=-1), kernel)
+
+
+def _layer_output(layer, phi):
+    out = phi.sum(axis=1)
+    if getattr(layer, "bias", None) is not None:
+        out = out + np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
+    return out
+
+
+def _chained(model, previous, layer):
+    """Whether ``previous``'s output is exactly ``layer``'s input in ``model``."""
+    if isinstance(model, keras.Sequential):  # order is the graph (layer.input can be stale
+        order = list(model.layers)           # on a reloaded Sequential)
+        return order.index(layer) == order.index(previous) + 1
+    try:
+        return layer.input is previous.output
+    except (AttributeError, ValueError):
+        return False
+
+
+def _is_plain_chain(model, layers):
+    """True when ``model`` is exactly ``input -> KANDense -> ... -> KANDense``."""
+    if list(model.layers) != list(layers):
+        return False
+    if not isinstance(model, keras.Sequential):
+        try:
+            if layers[0].input is not model.inputs[0]:
+                return False
+        except (AttributeError, ValueError, IndexError):
+            return False
+    return all(_chained(model, a, b) for a, b in zip(layers[:-1], layers[1:]))
+
+
+def _kan_inputs(model, layers, data):
+    """``(N, n_l)`` float64 inputs reaching every KANDense for model inputs ``data``.
+
+    A plain chain of KANDense layers is evaluated in NumPy; any other model
+    through :func:`keras_kan.surgery.kan_layer_inputs`.
+    """
+    if not _is_plain_chain(model, layers):
+        return kan_layer_inputs(model, data)
+    inputs, current = [], data
+    for layer in layers:
+        inputs.append(current)
+        current = _layer_output(layer, _edge_values(layer, current))
+    return inputs
+
+
+def _quantile_samples(inputs, max_points):
+    """Each column sorted independently and thinned to ``max_points`` order statistics.
+
+    ``phi_ij`` depends on ``x_i`` alone, so one evaluation on this matrix gives
+    every edge's curve, sorted, over the data's own distribution.
+    """
+    xs = np.sort(inputs, axis=0)
+    if xs.shape[0] > max_points:
+        xs = xs[np.round(np.linspace(0, xs.shape[0] - 1, max_points)).astype(int)]
+    return xs
+
+
+def _scores(inputs, phi):
+    """pykan's edge score ``std(phi_ij) / (std(x_i) + 0.1)`` (unbiased stds), ``(n, m)``."""
+    ddof = 1 if inputs.shape[0] > 1 else 0
+    return phi.std(axis=0, ddof=ddof) / (inputs.std(axis=0, ddof=ddof)[:, None] + 0.1)
+
+
+# ------------------------------------------------------------------ drawing
+def _node_x(count, left, width):
+    return left + width * (np.arange(count) + 0.5) / count
+
+
+def _names(names, count, stem, argument):
+    if names is None:
+        if count == 1 and stem == "y":
+            return ["$y$"]
+        return [f"${stem}_{{{k + 1}}}$" for k in range(count)]
+    if isinstance(names, str) or len(names) != count:
+        raise ValueError(f"`{argument}` must be a list of {count} strings, got {names!r}.")
+    return [str(name) for name in names]
+
+
+def _file_format(to_file, canvas_class):
+    path = os.fspath(to_file)
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    supported = canvas_class.get_supported_filetypes()
+    if extension not in supported:
+        raise ValueError(
+            f"Cannot save the plot to '{path}': unknown extension '.{extension}'; use one of "
+            f"{sorted(supported)} (e.g. .png, .pdf, .svg)."
+        )
+    return path, extension
+
+
+def _collect(model, layers, inputs, show_scores, max_points):
+    """Rows of nodes and, per KAN layer, its live edges, curves and opacities."""
+    rows, bands = [], []
+    for index, (layer, layer_in) in enumerate(zip(layers, inputs)):
+        n, m = layer_in.shape[1], layer.units
+        if index == 0 or not _chained(model, layers[index - 1], layer):
+            rows.append(n)  # a new input row (first layer, or other layers in between)
+        rows.append(m)
+        mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
+        scores = np.where(mask != 0, np.nan_to_num(_scores(layer_in, _edge_values(
+            layer, layer_in))), 0.0)
+        top = scores.max() if scores.size else 0.0
+        if not show_scores:
+            alpha = np.ones_like(scores)
+        else:
+            alpha = np.tanh(3.0 * scores / top) if top > 0 else np.zeros_like(scores)
+        xs = _quantile_samples(layer_in, max_points)
+        bands.append({
+            "layer_index": index, "in_row": len(rows) - 2, "alpha": alpha, "xs": xs,
+            "phis": _edge_values(layer, xs),
+            "edges": [(i, j) for i in range(n) for j in range(m) if mask[i, j] != 0],
+        })
+    return rows, bands
+
+
+def _layout(rows, bands, figsize, title):
+    """Figure size and, per gap between rows, where the insets go (inches)."""
+    by_gap = {band["in_row"]: band for band in bands}
+    if figsize is None:
+        max_edges = max([len(band["edges"]) for band in bands] + [1])
+        content = min(max(max_edges * 0.84, max(rows) * 0.55, 2.6), _MAX_WIDTH)
+        width = content + 2 * _MARGIN
+    else:
+        width = figsize[0]
+        content = max(width - 2 * _MARGIN, 0.5 * width)
+    gaps, natural = [], []
+    for gap in range(len(rows) - 1):
+        band = by_gap.get(gap)
+        count = len(band["edges"]) if band is not None else 0
+        spec = {"band": band, "levels": 0, "inset_w": 0.0, "inset_h": 0.0}
+        if count:
+            slot = content / count
+            # Crowded layers stagger their insets over up to 4 levels so each
+            # can be wider than its slot; past that, plain lines (levels = 0).
+            levels = 1 if slot >= 0.45 else min(4, math.ceil(0.45 / slot))
+            inset_w = min(0.85 * levels * slot, 0.6) if levels > 1 else min(slot / 1.35, 0.75)
+            spec["slot"] = slot
+            if inset_w >= _MIN_INSET * levels and 0.85 * slot * levels >= 0.3:
+                spec.update(levels=levels, inset_w=inset_w, inset_h=0.75 if levels == 1 else 0.5)
+        levels = spec["levels"]
+        stack = levels * spec["inset_h"] + max(levels - 1, 0) * _LEVEL_GAP
+        room = 1.1 + 0.4 * max(levels - 1, 0)  # room for the lines above and below
+        natural.append(stack + room if count else (0.7 if band is None else 1.0))
+        gaps.append(spec)
+    top_pad, bottom_pad = _TOP + (_TITLE if title else 0.0), _BOTTOM
+    if figsize is None:
+        height, scale = bottom_pad + top_pad + sum(natural), 1.0
+    else:
+        height = figsize[1]
+        if height - top_pad - bottom_pad < 0.5 * height:
+            top_pad = bottom_pad = 0.25 * height
+        scale = (height - top_pad - bottom_pad) / max(sum(natural), 1e-9)
+    return {
+        "width": width, "height": height, "left": (width - content) / 2, "scale": scale,
+        "gaps": gaps, "row_y": bottom_pad + scale * np.concatenate([[0.0], np.cumsum(natural)]),
+        "node_x": [_node_x(count, (width - content) / 2, content) for count in rows],
+    }
+
+
+class _Lines:
+    """Edge lines collected for one ``LineCollection``; opacity sets the width too."""
+
+    def __init__(self):
+        self.segments, self.colors, self.widths = [], [], []
+
+    def add(self, start, end, alpha):
+        alpha = float(np.clip(alpha, 0.0, 1.0))
+        self.segments.append((start, end))
+        self.colors.append((0.0, 0.0, 0.0, alpha))
+        self.widths.append(0.4 + 1.4 * alpha)
+
+
+def _draw_gap(fig, ax, geo, gap, lines):
+    """The edges between rows ``gap`` and ``gap + 1``: insets (or plain lines)."""
+    spec = geo["gaps"][gap]
+    band, width, height = spec["band"], geo["width"], geo["height"]
+    y0, y1 = geo["row_y"][gap], geo["row_y"][gap + 1]
+    if band is None:
+        ax.text(width / 2, 0.5 * (y0 + y1), "(non-KAN layers)", ha="center", va="center",
+                fontsize=9, color="0.4", style="italic")
+        return
+    x_in, x_out, alpha = geo["node_x"][gap], geo["node_x"][gap + 1], band["alpha"]
+    levels = spec["levels"]
+    if levels == 0:
+        for i, j in band["edges"]:
+            lines.add((x_in[i], y0), (x_out[j], y1), alpha[i, j])
+        return
+    inset_w, inset_h = spec["inset_w"], spec["inset_h"] * geo["scale"]
+    level_gap = _LEVEL_GAP * geo["scale"]
+    bottom = 0.5 * (y0 + y1) - (levels * inset_h + (levels - 1) * level_gap) / 2
+    for e, (i, j) in enumerate(band["edges"]):
+        a = float(alpha[i, j])
+        cx = geo["left"] + spec["slot"] * (e + 0.5)
+        lo = bottom + (e % levels) * (inset_h + level_gap)
+        lines.add((x_in[i], y0), (cx, lo), a)
+        lines.add((cx, lo + inset_h), (x_out[j], y1), a)
+        inset = fig.add_axes(
+            ((cx - inset_w / 2) / width, lo / height, inset_w / width, inset_h / height),
+            label=f"kan_edge_{band['layer_index']}_{i}_{j}",
+        )
+        inset.plot(band["xs"][:, i], band["phis"][:, i, j], color="#1b3f8f",
+                   alpha=max(a, 0.04), lw=0.6 + 1.0 * a)
+        inset.set_xticks([])
+        inset.set_yticks([])
+        inset.margins(x=0.04, y=0.12)
+        if levels == 1:  # staggered insets keep a white face that hides lines behind
+            inset.patch.set_alpha(0.0)
+        for spine in inset.spines.values():
+            spine.set_alpha(max(a, 0.08))
+            spine.set_linewidth(0.5 + 0.5 * a)
+
+
+def _draw_nodes(ax, geo, rows, bands, in_labels, out_labels):
+    live = [np.zeros(count, bool) for count in rows]
+    for band in bands:
+        for i, j in band["edges"]:
+            live[band["in_row"]][i] = live[band["in_row"] + 1][j] = True
+    size = 50.0 if max(rows) <= 20 else 18.0
+    for r, count in enumerate(rows):
+        ax.scatter(geo["node_x"][r], np.full(count, geo["row_y"][r]), s=size, zorder=3,
+                   c=["white" if alive else "#d0d0d0" for alive in live[r]],
+                   edgecolors="black", linewidths=0.9)
+    fontsize = 11 if max(rows) <= 12 else 8
+    for k, text in enumerate(in_labels):
+        ax.text(geo["node_x"][0][k], geo["row_y"][0] - 0.14, text, ha="center", va="top",
+                fontsize=fontsize)
+    for k, text in enumerate(out_labels):
+        ax.text(geo["node_x"][-1][k], geo["row_y"][-1] + 0.14, text, ha="center",
+                va="bottom", fontsize=fontsize)
+
+
+def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
+             max_points=128, input_names=None, output_names=None, dpi=150, show=False):
+    """Draw ``model`` like the KAN paper: nodes in rows, one curve per edge.
+
+    Rows of nodes go from the model input (bottom) to the output (top). Every
+    unmasked edge ``i -> j`` of each :class:`~keras_kan.KANDense` gets a small
+    inset with its learned ``phi_ij`` plotted over the range of the values that
+    reach input ``i`` for ``x`` (sorted samples, not a uniform grid), linked by
+    lines to both nodes. With ``show_scores``, the edge's importance score
+    ``s = std(phi_ij) / (std(x_i) + 0.1)`` on ``x`` (the same score as
+    ``layer.edge_scores`` and pruning) sets its opacity ``tanh(3 s / max_s)``
+    (``max_s`` per layer) and its line width, so the edges that matter stand
+    out. Masked (pruned) edges are not drawn. Nodes with no live edge are grey.
+
+    Crowded layers stagger their insets over up to four levels; layers with
+    too many edges even for that are drawn with plain node-to-node lines. KAN
+    layers separated by other layers are drawn as separate bands.
+
+    Args:
+        model: a ``keras.Model`` (Sequential or functional, one input) that
+            contains KANDense layers, e.g. ``keras_kan.KAN([2, 5, 1])``.
+        x: ``(N, n_in)`` samples of the model input (N >= 2); NumPy or tensor.
+            At most 20000 evenly spaced rows are used (fewer for huge layers).
+        to_file: optional path; the format follows the extension (``.png``,
+            ``.pdf``, ``.svg``, ...). Parent directories are created.
+        figsize: ``(width, height)`` in inches; default grows with the network.
+        show_scores: scale opacity and width by edge importance (else all
+            unmasked edges are drawn alike).
+        title: optional title above the network.
+        max_points: points per edge curve (>= 2).
+        input_names, output_names: optional node labels (strings, mathtext
+            allowed); default ``x_1 .. x_n`` and ``y`` (or ``y_1 .. y_m``).
+        dpi: resolution for raster files.
+        show: also display the figure through ``matplotlib.pyplot`` (the
+            active backend). By default pyplot is never imported.
+
+    Returns:
+        the ``matplotlib.figure.Figure``. Its network axes has label
+        ``"kan_network"``; each edge inset has label ``"kan_edge_{l}_{i}_{j}"``
+        (``l`` counts KANDense layers from 0).
+
+    Raises:
+        ImportError: matplotlib is not installed.
+        ValueError: no KANDense layer, ``x`` of the wrong shape or not finite,
+            bad ``figsize``/``max_points``/names/file extension.
+    """
+    Figure, FigureCanvasAgg, LineCollection = _require_matplotlib()
+    layers = _kan_layers(model)
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or (
+        max_points < 2
+    ):
+        raise ValueError(f"`max_points` must be an integer >= 2, got {max_points!r}.")
+    if figsize is not None:
+        try:
+            figsize = tuple(float(v) for v in figsize)
+        except (TypeError, ValueError):
+            figsize = ()
+        if len(figsize) != 2 or not all(math.isfinite(v) and v > 0 for v in figsize):
+            raise ValueError(f"`figsize` must be (width, height) in inches > 0, got {figsize!r}.")
+    target = None if to_file is None else _file_format(to_file, FigureCanvasAgg)
+    data = _as_samples(model, x)
+    in_labels = _names(input_names, data.shape[1], "x", "input_names")
+    out_labels = _names(output_names, layers[-1].units, "y", "output_names")
+    cap = max(2000, 4_000_000 // max(layer.grid.shape[0] * layer.units for layer in layers))
+    if data.shape[0] > cap:
+        data = data[np.linspace(0, data.shape[0] - 1, cap).astype(int)]
+    rows, bands = _collect(model, layers, _kan_inputs(model, layers, data), show_scores,
+                           int(max_points))
+    geo = _layout(rows, bands, figsize, title)
+
+    if show:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(geo["width"], geo["height"]))
+    else:
+        fig = Figure(figsize=(geo["width"], geo["height"]))
+        FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0), label="kan_network")
+    ax.set_xlim(0.0, geo["width"])
+    ax.set_ylim(0.0, geo["height"])
+    ax.set_axis_off()
+    lines = _Lines()
+    for gap in range(len(rows) - 1):
+        _draw_gap(fig, ax, geo, gap, lines)
+    if lines.segments:
+        ax.add_collection(LineCollection(lines.segments, colors=lines.colors,
+                                         linewidths=lines.widths, zorder=1))
+    _draw_nodes(ax, geo, rows, bands, in_labels, out_labels)
+    if title:
+        ax.text(geo["width"] / 2, geo["height"] - 0.12, str(title), ha="center", va="top",
+                fontsize=12)
+    if target is not None:
+        path, extension = target
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=dpi, format=extension)
+    if show:
+        import matplotlib.pyplot as plt
+
+        plt.show()
+    return fig

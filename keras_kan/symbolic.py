@@ -1,0 +1,885 @@
+"""Symbolic regression of KAN edges and closed-form formulas (needs sympy).
+
+Every edge ``phi_ij`` of a :class:`~keras_kan.KANDense` is a 1-D function. This
+module fits each one with ``c * f(a * x + b) + d`` for ``f`` in a library of
+named functions (:data:`SYMBOLIC_LIB`), on the values that actually reach the
+edge for some data, and composes the fits through the layers into a sympy
+expression per model output.
+
+* :func:`suggest_symbolic` ranks the library for one edge.
+* :func:`auto_symbolic` picks a function for every unmasked edge.
+* :func:`fix_symbolic` pins one edge to a named function.
+* :func:`symbolic_formula` composes the fits into sympy expressions.
+* :func:`evaluate_formula` / :func:`formula_r2` check a formula against the model.
+
+The fits live in a plain dict ``{(layer_index, i, j): SymbolicFit}``; the
+model's numeric layers are never changed (``layer_index`` counts the model's
+KANDense layers from 0, ``i``/``j`` are 0-based input/output units; the
+formula's variables ``x_1 .. x_n`` are 1-based as in the KAN paper).
+
+**Fitting.** For one function ``f`` the inner ``(a, b)`` are found by a coarse
+grid search followed by a compass (pattern) search, with ``(c, d)`` solved by
+linear least squares at every step (so the search maximizes ``R^2``, the
+squared correlation of ``f(a x + b)`` with the edge's values). Parameters are
+reported in a canonical form: ``a = 1`` for scale-free functions (powers,
+``1/x``, ``abs``, ``sgn``), ``a = +-1`` for ``sqrt`` and ``log``, ``b = 0`` for
+``exp``, ``a > 0`` for odd or even functions, and ``c > 0``, ``b`` in
+``(-pi, pi]`` for ``sin``/``cos``. Only SciPy-free NumPy is used.
+
+**Ranking rule.** Each candidate gets ``score = log10(1 - R^2 + 1e-6) +
+0.5 * complexity`` (lower is better): one extra unit of complexity must buy a
+``10**0.5 ~ 3.2`` times smaller unexplained variance, and fits better than
+``R^2 = 1 - 1e-6`` all count as exact, so the simplest exact one wins.
+Candidates whose scores are within 0.05 of the best remaining one are ordered
+by complexity, then library order. An edge whose values are constant is
+fitted exactly by every function; the rule then picks ``"0"`` (a constant).
+"""
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+try:
+    import sympy
+except ImportError as error:  # pragma: no cover - exercised only without sympy
+    raise ImportError(
+        "keras_kan.symbolic needs sympy, which is not installed. Install it with "
+        "`pip install keras-kan[symbolic]` (or `pip install sympy`)."
+    ) from error
+
+from keras_kan.layers import KANDense
+from keras_kan.plotting import (
+    _as_samples,
+    _edge_values,
+    _is_plain_chain,
+    _kan_inputs,
+    _kan_layers,
+    _layer_output,
+    _quantile_samples,
+)
+
+__all__ = [
+    "SYMBOLIC_LIB",
+    "SymbolicFunction",
+    "SymbolicFit",
+    "fit_function",
+    "suggest_symbolic",
+    "auto_symbolic",
+    "fix_symbolic",
+    "symbolic_formula",
+    "evaluate_formula",
+    "formula_r2",
+]
+
+_EPS_R2 = 1e-6  # 1 - R^2 below this counts as an exact fit in the ranking
+_COMPLEXITY_WEIGHT = 0.5  # decades of unexplained variance per unit of complexity
+_TIE = 0.05  # scores this close are ranked by complexity
+_SEARCH_POINTS = 160  # order statistics used while searching (a, b)
+_FIT_POINTS = 1024  # order statistics used for the final (c, d) and R^2
+
+
+class SymbolicFunction(NamedTuple):
+    """One library entry: ``f`` in ``c * f(a * x + b) + d``.
+
+    Attributes:
+        name: the key in the library (also shown in tables).
+        numpy: vectorized NumPy implementation ``u -> f(u)``.
+        sympy: ``sympy expression -> sympy expression``.
+        complexity: used by the ranking rule (``"0"`` is 0, ``x`` is 1, ...).
+        scale: how ``a`` is searched: ``"free"`` (``a > 0``; for odd or even
+            ``f``), ``"signed"`` (either sign), ``"unit"`` (``a = 1``; for
+            ``f(s u) = g(s) f(u)``, e.g. powers) or ``"unit_signed"``
+            (``a = +-1``; ``sqrt``, ``log``).
+        shift: whether ``b`` is searched (``False``: ``b = 0``, e.g. ``exp``).
+        domain: optional ``(u_min, u_max) -> bool`` arrays test: where ``f`` is
+            defined and smooth on the whole data interval.
+        period: optional period of ``f`` (``b`` is reported modulo it).
+        flip: ``f(u + period / 2) = -f(u)`` (``sin``, ``cos``): lets ``c > 0``.
+    """
+
+    name: str
+    numpy: Callable
+    sympy: Callable
+    complexity: float
+    scale: str = "signed"
+    shift: bool = True
+    domain: Optional[Callable] = None
+    period: Optional[float] = None
+    flip: bool = False
+
+
+class SymbolicFit(NamedTuple):
+    """A fit of one edge: ``phi(x) ~ c * f(a * x + b) + d``.
+
+    ``name`` is None (and ``params`` None) when the edge keeps its numeric
+    spline: no library function reached the required ``R^2`` (then ``r2`` is
+    the best one found) or the edge was deliberately left numeric.
+    """
+
+    name: Optional[str]
+    r2: float
+    params: Optional[tuple]
+
+    @property
+    def fitted(self):
+        """True when the edge has a symbolic function."""
+        return self.name is not None
+
+
+def _tan_domain(lo, hi):
+    return np.floor(lo / np.pi - 0.5) == np.floor(hi / np.pi - 0.5)
+
+
+def _positive(lo, hi, strict=True):
+    """``u > 0`` on the data, with a relative margin so that rewriting ``a, b``
+    in the data's own coordinates cannot cross the domain edge by rounding."""
+    margin = 1e-9 * (np.abs(lo) + np.abs(hi) + 1e-300)
+    return lo > margin if strict else lo >= margin
+
+
+_TWO_PI = 2.0 * math.pi
+
+#: The default library, ``name -> SymbolicFunction``.
+SYMBOLIC_LIB = {
+    fn.name: fn
+    for fn in [
+        SymbolicFunction("0", lambda u: np.zeros_like(u), lambda u: sympy.Integer(0), 0,
+                         "unit", False),
+        SymbolicFunction("x", lambda u: u, lambda u: u, 1, "unit", False),
+        SymbolicFunction("x^2", lambda u: u * u, lambda u: u**2, 2, "unit"),
+        SymbolicFunction("x^3", lambda u: u * u * u, lambda u: u**3, 3, "unit"),
+        SymbolicFunction("x^4", lambda u: (u * u) ** 2, lambda u: u**4, 3, "unit"),
+        SymbolicFunction("1/x", lambda u: 1.0 / u, lambda u: 1 / u, 2, "unit",
+                         domain=lambda lo, hi: _positive(lo, hi) | _positive(-hi, -lo)),
+        SymbolicFunction("sqrt", np.sqrt, sympy.sqrt, 2, "unit_signed",
+                         domain=lambda lo, hi: _positive(lo, hi, strict=False)),
+        SymbolicFunction("exp", np.exp, sympy.exp, 2, "signed", False),
+        SymbolicFunction("log", np.log, sympy.log, 2, "unit_signed",
+                         domain=_positive),
+        SymbolicFunction("sin", np.sin, sympy.sin, 2, "free", period=_TWO_PI, flip=True),
+        SymbolicFunction("cos", np.cos, sympy.cos, 2, "free", period=_TWO_PI, flip=True),
+        SymbolicFunction("tan", np.tan, sympy.tan, 3, "free", domain=_tan_domain,
+                         period=math.pi),
+        SymbolicFunction("tanh", np.tanh, sympy.tanh, 3, "free"),
+        SymbolicFunction("arctan", np.arctan, sympy.atan, 3, "free"),
+        SymbolicFunction("gaussian", lambda u: np.exp(-u * u), lambda u: sympy.exp(-u**2),
+                         3, "free"),
+        SymbolicFunction("abs", np.abs, sympy.Abs, 3, "unit"),
+        SymbolicFunction("sgn", np.sign, sympy.sign, 3, "unit"),
+    ]
+}
+
+
+def _resolve_lib(lib):
+    if lib is None:
+        return dict(SYMBOLIC_LIB)
+    if isinstance(lib, dict):
+        items = lib
+    elif isinstance(lib, str):
+        raise ValueError(f"`lib` must be a list of names or a dict, got the string {lib!r}.")
+    else:
+        items = {}
+        for entry in lib:
+            if isinstance(entry, SymbolicFunction):
+                items[entry.name] = entry
+            elif entry in SYMBOLIC_LIB:
+                items[entry] = SYMBOLIC_LIB[entry]
+            else:
+                raise ValueError(
+                    f"Unknown symbolic function {entry!r}; known: {sorted(SYMBOLIC_LIB)}."
+                )
+    if not items:
+        raise ValueError("`lib` is empty.")
+    for name, fn in items.items():
+        if not isinstance(fn, SymbolicFunction):
+            raise ValueError(f"`lib[{name!r}]` must be a SymbolicFunction, got {fn!r}.")
+        if fn.scale not in ("free", "signed", "unit", "unit_signed"):
+            raise ValueError(f"SymbolicFunction {name!r} has an unknown scale {fn.scale!r}.")
+    return items
+
+
+# --------------------------------------------------------------- one function
+def _centred_values(fn, alpha, beta, t):
+    """``f(alpha t + beta)`` minus its mean for candidate arrays ``alpha``, ``beta`` ``(C,)``.
+
+    Returns:
+        ``(centred (C, N), sum of squares (C,), ok (C,))``; ``ok`` is False
+        where ``f`` is undefined or not finite on the data (those rows are 0).
+    """
+    u = alpha[:, None] * t[None, :] + beta[:, None]
+    with np.errstate(all="ignore"):
+        values = fn.numpy(u)
+        ok = np.all(np.isfinite(values), axis=1)
+        if fn.domain is not None:
+            ok &= np.asarray(fn.domain(u.min(axis=1), u.max(axis=1)), bool)
+        values = np.where(ok[:, None], values, 0.0)
+        centred = values - values.mean(axis=1, keepdims=True)
+        sff = np.einsum("cn,cn->c", centred, centred)
+    ok &= np.isfinite(sff)
+    return np.where(ok[:, None], centred, 0.0), np.where(ok, sff, 0.0), ok
+
+
+def _r2_batch(fn, alpha, beta, t, yc, sst):
+    """``R^2`` of the best ``c f(alpha t + beta) + d`` per candidate (-inf: undefined)."""
+    centred, sff, ok = _centred_values(fn, alpha, beta, t)
+    sfy = centred @ yc
+    with np.errstate(all="ignore"):
+        r2 = np.where(sff > 1e-300, sfy * sfy / np.where(sff > 1e-300, sff, 1.0) / sst, 0.0)
+    return np.where(ok & np.isfinite(r2), np.minimum(r2, 1.0), -np.inf)
+
+
+def _beta_bound(fn, alpha):
+    """Largest ``|beta|`` searched: beyond it a function only shows a tail (which
+    mimics a simpler function with absurd constants)."""
+    if fn.period is not None:
+        return fn.period
+    if fn.scale == "free":
+        return abs(alpha) + 4.0
+    return 20.0 * (abs(alpha) + 1.0)
+
+
+def _grid(fn):
+    if fn.scale == "unit":
+        alphas = np.array([1.0])
+    elif fn.scale == "unit_signed":
+        alphas = np.array([1.0, -1.0])
+    else:
+        alphas = np.geomspace(0.05, 30.0, 24)
+        if fn.scale == "signed":
+            alphas = np.concatenate([-alphas[::-1], alphas])
+    pairs = []
+    for alpha in alphas:
+        if not fn.shift:
+            betas = np.array([0.0])
+        elif fn.period is not None:
+            betas = np.linspace(-fn.period / 2, fn.period / 2, 16, endpoint=False)
+        elif fn.scale == "free":
+            betas = np.linspace(-1.0, 1.0, 25) * _beta_bound(fn, alpha)
+        else:  # includes points just outside the data, where a domain edge may sit
+            edge = abs(alpha) * (1.0 + np.geomspace(1e-3, 10.0, 12))
+            betas = np.concatenate([np.linspace(-1.5, 1.5, 25) * (abs(alpha) + 1.0),
+                                    edge, -edge])
+        pairs.append(np.stack([np.full(betas.shape, alpha), betas], axis=1))
+    return np.concatenate(pairs)
+
+
+def _search(fn, t, yc, sst):
+    """Best ``(alpha, beta)`` in standardized coordinates ``t`` in ``[-1, 1]``."""
+    grid = _grid(fn)
+    r2 = _r2_batch(fn, grid[:, 0], grid[:, 1], t, yc, sst)
+    if not np.any(np.isfinite(r2)):
+        return None, -np.inf
+    order = np.argsort(-r2)
+    starts = [grid[order[0]]]
+    for k in order[1:]:  # a second start with a clearly different alpha, if nearly as good
+        if not np.isfinite(r2[k]) or (1.0 - r2[k]) > 3.0 * (1.0 - r2[order[0]]):
+            break
+        if abs(math.log(abs(grid[k, 0]) / abs(starts[0][0]))) > math.log(2.5):
+            starts.append(grid[k])
+            break
+    free_alpha = fn.scale in ("free", "signed")
+    best, best_r2 = None, -np.inf
+    for start in starts:
+        point, value = _refine(fn, start, free_alpha, fn.shift, t, yc, sst)
+        if value > best_r2:
+            best, best_r2 = point, value
+    return best, best_r2
+
+
+def _residuals(fn, alpha, beta, t, yc):
+    """Residuals of the best ``c f(alpha t + beta) + d`` per candidate, ``(C, N)``
+    (NaN rows where ``f`` is undefined on the data)."""
+    centred, sff, ok = _centred_values(fn, alpha, beta, t)
+    coef = np.where(sff > 1e-300, (centred @ yc) / np.where(sff > 1e-300, sff, 1.0), 0.0)
+    res = yc[None, :] - coef[:, None] * centred
+    res[~ok] = np.nan
+    return res
+
+
+def _refine(fn, start, free_alpha, free_beta, t, yc, sst):
+    """Levenberg-Marquardt on ``(log|alpha|, beta)`` of the reduced (variable
+    projection) residual, with ``c, d`` eliminated by least squares."""
+    sign = 1.0 if start[0] > 0 else -1.0
+    v = np.array([math.log(abs(start[0])), float(start[1])])
+    active = np.flatnonzero([free_alpha, free_beta])
+    lo_log, hi_log = math.log(0.02), math.log(100.0)  # beyond: degenerate or unresolvable
+
+    def residuals(points):
+        points = np.atleast_2d(points)
+        return _residuals(fn, sign * np.exp(points[:, 0]), points[:, 1], t, yc)
+
+    def sse(res):
+        value = float(res @ res)
+        return value if math.isfinite(value) else math.inf
+
+    r = residuals(v)[0]
+    err = sse(r)
+    if active.size and math.isfinite(err):
+        lam = 1e-3
+        for _ in range(30):
+            h = 1e-6 * (1.0 + np.abs(v[active]))
+            probes = np.repeat(v[None], active.size, axis=0)
+            probes[np.arange(active.size), active] += h
+            jac = ((residuals(probes) - r[None]) / h[:, None]).T  # (N, p)
+            if not np.all(np.isfinite(jac)):
+                jac = np.nan_to_num(jac, nan=0.0, posinf=0.0, neginf=0.0)
+            gram, grad = jac.T @ jac, jac.T @ r
+            improved = False
+            for _ in range(8):
+                try:
+                    step = -np.linalg.solve(gram + lam * np.diag(np.diag(gram) + 1e-12), grad)
+                except np.linalg.LinAlgError:
+                    lam *= 10.0
+                    continue
+                trial = v.copy()
+                trial[active] += step
+                trial[0] = min(max(trial[0], lo_log), hi_log)
+                bound = _beta_bound(fn, math.exp(trial[0]))
+                trial[1] = min(max(trial[1], -bound), bound)
+                r_trial = residuals(trial)[0]
+                err_trial = sse(r_trial)
+                if err_trial < err:
+                    done = err - err_trial <= 1e-6 * err + 1e-30 * sst
+                    v, r, err = trial, r_trial, err_trial
+                    lam = max(lam / 5.0, 1e-9)
+                    improved = True
+                    break
+                lam *= 4.0
+            if not improved or done:
+                break
+    r2 = 1.0 - err / sst if math.isfinite(err) else -np.inf
+    return np.array([sign * math.exp(v[0]), v[1]]), r2
+
+
+def _linear_fit(values, y):
+    """Least-squares ``c, d`` of ``y ~ c * values + d`` and its ``R^2``."""
+    mean_f, mean_y = values.mean(), y.mean()
+    centred = values - mean_f
+    sff = float(centred @ centred)
+    sst = float(((y - mean_y) ** 2).sum())
+    if not np.isfinite(sff) or sff <= 1e-300:
+        return 0.0, float(mean_y), 0.0
+    c = float(centred @ (y - mean_y)) / sff
+    d = float(mean_y - c * mean_f)
+    residual = y - (c * values + d)
+    r2 = 1.0 - float(residual @ residual) / sst if sst > 0 else 1.0
+    return c, d, r2
+
+
+def _canonical(fn, a, b):
+    """Equivalent ``(a, b)`` in the documented canonical form (``c``, ``d`` refit after)."""
+    if fn.scale == "unit":
+        if not fn.shift:
+            return 1.0, 0.0
+        return 1.0, b / a
+    if fn.scale == "unit_signed":
+        return (1.0 if a > 0 else -1.0), b / abs(a)
+    if not fn.shift:
+        return a, 0.0
+    if fn.period is not None:
+        b = (b + fn.period / 2) % fn.period - fn.period / 2
+    return a, b
+
+
+def _is_constant(y):
+    return float(np.std(y)) <= 1e-7 * max(1.0, float(np.max(np.abs(y))))
+
+
+def fit_function(x, y, fn):
+    """Fit ``y ~ c * f(a * x + b) + d`` for one library function.
+
+    Args:
+        x: ``(N,)`` input samples (N >= 2, not all equal).
+        y: ``(N,)`` target values.
+        fn: a :class:`SymbolicFunction` or the name of one in :data:`SYMBOLIC_LIB`.
+
+    Returns:
+        ``(r2, (a, b, c, d))``; ``r2`` is ``-inf`` (and params None) when ``f``
+        cannot be evaluated on the data for any ``(a, b)`` tried.
+    """
+    if not isinstance(fn, SymbolicFunction):
+        fn = _resolve_lib([fn])[fn]
+    x = np.asarray(x, np.float64).reshape(-1)
+    y = np.asarray(y, np.float64).reshape(-1)
+    if x.shape != y.shape or x.size < 2:
+        raise ValueError(f"`x` and `y` must be 1-D of the same length >= 2, got {x.shape} "
+                         f"and {y.shape}.")
+    if _is_constant(y):
+        return 1.0, (1.0, 0.0, 0.0, float(y.mean()))
+    low, high = float(x.min()), float(x.max())
+    centre, half = 0.5 * (low + high), 0.5 * (high - low)
+    if half <= 0:
+        half = 1.0
+    order = np.argsort(x)
+    pick = order[np.round(np.linspace(0, x.size - 1, min(x.size, _SEARCH_POINTS))).astype(int)]
+    t, ys = (x[pick] - centre) / half, y[pick]
+    yc = ys - ys.mean()
+    sst = float(yc @ yc)
+    if sst <= 0:
+        return 1.0, (1.0, 0.0, 0.0, float(y.mean()))
+    point, _ = _search(fn, t, yc, sst)
+    if point is None:
+        return -np.inf, None
+    alpha, beta = point
+    a, b = _canonical(fn, alpha / half, beta - alpha * centre / half)
+    with np.errstate(all="ignore"):
+        values = fn.numpy(a * x + b)
+    if not np.all(np.isfinite(values)):
+        return -np.inf, None
+    c, d, r2 = _linear_fit(values, y)
+    if fn.flip and c < 0:  # f(u + period/2) = -f(u): keep c > 0
+        a, b = _canonical(fn, a, b + fn.period / 2)
+        with np.errstate(all="ignore"):
+            values = fn.numpy(a * x + b)
+        c, d, r2 = _linear_fit(values, y)
+    return r2, (float(a), float(b), float(c), float(d))
+
+
+def _score(r2, complexity):
+    return math.log10(max(1.0 - r2, 0.0) + _EPS_R2) + _COMPLEXITY_WEIGHT * complexity
+
+
+def _rank(results, lib):
+    """``[(name, r2, params)]`` -> best first under the documented rule (invalid dropped)."""
+    names = list(lib)
+    pool = [(name, r2, params) for name, r2, params in results if np.isfinite(r2)]
+    ranked = []
+    while pool:
+        scores = [_score(r2, lib[name].complexity) for name, r2, _ in pool]
+        best = min(scores)
+        close = [k for k, s in enumerate(scores) if s <= best + _TIE]
+        pick = min(close, key=lambda k: (lib[pool[k][0]].complexity, names.index(pool[k][0])))
+        ranked.append(pool.pop(pick))
+    return [SymbolicFit(name, float(r2), params) for name, r2, params in ranked]
+
+
+def _fit_all(x, y, lib):
+    return _rank([(name, *fit_function(x, y, fn)) for name, fn in lib.items()], lib)
+
+
+# ---------------------------------------------------------------- model data
+def _model_edges(model, x, caller):
+    """Layers, their ``(P, n)`` per-feature order-statistic inputs and ``(P, n, m)`` phis."""
+    if isinstance(model, KANDense):
+        if not model.built:
+            raise ValueError(f"{caller}: the KANDense layer is not built.")
+        data = np.asarray(ops.convert_to_numpy(x), np.float64)
+        n = model.grid.shape[0]
+        if data.ndim != 2 or data.shape[1] != n or data.shape[0] < 2:
+            raise ValueError(f"{caller}: `x` must have shape (N >= 2, {n}) for layer "
+                             f"'{model.name}', got {data.shape}.")
+        if not np.all(np.isfinite(data)):
+            raise ValueError("`x` contains non-finite values (NaN or inf).")
+        layers, inputs = [model], [data]
+    else:
+        layers = _kan_layers(model, caller)
+        data = _as_samples(model, x)
+        inputs = _kan_inputs(model, layers, data)
+    return layers, inputs
+
+
+def _edge_data(layer, inputs):
+    xs = _quantile_samples(inputs, _FIT_POINTS)
+    return xs, _edge_values(layer, xs)
+
+
+def _check_edge(layers, layer_index, i, j):
+    if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) or not (
+        0 <= layer_index < len(layers)
+    ):
+        raise ValueError(f"`layer_index` must be an int in [0, {len(layers)}) (KANDense layers "
+                         f"of the model), got {layer_index!r}.")
+    layer = layers[layer_index]
+    n, m = layer.grid.shape[0], layer.units
+    for label, value, size in (("i", i, n), ("j", j, m)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+            0 <= value < size
+        ):
+            raise ValueError(f"`{label}` must be an int in [0, {size}) for layer "
+                             f"'{layer.name}' ({n} inputs, {m} units), got {value!r}.")
+    return layer
+
+
+def _mask(layer):
+    return np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
+
+
+def _format_params(params):
+    return "" if params is None else "  ".join(
+        f"{k}={v: .4g}" for k, v in zip("abcd", params))
+
+
+def suggest_symbolic(model, layer_index, i, j, x, lib=None, top_k=5, verbose=True):
+    """Rank the library's functions for edge ``i -> j`` of a KANDense layer.
+
+    Each function ``f`` is fitted as ``c * f(a * x + b) + d`` to the edge's
+    values ``phi_ij`` on the samples of input ``i`` that reach the layer for
+    ``x`` (up to 1024 evenly spaced order statistics). See the module
+    docstring for the search, the canonical parameters and the ranking rule.
+
+    Args:
+        model: a model with KANDense layers, or a single built ``KANDense``
+            (then ``x`` is that layer's input and ``layer_index`` must be 0).
+        layer_index: which KANDense of the model (0-based, KANDense layers only).
+        i, j: the edge's input and output unit (0-based).
+        x: ``(N, n_in)`` samples of the model input.
+        lib: None (all of :data:`SYMBOLIC_LIB`), a list of names /
+            :class:`SymbolicFunction`, or a dict ``name -> SymbolicFunction``.
+        top_k: how many to return (None: all).
+        verbose: print a table.
+
+    Returns:
+        list of :class:`SymbolicFit` ``(name, r2, (a, b, c, d))``, best first.
+    """
+    lib = _resolve_lib(lib)
+    layers, inputs = _model_edges(model, x, "suggest_symbolic")
+    layer = _check_edge(layers, layer_index, i, j)
+    xs, phis = _edge_data(layer, inputs[layer_index])
+    ranked = _fit_all(xs[:, i], phis[:, i, j], lib)
+    if top_k is not None:
+        ranked = ranked[: int(top_k)]
+    if verbose:
+        masked = " (masked edge: phi = 0)" if _mask(layer)[i, j] == 0 else ""
+        print(f"edge {i} -> {j} of layer {layer_index} ('{layer.name}'){masked}: "
+              "phi ~ c*f(a*x+b)+d")
+        print(f"  {'#':>2}  {'function':<9} {'R^2':>10}  {'cplx':>4}  params")
+        for rank, fit in enumerate(ranked, 1):
+            print(f"  {rank:>2}  {fit.name:<9} {fit.r2:>10.6f}  "
+                  f"{lib[fit.name].complexity:>4g}  {_format_params(fit.params)}")
+    return ranked
+
+
+def _choose(ranked, r2_threshold):
+    for fit in ranked:
+        if fit.r2 >= r2_threshold:
+            return fit
+    best = max((fit.r2 for fit in ranked), default=-np.inf)
+    return SymbolicFit(None, float(best), None)
+
+
+def auto_symbolic(model, x, lib=None, r2_threshold=0.9, verbose=1):
+    """Pick a symbolic function for every unmasked edge of every KANDense.
+
+    The edge gets the best-ranked function (see the module docstring) whose
+    ``R^2`` is at least ``r2_threshold``; an edge with none keeps its numeric
+    spline: its entry is ``SymbolicFit(None, best_r2, None)``. Masked
+    (pruned) edges are exactly 0 and get no entry. The model is not changed.
+
+    Args:
+        model: a model with KANDense layers (or a single built KANDense).
+        x: ``(N, n_in)`` samples of the model input.
+        lib: see :func:`suggest_symbolic`.
+        r2_threshold: minimum ``R^2`` for a symbolic edge.
+        verbose: 0 silent, 1 one line per edge.
+
+    Returns:
+        dict ``{(layer_index, i, j): SymbolicFit(name, r2, (a, b, c, d))}``.
+    """
+    lib = _resolve_lib(lib)
+    layers, inputs = _model_edges(model, x, "auto_symbolic")
+    fits = {}
+    for index, (layer, layer_in) in enumerate(zip(layers, inputs)):
+        xs, phis = _edge_data(layer, layer_in)
+        mask = _mask(layer)
+        for i in range(phis.shape[1]):
+            for j in range(phis.shape[2]):
+                if mask[i, j] == 0:
+                    continue
+                fit = _choose(_fit_all(xs[:, i], phis[:, i, j], lib), r2_threshold)
+                fits[(index, i, j)] = fit
+                if verbose:
+                    what = (f"{fit.name:<8} R^2 = {fit.r2:.6f}  {_format_params(fit.params)}"
+                            if fit.fitted else
+                            f"kept numeric (best R^2 = {fit.r2:.4f} < {r2_threshold})")
+                    print(f"layer {index} edge {i} -> {j}: {what}")
+    return fits
+
+
+def fix_symbolic(fits, layer_index, i, j, name, model=None, x=None, lib=None, params=None,
+                 verbose=False):
+    """Pin edge ``(layer_index, i, j)`` of ``fits`` to the function ``name``.
+
+    With ``model`` and ``x`` the parameters ``(a, b, c, d)`` are fitted on the
+    edge's values (and its ``R^2`` recorded); alternatively pass ``params``
+    explicitly (``R^2`` is then computed when ``model`` and ``x`` are given,
+    else NaN). ``name=None`` marks the edge as numeric (it keeps its spline in
+    :func:`symbolic_formula`). Only the ``fits`` dict is updated, in place:
+    the model's numeric layers are **not** changed.
+
+    Returns:
+        the new :class:`SymbolicFit` (also stored in ``fits``).
+    """
+    if not isinstance(fits, dict):
+        raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
+    lib = dict(SYMBOLIC_LIB, **(_resolve_lib(lib) if lib is not None else {}))
+    if name is not None and name not in lib:
+        raise ValueError(f"Unknown symbolic function {name!r}; known: {sorted(lib)}.")
+    key = (int(layer_index), int(i), int(j))
+    xs = ys = None
+    if model is not None and x is not None:
+        layers, inputs = _model_edges(model, x, "fix_symbolic")
+        layer = _check_edge(layers, layer_index, i, j)
+        if _mask(layer)[i, j] == 0:
+            raise ValueError(f"Edge {i} -> {j} of layer {layer_index} is masked (pruned): it is "
+                             "0 and has no function to fix.")
+        data, phis = _edge_data(layer, inputs[layer_index])
+        xs, ys = data[:, i], phis[:, i, j]
+    elif (model is None) != (x is None):
+        raise ValueError("fix_symbolic needs both `model` and `x` (or neither, with `params`).")
+    if name is None:
+        fit = SymbolicFit(None, float("nan"), None)
+    elif params is not None:
+        params = tuple(float(v) for v in params)
+        if len(params) != 4:
+            raise ValueError(f"`params` must be (a, b, c, d), got {params!r}.")
+        r2 = float("nan")
+        if xs is not None:
+            a, b, c, d = params
+            with np.errstate(all="ignore"):
+                pred = c * lib[name].numpy(a * xs + b) + d
+            sst = float(((ys - ys.mean()) ** 2).sum())
+            r2 = 1.0 - float(((ys - pred) ** 2).sum()) / sst if sst > 0 else float(
+                np.allclose(pred, ys))
+        fit = SymbolicFit(name, r2, params)
+    elif xs is None:
+        raise ValueError("fix_symbolic needs `model` and `x` to fit the parameters, or "
+                         "explicit `params=(a, b, c, d)`.")
+    else:
+        r2, fitted = fit_function(xs, ys, lib[name])
+        if fitted is None:
+            raise ValueError(f"{name!r} cannot be evaluated on the values reaching edge "
+                             f"{i} -> {j} of layer {layer_index} (outside its domain).")
+        fit = SymbolicFit(name, float(r2), fitted)
+    fits[key] = fit
+    if verbose:
+        print(f"fixed layer {key[0]} edge {key[1]} -> {key[2]}: {fit.name}  R^2 = {fit.r2:.6f}"
+              f"  {_format_params(fit.params)}")
+    return fit
+
+
+# ------------------------------------------------------------------- formulas
+def _round_number(value, precision):
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return sympy.Float(value) if value else sympy.Integer(0)
+    rounded = float(f"{value:.{precision}g}")
+    if rounded == int(rounded) and abs(rounded) < 1e15:
+        return sympy.Integer(int(rounded))
+    return sympy.Float(rounded)
+
+
+def _round_expr(expr, precision):
+    floats = expr.atoms(sympy.Float)
+    return expr.xreplace({f: _round_number(f, precision) for f in floats}) if floats else expr
+
+
+def _variables(variables, n):
+    if variables is None:
+        return [sympy.Symbol(f"x_{k + 1}") for k in range(n)]
+    symbols = [v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in variables]
+    if len(symbols) != n:
+        raise ValueError(f"`variables` must name the {n} model inputs, got {len(symbols)}.")
+    return symbols
+
+
+def _edge_name(layer_index, i, j):
+    return f"phi_{layer_index}_{i}_{j}"
+
+
+def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=None, lib=None,
+                     r2_threshold=0.9):
+    """Compose the per-edge fits into one sympy expression per model output.
+
+    Node ``j`` of layer ``l + 1`` is ``sum_i c*f(a*node_i + b) + d`` (+ bias)
+    over the unmasked edges; an edge without a symbolic fit (or missing from
+    ``fits``) becomes an undefined function ``phi_{l}_{i}_{j}(node_i)`` so the
+    formula stays honest (:func:`evaluate_formula` evaluates it numerically
+    from the model). Each parameter is rounded to ``precision`` significant
+    digits before composing (whole numbers become integers), and the result
+    is rounded again.
+
+    Args:
+        model: a model that is a plain chain ``input -> KANDense -> ... ->
+            KANDense`` (Sequential or functional).
+        x: ``(N, n_in)`` samples of the model input, used to fit the edges
+            when ``fits`` is None (may be None otherwise).
+        fits: from :func:`auto_symbolic` / :func:`fix_symbolic`; None runs
+            ``auto_symbolic(model, x, lib, r2_threshold, verbose=0)``.
+        simplify: multiply out small integer powers of sums where that makes
+            the formula shorter (by ``sympy.count_ops``). ``sympy.simplify`` is
+            not run (it is slow); constants merge in any case.
+        precision: significant digits of the printed constants.
+        variables: names (or sympy Symbols) of the inputs; default
+            ``x_1 .. x_n``.
+        lib, r2_threshold: passed to :func:`auto_symbolic` when ``fits`` is None.
+
+    Returns:
+        a sympy expression (one output) or a list of them.
+    """
+    layers = _kan_layers(model, "symbolic_formula")
+    if not _is_plain_chain(model, layers):
+        raise ValueError(
+            "symbolic_formula needs a model that is a plain chain of KANDense layers "
+            f"(input -> KANDense -> ... -> KANDense); '{model.name}' has other layers or "
+            "branches."
+        )
+    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) or (
+        precision < 1
+    ):
+        raise ValueError(f"`precision` must be an int >= 1, got {precision!r}.")
+    if fits is None:
+        if x is None:
+            raise ValueError("symbolic_formula needs `x` to fit the edges when `fits` is None.")
+        fits = auto_symbolic(model, x, lib=lib, r2_threshold=r2_threshold, verbose=0)
+    elif not isinstance(fits, dict):
+        raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
+    all_fns = dict(SYMBOLIC_LIB, **(_resolve_lib(lib) if lib is not None else {}))
+    nodes = _variables(variables, layers[0].grid.shape[0])
+    for index, layer in enumerate(layers):
+        mask = _mask(layer)
+        n, m = mask.shape
+        bias = (np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
+                if getattr(layer, "bias", None) is not None else np.zeros(m))
+        outputs = []
+        for j in range(m):
+            total = _round_number(bias[j], precision)
+            for i in range(n):
+                if mask[i, j] == 0:
+                    continue
+                fit = fits.get((index, i, j))
+                if fit is None or fit.name is None or fit.params is None:
+                    total += sympy.Function(_edge_name(index, i, j))(nodes[i])
+                    continue
+                if fit.name not in all_fns:
+                    raise ValueError(f"Edge {(index, i, j)} uses the unknown function "
+                                     f"{fit.name!r}; pass its SymbolicFunction in `lib`.")
+                a, b, c, d = (_round_number(v, precision) for v in fit.params)
+                if c == 0:
+                    total += d
+                else:
+                    total += c * all_fns[fit.name].sympy(a * nodes[i] + b) + d
+            outputs.append(total)
+        nodes = outputs
+    result = []
+    for expr in nodes:
+        if simplify:
+            expr = _tidy(expr)
+        result.append(_round_expr(expr, precision))
+    return result[0] if len(result) == 1 else result
+
+
+def _small_power(term, max_terms=60):
+    """An integer power (2..4) of a sum whose expansion has at most ``max_terms`` terms."""
+    return (term.is_Pow and term.exp.is_Integer and 1 < term.exp <= 4 and term.base.is_Add
+            and math.comb(len(term.base.args) + int(term.exp) - 1, int(term.exp)) <= max_terms)
+
+
+def _tidy(expr):
+    """Multiply out small powers of sums when that makes ``expr`` shorter.
+
+    Constants already merge as sympy builds the sums. ``sympy.simplify`` is
+    not called: it can take seconds even on small formulas.
+    """
+    expanded = expr.replace(_small_power, lambda term: sympy.expand(
+        term, deep=False, power_base=False, power_exp=False, log=False))
+    return expanded if sympy.count_ops(expanded) <= sympy.count_ops(expr) else expr
+
+
+def evaluate_formula(expr, x, model=None, variables=None):
+    """Evaluate formula(s) on ``x`` with NumPy (``sympy.lambdify``).
+
+    Undefined edge functions ``phi_{l}_{i}_{j}`` (numeric edges) are evaluated
+    from ``model``'s spline for that edge, which is then required.
+
+    Args:
+        expr: a sympy expression or a list of them (e.g. from
+            :func:`symbolic_formula`).
+        x: ``(N, n_in)`` inputs; column ``k`` is ``x_{k+1}`` (or
+            ``variables[k]``).
+        model: the model the formula came from (for numeric edges).
+        variables: the input names used in :func:`symbolic_formula`.
+
+    Returns:
+        ``(N, n_out)`` float64 array.
+    """
+    data = np.asarray(ops.convert_to_numpy(x), np.float64)
+    if data.ndim != 2:
+        raise ValueError(f"`x` must have shape (N, features), got {data.shape}.")
+    exprs = list(expr) if isinstance(expr, (list, tuple)) else [expr]
+    exprs = [sympy.sympify(e) for e in exprs]
+    symbols = _variables(variables, data.shape[1])
+    unknown = set().union(*(e.free_symbols for e in exprs)) - set(symbols)
+    if unknown:
+        raise ValueError(f"The formula uses {sorted(map(str, unknown))}, which are not inputs "
+                         f"{[str(s) for s in symbols]}.")
+    functions = {}
+    for e in exprs:
+        for call in e.atoms(sympy.core.function.AppliedUndef):
+            name = call.func.__name__
+            functions[name] = _numeric_edge(name, model)
+    columns = [data[:, k] for k in range(data.shape[1])]
+    out = []
+    for e in exprs:
+        f = sympy.lambdify(symbols, e, modules=[functions, "numpy"])
+        with np.errstate(all="ignore"):
+            value = np.asarray(f(*columns), np.float64)
+        out.append(np.broadcast_to(value, (data.shape[0],)))
+    return np.stack(out, axis=1)
+
+
+def _numeric_edge(name, model):
+    parts = name.split("_")
+    if len(parts) != 4 or parts[0] != "phi" or not all(p.isdigit() for p in parts[1:]):
+        raise ValueError(f"The formula uses an unknown function {name!r}.")
+    if model is None:
+        raise ValueError(f"The formula has the numeric edge {name}; pass `model` to evaluate it.")
+    layers = _kan_layers(model, "evaluate_formula")
+    index, i, j = (int(p) for p in parts[1:])
+    layer = _check_edge(layers, index, i, j)
+    n = layer.grid.shape[0]
+
+    def phi(u):
+        u = np.broadcast_to(np.asarray(u, np.float64), np.shape(u)).reshape(-1)
+        inputs = np.zeros((u.size, n))
+        inputs[:, i] = u
+        return _edge_values(layer, inputs)[:, i, j]
+
+    return phi
+
+
+def formula_r2(model, x, expr, variables=None):
+    """``R^2`` of formula(s) against the model's own outputs on ``x``.
+
+    For a plain chain of KANDense layers the outputs are computed in float64
+    from the layers' weights (the same numbers as ``model(x)`` up to float32
+    rounding, without tracing the model); any other model is called directly.
+
+    Args:
+        model: the model the formula describes.
+        x: ``(N, n_in)`` inputs.
+        expr: a sympy expression or list, as returned by :func:`symbolic_formula`.
+        variables: the input names used in :func:`symbolic_formula`.
+
+    Returns:
+        a float (one output) or a list of floats, one per output.
+    """
+    data = _as_samples(model, x, max_samples=np.iinfo(np.int64).max)
+    layers = _kan_layers(model, "formula_r2")
+    if _is_plain_chain(model, layers):  # same numbers as model(x), in float64, no tracing
+        target = _layer_output(layers[-1], _edge_values(layers[-1], _kan_inputs(
+            model, layers, data)[-1]))
+    else:
+        target = np.asarray(ops.convert_to_numpy(model(ops.convert_to_tensor(
+            data, dtype=keras.config.floatx()))), np.float64).reshape(data.shape[0], -1)
+    pred = evaluate_formula(expr, data, model=model, variables=variables)
+    if pred.shape != target.shape:
+        raise ValueError(f"The formula has {pred.shape[1]} outputs, the model {target.shape[1]}.")
+    scores = []
+    for k in range(target.shape[1]):
+        sst = float(((target[:, k] - target[:, k].mean()) ** 2).sum())
+        sse = float(((target[:, k] - pred[:, k]) ** 2).sum())
+        scores.append(1.0 - sse / sst if sst > 0 else float(sse <= 1e-12 * target.shape[0]))
+    return scores[0] if len(scores) == 1 else scores

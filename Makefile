@@ -31,8 +31,16 @@ test: $(STAMP)
 test-%: $(STAMP)
 	KERAS_BACKEND=$* $(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[bench]"
+	touch $@
+
+# Side-by-side tables (ratios) of KANDense, an equal-size MLP, the matmul floor
+# and the PyPI peers, then seconds per L-BFGS step.
+bench: $(VENV)/.bench
 	$(PY) benchmarks/layer_speed.py
+	$(PY) benchmarks/compare.py
+	$(PY) benchmarks/lbfgs_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -365,3 +365,22 @@ def test_save_and_reload(tmp_path):
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-7
     )
+
+
+def test_kan_reaches_paper_accuracy_with_grid_warm_start():
+    """[2,1,1] on exp(sin(pi x) + y^2): grid 3 then refined to 5, as pykan's reference
+    (7.2e-3 at grid 5 warm-started from grid 3). From scratch at grid 5 this init (pykan's
+    seed 1) sticks near 0.6 in pykan and here alike: a local minimum of that start."""
+    from keras_kan import KAN, refine
+    from keras_kan.datasets import create_dataset
+
+    train, test = create_dataset(lambda v: np.exp(np.sin(np.pi * v[:, 0]) + v[:, 1] ** 2),
+                                 n_var=2, n_samples=2000, ranges=(-1, 1), seed=0,
+                                 test_split=0.5)
+    model = KAN([2, 1, 1], grid_size=3, seed=1)
+    model.compile(loss="mse")
+    fit_lbfgs(model, *train, steps=100, update_grid=True, verbose=0)
+    model = refine(model, 5, train[0])
+    fit_lbfgs(model, *train, steps=100, update_grid=True, verbose=0)
+    pred = np.asarray(ops.convert_to_numpy(model(test[0])), np.float64)
+    assert np.sqrt(np.mean((pred - test[1]) ** 2)) <= 1e-2

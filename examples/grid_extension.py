@@ -61,14 +61,21 @@ def plot(rows, path, label):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     grids = np.array([r[0] for r in rows], float)
+    train = np.array([r[1] for r in rows])
     test = np.array([r[2] for r in rows])
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.loglog(grids, test, "o-", label=f"keras_kan test RMSE ({label})")
+    ax.loglog(grids, test, "o-", label=f"test RMSE ({label})")
+    ax.loglog(grids, train, "s:", alpha=0.7, label=f"train RMSE ({label})")
     ref = test[0] * (grids / grids[0]) ** -4.0
     ax.loglog(grids, ref, "k--", alpha=0.5, label=r"$G^{-4}$")
+    ax.set_xticks(grids)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("grid size G")
-    ax.set_ylabel("test RMSE")
+    ax.set_ylabel("RMSE")
     ax.set_title("[2,1,1] KAN on exp(sin(pi x) + y^2)")
     ax.legend()
     fig.tight_layout()

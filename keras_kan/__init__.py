@@ -19,5 +19,7 @@ __all__ = [
     "prune",
     "refine",
     "update_grids",
+    "callbacks",
+    "datasets",
     "__version__",
 ]

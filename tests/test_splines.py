@@ -103,7 +103,6 @@ def test_backend_basis_has_finite_gradients_with_repeated_knots():
             total = keras.ops.sum(splines.bspline_basis(x.value, knots, 2) ** 2)
         grad = tape.gradient(total, x.value)
     else:
-        import torch
 
         leaf = x.value.detach().clone().requires_grad_(True)
         (splines.bspline_basis(leaf, knots, 2) ** 2).sum().backward()

@@ -1,6 +1,5 @@
 """Grid update, grid extension (refine) and pruning."""
 
-import os
 
 import keras
 import numpy as np

@@ -8,21 +8,12 @@ there.
 """
 
 import keras
-import numpy as np
 
 from keras_kan import backend as kan_backend
+from keras_kan.layers import _check_int
 from keras_kan.surgery import apply_pruning_masks, pruning_plan, update_grids
 
 __all__ = ["GridUpdate", "Pruning"]
-
-
-def _check_steps(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`: expected an integer >= "
-            f"{minimum}, got {value!r}."
-        )
-    return int(value)
 
 
 class _StepCallback(keras.callbacks.Callback):
@@ -71,8 +62,8 @@ class GridUpdate(_StepCallback):
 
     def __init__(self, x=None, every=5, stop_after=50, verbose=0):
         super().__init__(x)
-        self.every = _check_steps("every", every, 1)
-        self.stop_after = _check_steps("stop_after", stop_after, 0)
+        self.every = _check_int("every", every, 1)
+        self.stop_after = _check_int("stop_after", stop_after, 0)
         self.verbose = verbose
         self.updates = 0
 
@@ -106,7 +97,7 @@ class Pruning(_StepCallback):
 
     def __init__(self, x=None, at_step=0, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
         super().__init__(x)
-        self.at_step = _check_steps("at_step", at_step, 0)
+        self.at_step = _check_int("at_step", at_step, 0)
         self.node_threshold = node_threshold
         self.edge_threshold = edge_threshold
         self.verbose = verbose

@@ -91,7 +91,8 @@ def test_golden_files_load_on_this_backend(saved_on):
 
 
 def test_file_saved_here_loads_on_the_other_backends(tmp_path):
-    """Save on this backend; load in fresh processes on the other two; outputs to 1e-6."""
+    """Save on this backend; load in fresh processes on the other two; outputs to float32
+    rounding (1e-6 absolute + 1e-6 relative)."""
     model = golden_model()
     x = golden_inputs()
     model_path, io_path = str(tmp_path / "m.keras"), str(tmp_path / "io.npz")

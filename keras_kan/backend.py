@@ -22,7 +22,9 @@ regularizers). `model.run_eagerly = True` disables compilation on every backend.
 
 Compiled functions are cached per model, like `Model.fit` caches its train
 function: the cache is dropped when the model is compiled again (a new
-optimizer object), or when its variables or `run_eagerly` / `jit_compile` change.
+optimizer object), when its variables or `run_eagerly` / `jit_compile` change,
+or when a KANDense switches basis (`uniform_grid`, a choice baked into traced
+code).
 """
 
 import inspect
@@ -36,6 +38,9 @@ __all__ = [
     "evaluate_fn",
     "compute_loss",
     "concrete_bool",
+    "concrete_value",
+    "is_traced",
+    "reset_compiled_functions",
     "sync_model_state",
 ]
 
@@ -65,6 +70,12 @@ def _backend_name():
     return name
 
 
+def _layer_tree(layer):
+    for child in getattr(layer, "layers", ()):
+        yield child
+        yield from _layer_tree(child)
+
+
 def _signature(model):
     return (
         getattr(model, "optimizer", None),
@@ -72,6 +83,8 @@ def _signature(model):
         tuple(model.non_trainable_variables),
         bool(model.run_eagerly),
         bool(getattr(model, "jit_compile", False)),
+        # KANDense picks its basis when traced (bool or None, compared with `is`).
+        tuple(getattr(layer, "uniform_grid", None) for layer in _layer_tree(model)),
     )
 
 
@@ -376,6 +389,82 @@ def concrete_bool(value):
             return None
         return bool(value)
     return None
+
+
+def concrete_value(variable):
+    """The current value of a Keras variable as a NumPy array, or ``None``.
+
+    Readable in eager code and while TensorFlow traces a ``tf.function`` (the
+    read is lifted out of the graph); ``None`` where the value is a tracer
+    (JAX under ``jit``, whose trainer also empties the variables during
+    ``fit``) or while ``torch.compile`` traces. Used to specialize a traced
+    function on a non-trainable weight's current value.
+    """
+    name = keras.backend.backend()
+    try:
+        if name == "tensorflow":
+            import tensorflow as tf
+
+            with tf.init_scope():
+                return np.asarray(variable.value.numpy())
+        if name == "jax":
+            import jax
+
+            value = variable.value
+            if value is None or isinstance(value, jax.core.Tracer):
+                return None
+            return np.asarray(value)
+        if name == "torch":
+            import torch
+
+            if torch.compiler.is_compiling():
+                return None
+            value = variable.value
+            if value is None or value.device.type == "meta":
+                return None
+            return value.detach().cpu().numpy()
+    except Exception:  # a symbolic or deleted value: not readable here
+        return None
+    return None
+
+
+def is_traced(x):
+    """Whether ``x`` belongs to a function being traced for compilation.
+
+    JAX tracers, TensorFlow graph tensors, and tensors seen while
+    ``torch.compile`` traces (or meta tensors of symbolic shape inference).
+    """
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        return isinstance(x, jax.core.Tracer)
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    if name == "torch":
+        import torch
+
+        return torch.compiler.is_compiling() or (
+            isinstance(x, torch.Tensor) and x.device.type == "meta")
+    return True
+
+
+def reset_compiled_functions(model):
+    """Make ``model`` retrace its compiled train/test/predict functions.
+
+    Needed after a change that a traced function baked in as a constant (a
+    KANDense switching between its uniform-grid and general basis). Safe
+    inside ``fit``: the trainers look ``train_function`` up before each step,
+    so the rebuilt function is used from the next step on.
+    """
+    if getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)
+    for attr in ("test_function", "predict_function"):
+        if getattr(model, attr, None) is not None:
+            setattr(model, attr, None)
+    _CACHE.pop(model, None)
 
 
 def sync_model_state(model):

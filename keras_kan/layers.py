@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_kan import backend as kan_backend
 from keras_kan import splines
 from keras_kan.regularizers import KANRegularizer, edge_scores
 from keras_kan.rng import torch_rand
@@ -151,6 +152,32 @@ class KANDense(keras.layers.Layer):
         self.seed_offset = _check_int("seed_offset", seed_offset, 0)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
+        self._uniform_grid = None  # known once built; see `uniform_grid`
+
+    @property
+    def uniform_grid(self):
+        """Whether every feature's knots are evenly spaced (``None`` before ``build``).
+
+        The layer then computes its basis in closed form (cardinal B-splines,
+        several times faster to train than the Cox–de Boor recursion it uses
+        otherwise). The choice is made when a call is traced, from the grid's
+        value at that time; keras_kan's own grid changes (``update_grid``,
+        :func:`keras_kan.update_grids`, the ``GridUpdate`` callback,
+        :func:`keras_kan.refine`, loading) rebuild compiled functions when it
+        flips. After writing ``grid`` any other way (``set_weights``,
+        ``assign``), call :meth:`sync_grid` and
+        ``model.make_train_function(force=True)`` (as for a change of
+        ``trainable``); a compiled step that is stale returns NaN rather than
+        wrong numbers.
+        """
+        return self._uniform_grid
+
+    def sync_grid(self):
+        """Re-read ``grid`` and update :attr:`uniform_grid`; returns it."""
+        value = kan_backend.concrete_value(self.grid)
+        if value is not None:
+            self._uniform_grid = self.spline_order > 0 and splines.is_uniform_numpy(value)
+        return self._uniform_grid
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -201,6 +228,7 @@ class KANDense(keras.layers.Layer):
         self.edge_mask = self.add_weight(
             name="edge_mask", shape=(n, m), initializer="ones", trainable=False, autocast=False
         )
+        self._uniform_grid = k > 0  # uniform_knots(...) is evenly spaced
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(m,),
                                         initializer=self.bias_initializer)
@@ -224,7 +252,18 @@ class KANDense(keras.layers.Layer):
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)  # (B, n, K)
+        uniform = self.sync_grid() if self.built else None
+        if uniform is None:  # the grid's value is not known here: decide at run time
+            basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)
+        elif uniform:
+            if kan_backend.is_traced(x):
+                # The closed form was chosen at trace time; should the grid stop
+                # being uniform under this compiled function, fail loudly (NaN).
+                ok = splines.is_uniform(self.grid)
+                x = x + ops.where(ok, 0.0, float("nan"))
+            basis = splines.uniform_bspline_basis(x, self.grid, self.spline_order)
+        else:
+            basis = splines.bspline_basis(x, self.grid, self.spline_order)  # (B, n, K)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
         return ops.concatenate([basis, base], axis=-1)
 
@@ -320,6 +359,11 @@ class KANDense(keras.layers.Layer):
         least squares so every edge's spline keeps its values on the samples as
         well as the new knots allow. The base branch is unaffected.
 
+        Data-adapted knots are not evenly spaced, so the layer switches to its
+        general basis (:attr:`uniform_grid`); a model that already compiled
+        this layer must retrace, which :func:`keras_kan.update_grids` (the
+        model-level call, also used by the ``GridUpdate`` callback) arranges.
+
         Args:
             inputs: ``(..., n)`` samples of this layer's input.
 
@@ -335,6 +379,7 @@ class KANDense(keras.layers.Layer):
         new_coef = splines.refit_coefficients(x, knots, coef, new_knots, k)
         self.grid.assign(new_knots.astype(self.grid.dtype))
         self.spline_kernel.assign(new_coef.astype(self.spline_kernel.dtype))
+        self.sync_grid()
 
     def refined_spline(self, grid_size, inputs=None):
         """Knots and coefficients of the same splines on a finer (or coarser) grid.
@@ -411,3 +456,4 @@ class KANDense(keras.layers.Layer):
                     "Build the layer with the saved config (grid_size, units) first."
                 )
             variable.assign(value)
+        self.sync_grid()

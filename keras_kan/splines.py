@@ -23,6 +23,7 @@ __all__ = [
     "bspline_basis",
     "uniform_bspline_basis",
     "is_uniform",
+    "is_uniform_numpy",
     "bspline_basis_auto",
     "bspline_basis_numpy",
     "fit_coefficients",
@@ -34,10 +35,14 @@ __all__ = [
 
 
 class _NumpyOps:
-    """The subset of ``keras.ops`` the basis recursion needs, in float64 NumPy."""
+    """The subset of ``keras.ops`` the shared host/device helpers need, in NumPy."""
 
     where = staticmethod(np.where)
     expand_dims = staticmethod(np.expand_dims)
+    maximum = staticmethod(np.maximum)
+    max = staticmethod(np.max)
+    abs = staticmethod(np.abs)
+    all = staticmethod(np.all)
 
     @staticmethod
     def cast(x, dtype):
@@ -201,15 +206,25 @@ def uniform_bspline_basis(x, knots, spline_order):
 
 
 def is_uniform(knots, rtol=1e-5):
-    """Scalar bool tensor: every row of ``knots`` ``(n, L)`` is evenly spaced."""
-    knots = ops.cast(knots, "float32")
+    """Scalar bool tensor: every row of ``knots`` ``(n, L)`` is evenly spaced.
+
+    Compared in float32 with a relative tolerance ``rtol`` of the first gap;
+    :func:`is_uniform_numpy` is the same test on the host.
+    """
+    return _is_uniform(ops.cast(knots, "float32"), ops, rtol)
+
+
+def is_uniform_numpy(knots, rtol=1e-5):
+    """:func:`is_uniform` on a host array: a Python ``bool``."""
+    return bool(_is_uniform(np.asarray(knots, np.float32), _NumpyOps, rtol))
+
+
+def _is_uniform(knots, xp, rtol):
     gaps = knots[:, 1:] - knots[:, :-1]
     first = gaps[:, :1]
-    scale = ops.maximum(first, 1e-6 * ops.max(ops.abs(knots), axis=1, keepdims=True))
-    return ops.logical_and(
-        ops.all(first > 0), ops.all(ops.abs(gaps - first) <= rtol * scale + 1e-7 * ops.abs(
-            knots[:, 1:]))
-    )
+    scale = xp.maximum(first, 1e-6 * xp.max(xp.abs(knots), axis=1, keepdims=True))
+    tolerance = rtol * scale + 1e-7 * xp.abs(knots[:, 1:])
+    return xp.logical_and(xp.all(first > 0), xp.all(xp.abs(gaps - first) <= tolerance))
 
 
 def bspline_basis_auto(x, knots, spline_order):

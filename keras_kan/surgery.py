@@ -11,21 +11,23 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_kan import backend as kan_backend
 from keras_kan.layers import KANDense
 
 __all__ = [
     "refine",
     "prune",
     "update_grids",
+    "sync_grids",
     "pruning_plan",
     "apply_pruning_masks",
     "kan_layer_inputs",
 ]
 
 
-def _kan_layers(model):
+def _kan_layers(model, required=True):
     layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
-    if not layers:
+    if required and not layers:
         raise ValueError(f"Model '{model.name}' has no KANDense layer.")
     return layers
 
@@ -81,8 +83,29 @@ def update_grids(model, x):
     if not np.all(np.isfinite(x)):
         raise ValueError("update_grids: `x` contains non-finite values (NaN or inf); "
                          "no grid was changed.")
+    before = [layer.uniform_grid for layer in layers]
     for index, layer in enumerate(layers):
         layer.update_grid(kan_layer_inputs(model, x)[index])
+    sync_grids(model, before)
+
+
+def sync_grids(model, before=None):
+    """Re-read every KANDense grid of ``model`` after its weights were written.
+
+    When a layer's basis choice (:attr:`KANDense.uniform_grid`) changes, the
+    model's compiled train/test/predict functions are rebuilt on next use.
+
+    Args:
+        model: a Keras model (one without KANDense layers is left alone).
+        before: the layers' ``uniform_grid`` values before the change (default:
+            their cached values).
+    """
+    layers = _kan_layers(model, required=False)
+    if before is None:
+        before = [layer.uniform_grid for layer in layers]
+    after = [layer.sync_grid() for layer in layers]
+    if list(before) != after:
+        kan_backend.reset_compiled_functions(model)
 
 
 def refine(model, grid_size, x=None):
@@ -134,6 +157,7 @@ def refine(model, grid_size, x=None):
                     value = coef
                 getattr(new_layer, name).assign(
                     np.asarray(ops.convert_to_numpy(value)).astype(new_layer.variable_dtype))
+            new_layer.sync_grid()
         else:
             _copy_plain_weights(old_layer, new_layer)
     return _compile_like(new, model)
@@ -253,6 +277,7 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=True,
             sliced["bias"] = values["bias"][cols]
         for name, value in sliced.items():
             getattr(new_layer, name).assign(value.astype(new_layer.variable_dtype))
+        new_layer.sync_grid()
         removed = sorted(set(range(old_layer.units)) - set(cols.tolist()))
         report[old_layer.name] = {
             "removed_nodes": removed,

@@ -42,8 +42,12 @@ def test_grid_update_in_fit_counts_steps_and_moves_grids():
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
     update = GridUpdate(x=x, every=2, stop_after=5)
     recorder = Recorder()
-    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[update, recorder])
+    assert model.layers[0].uniform_grid is True  # closed-form basis until the update
+    history = model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[update, recorder])
     assert update.updates == 3  # steps 0, 2, 4 of 8
+    # the compiled step was rebuilt for the general basis (a stale one gives NaN)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.layers[0].uniform_grid is False
     grids = recorder.grids
     assert len(grids) == 8
     assert not np.allclose(grids[0][:, 3:-3], np.linspace(-1, 1, 6))  # moved at step 0
@@ -61,6 +65,45 @@ def test_compiled_predict_follows_a_grid_update_made_outside_fit():
     model.predict(x, verbose=0)  # compiled while the grid is uniform
     update_grids(model, x)
     assert not bool(to_numpy(is_uniform(model.layers[0].grid)))
+    np.testing.assert_allclose(model.predict(x, verbose=0), chain_reference(model, x),
+                               atol=1e-5)
+
+
+def test_basis_choice_follows_the_grid(tmp_path):
+    from keras_kan import refine
+
+    x, _ = data()
+    model = KAN([2, 3, 1], seed=0)
+    assert [layer.uniform_grid for layer in model.layers] == [True, True]
+    assert refine(model, 10).layers[0].uniform_grid is True  # a uniform grid, refined
+    update_grids(model, x)
+    assert [layer.uniform_grid for layer in model.layers] == [False, False]
+    path = str(tmp_path / "updated.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [layer.uniform_grid for layer in loaded.layers] == [False, False]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), chain_reference(model, x),
+                               atol=1e-5)
+    assert KAN([2, 1], spline_order=0, seed=0).layers[0].uniform_grid is False
+
+
+def test_grid_written_behind_the_layers_back():
+    """A compiled step that assumed a uniform grid never returns wrong numbers."""
+    from keras_kan.surgery import sync_grids
+
+    x, _ = data()
+    model = KAN([2, 3, 1], seed=0)
+    model.predict(x, verbose=0)  # compiled (TF, JAX) with the closed-form basis
+    bent = to_numpy(model.layers[0].grid)
+    bent[:, 5] += 0.05  # no longer evenly spaced
+    model.layers[0].grid.assign(bent.astype("float32"))
+    stale = model.predict(x, verbose=0)
+    if keras.config.backend() == "torch":  # eager: every call re-reads the grid
+        np.testing.assert_allclose(stale, chain_reference(model, x), atol=1e-5)
+    else:
+        assert np.all(np.isnan(stale))  # loud, not silently wrong
+    sync_grids(model)  # what keras_kan's own grid changes do
+    assert model.layers[0].uniform_grid is False
     np.testing.assert_allclose(model.predict(x, verbose=0), chain_reference(model, x),
                                atol=1e-5)
 

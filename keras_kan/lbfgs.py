@@ -9,10 +9,13 @@ loss-and-gradient evaluation comes from `keras_kan.backend`. One L-BFGS step
 (up to `max_iter` iterations) is one Keras epoch for callbacks, and
 `fit_lbfgs` returns a `keras.callbacks.History` like `Model.fit`.
 
-Deliberate differences from torch: a trial point whose loss or gradient is not
-finite fails the sufficient-decrease test (torch continues with NaN); the line
-search's interval tolerance is `tolerance_change` (torch hard-codes 1e-9, the
-default); a curvature pair is only formed from a step actually taken; the
+As in pykan's own copy of that optimizer, a curvature pair `(s, y)` enters the
+history whenever `y.s > tolerance_ys` (pykan passes 1e-32; torch hard-codes
+1e-10, which at the tiny losses of a fine grid rejects every pair and stalls
+the optimizer). The line search's interval tolerance is 1e-9 (torch and
+pykan). Deliberate differences from torch: a trial point whose loss or
+gradient is not finite fails the sufficient-decrease test (torch continues
+with NaN); a curvature pair is only formed from a step actually taken; the
 fixed-step mode (`line_search=None`) always evaluates the new point.
 """
 
@@ -23,10 +26,12 @@ import keras
 import numpy as np
 
 from keras_kan import backend as _backend
+from keras_kan.surgery import sync_grids
 
 __all__ = ["fit_lbfgs"]
 
 _C1, _C2, _MAX_LS = 1e-4, 0.9, 25  # torch's strong-Wolfe constants
+_LS_TOLERANCE = 1e-9  # torch's (and pykan's) line-search interval tolerance
 
 
 class _FlatParams:
@@ -114,7 +119,7 @@ class _Trial:
         self.t, self.f, self.g, self.gtd = t, f, g, gtd
 
 
-def _strong_wolfe(phi, start, t, d, tolerance_change):
+def _strong_wolfe(phi, start, t, d, tolerance_change=_LS_TOLERANCE):
     """Strong-Wolfe line search along d from `start` (a `_Trial` at t=0).
 
     `phi(t)` evaluates a trial. Bracketing by extrapolation, then zoom by
@@ -199,10 +204,11 @@ class _LBFGS:
     """torch.optim.LBFGS's algorithm; its state persists across `step` calls."""
 
     def __init__(self, history_size, max_iter, max_eval, line_search, tolerance_grad,
-                 tolerance_change, learning_rate):
+                 tolerance_change, learning_rate, tolerance_ys=1e-32):
         self.history_size, self.max_iter, self.max_eval = history_size, max_iter, max_eval
         self.line_search, self.lr = line_search, learning_rate
         self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
+        self.tolerance_ys = tolerance_ys
         self.n_iter = 0  # iterations over all steps (the very first one is scaled)
         self.memory, self.h_diag = [], 1.0
         self.prev_g = self.prev_s = None
@@ -226,7 +232,7 @@ class _LBFGS:
             else:
                 y, s = g - self.prev_g, self.prev_s
                 ys = y.dot(s)
-                if ys > 1e-10:
+                if ys > self.tolerance_ys:
                     if len(self.memory) == self.history_size:
                         self.memory.pop(0)
                     self.memory.append((s, y, 1.0 / ys))
@@ -250,8 +256,7 @@ class _LBFGS:
                     trials[t_] = x_t
                     return _Trial(t_, f_t, g_t, g_t.dot(d) if math.isfinite(f_t) else math.nan)
 
-                accepted, ls_evals, bad = _strong_wolfe(
-                    phi, _Trial(0.0, f, g, gtd), t, d, self.tolerance_change)
+                accepted, ls_evals, bad = _strong_wolfe(phi, _Trial(0.0, f, g, gtd), t, d)
                 saw_non_finite |= bad
                 t, f, g = accepted.t, accepted.f, accepted.g
                 x_new = trials.get(t, x)
@@ -325,6 +330,10 @@ class _Objective:
         self.last_f = None  # the raw loss of the last evaluation (may be NaN)
 
     def matches(self, model):
+        """Whether this objective still describes ``model``: same variables, and
+        the same compiled function (a KANDense basis switch rebuilds it)."""
+        if _backend.value_and_grad_fn(model) is not self.value_and_grad:
+            return False
         variables = list(model.trainable_variables)
         return len(variables) == len(self.variables) and all(
             a is b and tuple(a.shape) == s
@@ -365,6 +374,7 @@ def fit_lbfgs(
     *,
     max_eval=None,
     learning_rate=1.0,
+    tolerance_ys=1e-32,
     update_grid=False,
     grid_update_num=10,
     stop_grid_update_step=50,
@@ -404,6 +414,9 @@ def fit_lbfgs(
             default to pykan's 1e-32, so every step runs its `max_iter`
             iterations (torch's own 1e-7 / 1e-9 stop a step early once the
             loss is small, which is where KANs keep improving).
+        tolerance_ys: a curvature pair enters the history when `y.s` exceeds
+            it. pykan's 1e-32 (torch's fixed 1e-10 discards every pair once
+            the loss is below about 1e-8, and fine grids then stall).
         verbose: `"auto"`/1 progress bar, 2 one line per step, 0 silent.
         update_grid, grid_update_num, stop_grid_update_step: pykan's grid-update
             shortcut. `update_grid=True` adds a
@@ -434,6 +447,12 @@ def fit_lbfgs(
         )
     if int(steps) < 0 or int(history_size) < 1 or int(max_iter) < 1:
         raise ValueError("fit_lbfgs: steps must be >= 0, history_size and max_iter >= 1.")
+    for name, value in (("tolerance_grad", tolerance_grad), ("tolerance_change", tolerance_change),
+                        ("tolerance_ys", tolerance_ys)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+            0 <= value < math.inf
+        ):
+            raise ValueError(f"fit_lbfgs: {name} must be a finite number >= 0, got {value!r}.")
     if x is None:
         raise ValueError("fit_lbfgs: x is required (arrays or tensors).")
     if batch_size is not None and int(batch_size) < 1:
@@ -477,7 +496,7 @@ def fit_lbfgs(
 
     objective = _Objective(model)
     opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
-                 tolerance_grad, tolerance_change, learning_rate)
+                 tolerance_grad, tolerance_change, learning_rate, tolerance_ys)
     full_data = _to_tensors((x, y, sample_weight)) if full_batch else None
 
     model.stop_training = False
@@ -492,7 +511,7 @@ def fit_lbfgs(
             if not objective.matches(model):  # a callback replaced variables
                 objective = _Objective(model)
                 opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
-                             tolerance_grad, tolerance_change, learning_rate)
+                             tolerance_grad, tolerance_change, learning_rate, tolerance_ys)
             if full_batch:
                 objective.data = full_data
             else:
@@ -506,7 +525,7 @@ def fit_lbfgs(
                 # A callback moved the weights (grid update, pruning, restore):
                 # curvature pairs from the old point no longer describe the objective.
                 opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
-                             tolerance_grad, tolerance_change, learning_rate)
+                             tolerance_grad, tolerance_change, learning_rate, tolerance_ys)
             f0, g0 = objective(x0)
             if not math.isfinite(f0):
                 what = "loss" if not math.isfinite(objective.last_f) else "gradient"
@@ -536,6 +555,7 @@ def fit_lbfgs(
         # Interrupted (e.g. KeyboardInterrupt) mid-step: leave the model at
         # the last accepted point, not at a line-search trial.
         model.set_weights(snapshot)
+        sync_grids(model)
         raise
     callback_list.on_train_end(logs)
     return model.history
@@ -583,6 +603,7 @@ def _build(model, x, y, sample_weight, n):
 def _stop(model, snapshot, reason):
     if snapshot is not None:
         model.set_weights(snapshot)
+        sync_grids(model)
     model.stop_training = True
     warnings.warn(f"fit_lbfgs: {reason}; stopped training and restored the weights of the "
                   "last step with a finite loss.", RuntimeWarning, stacklevel=3)

@@ -32,9 +32,9 @@ def rmse(model, x, y):
     return float(np.sqrt(np.mean((pred - y) ** 2)))
 
 
-def run(grids, steps, seed, dtype):
+def run(grids, steps, seed, data_seed, dtype):
     train, test = create_dataset(lambda v: np.exp(np.sin(np.pi * v[:, 0]) + v[:, 1] ** 2),
-                                 n_var=2, n_samples=2000, ranges=(-1, 1), seed=seed,
+                                 n_var=2, n_samples=2000, ranges=(-1, 1), seed=data_seed,
                                  test_split=0.5, dtype=dtype)
     rows = []
     model = None
@@ -89,7 +89,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grids", default="3,5,10,20,50")
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="model seed (pykan's tutorial: KAN(..., seed=1))")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="dataset seed (pykan's create_dataset default: 0)")
     parser.add_argument("--float64", action="store_true", help="train in float64")
     args = parser.parse_args(argv)
     dtype = "float32"
@@ -101,8 +104,9 @@ def main(argv=None):
         keras.config.set_floatx("float64")
         dtype = "float64"
     grids = [int(g) for g in args.grids.split(",")]
-    print(f"grid extension on {keras.backend.backend()} ({dtype}), {args.steps} steps per grid")
-    rows = run(grids, args.steps, args.seed, dtype)
+    print(f"grid extension on {keras.backend.backend()} ({dtype}), {args.steps} steps per grid, "
+          f"model seed {args.seed}, data seed {args.data_seed}")
+    rows = run(grids, args.steps, args.seed, args.data_seed, dtype)
     print()
     print("| grid | train RMSE | test RMSE | seconds |")
     print("| ---: | ---: | ---: | ---: |")

@@ -213,6 +213,10 @@ class _LBFGS:
         self.memory, self.h_diag = [], 1.0
         self.prev_g = self.prev_s = None
 
+    def forget_last_move(self):
+        """Drop the pending pair: the next iteration adds no ``(s, y)`` to the memory."""
+        self.prev_g = self.prev_s = None
+
     def step(self, evaluate, x, f, g):
         """Up to `max_iter` iterations from x (loss f, gradient g already evaluated).
 
@@ -229,6 +233,8 @@ class _LBFGS:
             self.n_iter += 1
             if self.n_iter == 1:
                 d = -g
+            elif self.prev_g is None:  # after forget_last_move
+                d = _two_loop(g, self.memory, self.h_diag)
             else:
                 y, s = g - self.prev_g, self.prev_s
                 ys = y.dot(s)
@@ -387,7 +393,8 @@ def fit_lbfgs(
     step size `learning_rate` (the first iteration ever scaled by
     `min(1, 1 / |g|_1)`), strong-Wolfe line search (c1=1e-4, c2=0.9, cubic
     interpolation; `line_search=None` takes fixed steps). The curvature history
-    carries over from step to step. The math runs in float64 NumPy on every
+    carries over from step to step, also when a callback moves the weights (a
+    grid update): only the pair that would span that jump is left out. The math runs in float64 NumPy on every
     backend; the model's variables keep their dtype.
 
     The objective is what `model.fit` minimizes: the compiled loss plus
@@ -522,10 +529,11 @@ def fit_lbfgs(
 
             x0 = objective.params.get()
             if accepted is not None and not np.array_equal(x0, accepted):
-                # A callback moved the weights (grid update, pruning, restore):
-                # curvature pairs from the old point no longer describe the objective.
-                opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
-                             tolerance_grad, tolerance_change, learning_rate, tolerance_ys)
+                # A callback moved the weights (grid update, pruning, restore).
+                # pykan's optimizer keeps all its state; keep the curvature
+                # memory too (the objective changed little) but not the pair
+                # that would span the jump.
+                opt.forget_last_move()
             f0, g0 = objective(x0)
             if not math.isfinite(f0):
                 what = "loss" if not math.isfinite(objective.last_f) else "gradient"

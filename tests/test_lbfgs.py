@@ -37,6 +37,11 @@ def squared_error(y_true, y_pred):
     return ops.sum(ops.square(y_true - y_pred), axis=-1)
 
 
+def tiny_squared_error(y_true, y_pred):
+    """A scalar sum (no float32 mean reduction), scaled like a fine KAN's loss."""
+    return 1e-12 * ops.sum(ops.square(y_true - y_pred))
+
+
 class SumOfSquares(keras.losses.Loss):
     """Sum (not mean) reduction: Keras 3.15's mean reduction divides in float32."""
 
@@ -172,6 +177,27 @@ def test_least_squares(dtype, request):
     found = np.concatenate([kernel.ravel(), bias.ravel()])
     tol = 1e-12 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(found, expected, rtol=tol, atol=tol)
+
+
+def test_curvature_pairs_are_kept_at_tiny_loss_scales(float64):
+    """pykan's tolerance_ys=1e-32: L-BFGS stays quasi-Newton when y.s is ~1e-15.
+
+    The same least-squares problem scaled by 1e-12 (as the loss of a fine-grid
+    KAN is): with torch's 1e-10 threshold every pair is rejected and the
+    method degrades to steepest descent on an ill-conditioned quadratic.
+    """
+    n, d = 200, 5
+    x = np.random.normal(size=(n, d)) * np.array([1.0, 3.0, 10.0, 30.0, 100.0])
+    y = x @ np.random.normal(size=(d, 1))
+    finals = {}
+    for tolerance_ys in (1e-32, 1e-10):
+        model = keras.Sequential([keras.Input((d,)), Linear(1)])
+        model.compile(loss=tiny_squared_error)
+        history = fit_lbfgs(model, x, y, steps=3, verbose=0, tolerance_ys=tolerance_ys)
+        finals[tolerance_ys] = history.history["loss"][-1]
+    assert finals[1e-32] < 1e-6 * finals[1e-10], finals
+    with pytest.raises(ValueError, match="tolerance_ys"):
+        fit_lbfgs(model, x, y, steps=1, verbose=0, tolerance_ys=-1.0)
 
 
 def test_penalties_and_sample_weight(float64):

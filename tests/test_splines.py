@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, to_numpy
+from conftest import BACKEND, gradient_of, to_numpy
 from scipy.interpolate import BSpline
 
 from keras_kan import splines
@@ -140,18 +140,46 @@ def test_fit_coefficients_is_finite_when_underdetermined():
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 5])
-def test_uniform_closed_form_matches_scipy(k):
+@pytest.mark.parametrize("path", ["closed_form", "backend"])
+def test_uniform_closed_form_matches_scipy(k, path):
+    """Both uniform-knot paths: the fused closed form, and the backend's choice
+    (on PyTorch: the k+1 local values scattered into place)."""
+    from keras_kan.backend import uniform_basis
+
+    basis = splines.uniform_bspline_basis if path == "closed_form" else uniform_basis
     rng = np.random.default_rng(k)
     knots = splines.uniform_knots((-1.0, 1.5), 6, k, n_features=3)
     knots[1] = knots[1] * 3 + 1  # another spacing and origin per feature
     x = rng.uniform(-4.0, 6.0, size=(1000, 3))
+    x[5:7] = knots[:, 0] - 1e-3, knots[:, -1] + 1e-3  # just outside the extended knots
     if k > 0:  # continuous bases: rounding at a knot costs nothing
         x[:5, 0] = knots[0, :5] + 1e-9
-    got = to_numpy(splines.uniform_bspline_basis(keras.ops.convert_to_tensor(x, "float32"),
-                                                 keras.ops.convert_to_tensor(knots, "float32"),
-                                                 k))
+        x[7] = knots[:, -1]
+    got = to_numpy(basis(keras.ops.convert_to_tensor(x, "float32"),
+                         keras.ops.convert_to_tensor(knots, "float32"), k))
     np.testing.assert_allclose(got, scipy_basis(x.astype("float32").astype(np.float64),
                                                 knots, k), atol=5e-6, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_uniform_basis_input_gradient_matches_derivative(k, float64):
+    """d/dx of the backend's uniform basis equals the B-spline derivative (scipy)."""
+    from scipy.interpolate import BSpline
+
+    from keras_kan.backend import uniform_basis
+
+    knots = splines.uniform_knots((-1.0, 1.0), 5, k, n_features=2)
+    x = np.random.default_rng(k).uniform(-1.3, 1.3, size=(200, 2))
+    weights = np.random.default_rng(k + 10).normal(size=(2, knots.shape[1] - k - 1))
+    expected = np.zeros_like(x)
+    for i in range(2):  # each basis element over its own support (the extension included)
+        for p, w in enumerate(weights[i]):
+            element = BSpline.basis_element(knots[i, p:p + k + 2], extrapolate=False)
+            expected[:, i] += w * np.nan_to_num(element.derivative()(x[:, i]))
+    grad = gradient_of(lambda t: keras.ops.sum(
+        uniform_basis(t, keras.ops.convert_to_tensor(knots, "float64"), k)
+        * keras.ops.convert_to_tensor(weights, "float64")), x)
+    np.testing.assert_allclose(grad, expected, atol=1e-8)
 
 
 def test_is_uniform_and_auto_dispatch():

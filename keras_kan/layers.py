@@ -255,15 +255,13 @@ class KANDense(keras.layers.Layer):
         uniform = self.sync_grid() if self.built else None
         if uniform is None:  # the grid's value is not known here: decide at run time
             basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)
-        elif uniform:
-            if kan_backend.is_traced(x):
+        else:
+            if uniform and kan_backend.is_traced(x):
                 # The closed form was chosen at trace time; should the grid stop
                 # being uniform under this compiled function, fail loudly (NaN).
                 ok = splines.is_uniform(self.grid)
                 x = x + ops.where(ok, 0.0, float("nan"))
-            basis = kan_backend.uniform_basis(x, self.grid, self.spline_order)
-        else:
-            basis = splines.bspline_basis(x, self.grid, self.spline_order)  # (B, n, K)
+            basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
         return ops.concatenate([basis, base], axis=-1)
 

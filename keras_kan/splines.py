@@ -24,6 +24,8 @@ __all__ = [
     "uniform_bspline_basis",
     "cardinal_bspline",
     "local_uniform_basis",
+    "local_bspline_basis",
+    "expand_local_basis",
     "is_uniform",
     "is_uniform_numpy",
     "bspline_basis_auto",
@@ -158,6 +160,80 @@ def bspline_basis(x, knots, spline_order):
     """
     knots = ops.cast(knots, x.dtype)
     return _cox_de_boor(x, knots, spline_order, ops, x.dtype)
+
+
+def _safe_reciprocal(d):
+    """``1/d`` where ``d > 0``, else 0 (a zero knot interval contributes nothing)."""
+    positive = d > 0
+    return ops.where(positive, 1.0 / ops.where(positive, d, 1.0), 0.0)
+
+
+def local_bspline_basis(x, knots, spline_order):
+    """The ``k+1`` possibly non-zero bases at each ``x``, for any knots (``keras.ops``).
+
+    Finds the knot interval ``j`` of each ``x`` (``t_j <= x < t_{j+1}``), gathers
+    the ``2k`` knots around it and runs de Boor's triangular recursion on
+    ``(..., n)`` tensors: ``O(k^2)`` small ops instead of Cox–de Boor's ``k``
+    passes over ``(..., n, K)``. Same values as :func:`bspline_basis` up to
+    rounding, also for repeated knots (a zero interval contributes 0).
+
+    Args:
+        x: ``(..., n)``.
+        knots: ``(n, L)``, non-decreasing rows.
+        spline_order: ``k >= 1``.
+
+    Returns:
+        ``(values (..., n, k+1), first (..., n) int32)`` as in
+        :func:`local_uniform_basis`: value ``m`` belongs to basis ``first + m``.
+    """
+    k = spline_order
+    knots = ops.cast(knots, x.dtype)
+    n, length = knots.shape[0], knots.shape[-1]
+    count = ops.sum(ops.cast(ops.expand_dims(x, -1) >= knots, "int32"), axis=-1)
+    j = count - 1  # (..., n): interval index, -1 below t_0, L-1 at or above t_{L-1}
+    inside = ops.logical_and(j >= 0, j <= length - 2)
+    j = ops.clip(j, 0, length - 2)
+    # Knots t_{j+d}, d = -k+1 .. k (clipped at the ends: only masked bases use those).
+    offsets = ops.arange(-k + 1, k + 1, dtype="int32")
+    rows = ops.arange(n, dtype="int32") * length
+    index = ops.clip(ops.expand_dims(j, -1) + offsets, 0, length - 1) + ops.expand_dims(rows, -1)
+    near = ops.take(ops.reshape(knots, (-1,)), index)  # (..., n, 2k)
+
+    def t(d):  # t_{j+d}
+        return near[..., d + k - 1]
+
+    level = [ops.ones_like(x)]  # B_{j,0}
+    for r in range(1, k + 1):
+        nxt = []
+        for s in range(r + 1):  # basis p = j - r + s
+            value = 0.0
+            if s >= 1:  # (x - t_p) / (t_{p+r} - t_p) * B_{p,r-1}
+                lo, hi = t(s - r), t(s)
+                value = (x - lo) * _safe_reciprocal(hi - lo) * level[s - 1]
+            if s <= r - 1:  # (t_{p+r+1} - x) / (t_{p+r+1} - t_{p+1}) * B_{p+1,r-1}
+                lo, hi = t(s - r + 1), t(s + 1)
+                value = value + (hi - x) * _safe_reciprocal(hi - lo) * level[s]
+            nxt.append(value)
+        level = nxt
+    values = ops.stack(level, axis=-1) * ops.expand_dims(ops.cast(inside, x.dtype), -1)
+    return values, j - k
+
+
+def expand_local_basis(values, first, n_basis):
+    """Local values -> the full basis ``(..., n, K)`` (``keras.ops``; XLA fuses it).
+
+    Args:
+        values: ``(..., n, k+1)``; value ``m`` belongs to basis ``first + m``.
+        first: ``(..., n)`` int; bases outside ``[0, K)`` are dropped.
+        n_basis: ``K``.
+    """
+    index = ops.arange(n_basis, dtype="int32")
+    out = None
+    for m in range(values.shape[-1]):
+        hit = ops.expand_dims(first + m, -1) == index
+        term = ops.where(hit, ops.expand_dims(values[..., m], -1), 0.0)
+        out = term if out is None else out + term
+    return ops.cast(out, values.dtype)
 
 
 def _power(x, k):

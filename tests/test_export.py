@@ -13,7 +13,8 @@ BUILTIN_ONLY = {"ABS", "ADD", "CONCATENATION", "EXPAND_DIMS", "FULLY_CONNECTED",
                 "MUL", "RESHAPE", "SUB", "RELU", "GREATER_EQUAL", "LESS", "CAST", "SELECT",
                 "SELECT_V2", "DIV", "LOGICAL_AND", "SUM", "GATHER", "STRIDED_SLICE", "MAXIMUM",
                 "MINIMUM", "PACK", "SHAPE", "BROADCAST_TO", "SQUARE", "WHERE", "IF", "LESS_EQUAL",
-                "GREATER", "REDUCE_MAX", "SLICE", "TRANSPOSE", "BATCH_MATMUL", "NEG", "POW"}
+                "GREATER", "REDUCE_MAX", "SLICE", "TRANSPOSE", "BATCH_MATMUL", "NEG", "POW",
+                "EQUAL", "FLOOR"}
 
 
 def run_tflite(path, x):

@@ -144,9 +144,10 @@ def test_fit_coefficients_is_finite_when_underdetermined():
 def test_uniform_closed_form_matches_scipy(k, path):
     """Both uniform-knot paths: the fused closed form, and the backend's choice
     (on PyTorch: the k+1 local values scattered into place)."""
-    from keras_kan.backend import uniform_basis
+    from keras_kan.backend import spline_basis
 
-    basis = splines.uniform_bspline_basis if path == "closed_form" else uniform_basis
+    basis = splines.uniform_bspline_basis if path == "closed_form" else (
+        lambda x, t, k: spline_basis(x, t, k, uniform=True))
     rng = np.random.default_rng(k)
     knots = splines.uniform_knots((-1.0, 1.5), 6, k, n_features=3)
     knots[1] = knots[1] * 3 + 1  # another spacing and origin per feature
@@ -161,15 +162,41 @@ def test_uniform_closed_form_matches_scipy(k, path):
                                                 knots, k), atol=5e-6, rtol=0)
 
 
+def _knots_for(kind, k):
+    knots = splines.uniform_knots((-1.0, 1.0), 5, k, n_features=2)
+    if kind == "data":  # what a grid update leaves: quantile-like, uneven
+        knots[0] = np.sort(np.random.default_rng(k).uniform(-1.5, 1.5, knots.shape[1]))
+        knots[1] = np.sinh(knots[1])
+    elif kind == "repeated":
+        knots[0, 4] = knots[0, 5]
+    return knots
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", ["data", "repeated"])
+def test_general_basis_matches_scipy(k, kind):
+    """The backend's path for non-uniform knots (local de Boor) against scipy."""
+    from keras_kan.backend import spline_basis
+
+    knots = _knots_for(kind, k)
+    x = np.random.default_rng(k).uniform(-2.0, 2.0, size=(1000, 2))
+    x[:3] = knots[:, 0], knots[:, -1], knots[:, 0] - 1e-3  # the ends of the knot span
+    got = to_numpy(spline_basis(keras.ops.convert_to_tensor(x, "float32"),
+                                keras.ops.convert_to_tensor(knots, "float32"), k, uniform=False))
+    np.testing.assert_allclose(got, scipy_basis(x.astype("float32").astype(np.float64),
+                                                knots, k), atol=2e-5, rtol=0)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_uniform_basis_input_gradient_matches_derivative(k, float64):
-    """d/dx of the backend's uniform basis equals the B-spline derivative (scipy)."""
+@pytest.mark.parametrize("kind", ["uniform", "data"])
+def test_basis_input_gradient_matches_derivative(k, kind, float64):
+    """d/dx of the backend's basis (both paths) equals the B-spline derivative (scipy)."""
     from scipy.interpolate import BSpline
 
-    from keras_kan.backend import uniform_basis
+    from keras_kan.backend import spline_basis
 
-    knots = splines.uniform_knots((-1.0, 1.0), 5, k, n_features=2)
-    x = np.random.default_rng(k).uniform(-1.3, 1.3, size=(200, 2))
+    knots = _knots_for(kind, k)
+    x = np.random.default_rng(k).uniform(-1.6, 1.6, size=(200, 2))
     weights = np.random.default_rng(k + 10).normal(size=(2, knots.shape[1] - k - 1))
     expected = np.zeros_like(x)
     for i in range(2):  # each basis element over its own support (the extension included)
@@ -177,9 +204,10 @@ def test_uniform_basis_input_gradient_matches_derivative(k, float64):
             element = BSpline.basis_element(knots[i, p:p + k + 2], extrapolate=False)
             expected[:, i] += w * np.nan_to_num(element.derivative()(x[:, i]))
     grad = gradient_of(lambda t: keras.ops.sum(
-        uniform_basis(t, keras.ops.convert_to_tensor(knots, "float64"), k)
+        spline_basis(t, keras.ops.convert_to_tensor(knots, "float64"), k,
+                     uniform=kind == "uniform")
         * keras.ops.convert_to_tensor(weights, "float64")), x)
-    np.testing.assert_allclose(grad, expected, atol=1e-8)
+    np.testing.assert_allclose(grad, expected, atol=1e-7)
 
 
 def test_is_uniform_and_auto_dispatch():

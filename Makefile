@@ -36,11 +36,14 @@ $(VENV)/.bench: $(STAMP)
 	touch $@
 
 # Side-by-side tables (ratios) of KANDense, an equal-size MLP, the matmul floor
-# and the PyPI peers, then seconds per L-BFGS step.
+# and the PyPI peers; seconds per L-BFGS step; the basis paths before and after
+# a grid update; the grid-extension experiment beside pykan.
 bench: $(VENV)/.bench
 	$(PY) benchmarks/layer_speed.py
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/lbfgs_speed.py
+	$(PY) benchmarks/grid_paths.py
+	$(PY) benchmarks/grid_extension_vs_pykan.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

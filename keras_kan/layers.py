@@ -158,17 +158,18 @@ class KANDense(keras.layers.Layer):
     def uniform_grid(self):
         """Whether every feature's knots are evenly spaced (``None`` before ``build``).
 
-        The layer then computes its basis in closed form (cardinal B-splines,
-        several times faster to train than the Cox–de Boor recursion it uses
-        otherwise). The choice is made when a call is traced, from the grid's
-        value at that time; keras_kan's own grid changes (``update_grid``,
-        :func:`keras_kan.update_grids`, the ``GridUpdate`` callback,
-        :func:`keras_kan.refine`, loading) rebuild compiled functions when it
-        flips. After writing ``grid`` any other way (``set_weights``,
-        ``assign``), call :meth:`sync_grid` and
-        ``model.make_train_function(force=True)`` (as for a change of
-        ``trainable``); a compiled step that is stale returns NaN rather than
-        wrong numbers.
+        The layer then computes its basis in closed form (cardinal B-splines);
+        otherwise from local de Boor values (see
+        :func:`keras_kan.backend.spline_basis`). The choice is made when a call
+        is traced, from the grid's value at that time. keras_kan's model-level
+        grid changes (:func:`keras_kan.update_grids`, the ``GridUpdate``
+        callback, :func:`keras_kan.refine`, :func:`keras_kan.prune`, loading)
+        rebuild compiled functions when it flips. After writing ``grid`` any
+        other way (``set_weights``, ``assign``, or this layer's own
+        :meth:`update_grid` on a model that already ran compiled), call
+        :func:`keras_kan.surgery.sync_grids` on the model (as Keras asks for
+        ``make_train_function(force=True)`` after a change of ``trainable``).
+        A compiled step that missed the change returns NaN, not wrong numbers.
         """
         return self._uniform_grid
 

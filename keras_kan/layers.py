@@ -160,16 +160,19 @@ class KANDense(keras.layers.Layer):
 
         The layer then computes its basis in closed form (cardinal B-splines);
         otherwise from local de Boor values (see
-        :func:`keras_kan.backend.spline_basis`). The choice is made when a call
-        is traced, from the grid's value at that time. keras_kan's model-level
-        grid changes (:func:`keras_kan.update_grids`, the ``GridUpdate``
-        callback, :func:`keras_kan.refine`, :func:`keras_kan.prune`, loading)
-        rebuild compiled functions when it flips. After writing ``grid`` any
-        other way (``set_weights``, ``assign``, or this layer's own
-        :meth:`update_grid` on a model that already ran compiled), call
+        :func:`keras_kan.backend.spline_basis`). The flag is re-read from the
+        grid when the layer writes its grid (:meth:`update_grid`, loading) and
+        when a call is traced, never on the eager hot path (no host round trip
+        per step). keras_kan's model-level grid changes
+        (:func:`keras_kan.update_grids`, the ``GridUpdate`` callback,
+        :func:`keras_kan.refine`, :func:`keras_kan.prune`, loading) also rebuild
+        compiled functions when it flips. After writing ``grid`` any other way
+        (``set_weights``, ``assign``, or this layer's own :meth:`update_grid`
+        on a model that already ran compiled), call
         :func:`keras_kan.surgery.sync_grids` on the model (as Keras asks for
         ``make_train_function(force=True)`` after a change of ``trainable``).
-        A compiled step that missed the change returns NaN, not wrong numbers.
+        Until then a call that assumed an even grid returns NaN, not wrong
+        numbers.
         """
         return self._uniform_grid
 
@@ -253,13 +256,17 @@ class KANDense(keras.layers.Layer):
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        uniform = self.sync_grid() if self.built else None
+        uniform = self._uniform_grid
+        if kan_backend.is_traced(x):  # once per trace: follow the grid's current value
+            uniform = self.sync_grid()
         if uniform is None:  # the grid's value is not known here: decide at run time
             basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)
         else:
-            if uniform and kan_backend.is_traced(x):
-                # The closed form was chosen at trace time; should the grid stop
-                # being uniform under this compiled function, fail loudly (NaN).
+            if uniform:
+                # The closed form assumes even knots. Should the grid have been
+                # written behind the layer's back (see `uniform_grid`), fail
+                # loudly (NaN) rather than return wrong numbers; a few ops on
+                # (n, L), no host round trip.
                 ok = splines.is_uniform(self.grid)
                 x = x + ops.where(ok, 0.0, float("nan"))
             basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)

@@ -215,7 +215,7 @@ def local_bspline_basis(x, knots, spline_order):
                 value = value + (hi - x) * _safe_reciprocal(hi - lo) * level[s]
             nxt.append(value)
         level = nxt
-    values = ops.stack(level, axis=-1) * ops.expand_dims(ops.cast(inside, x.dtype), -1)
+    values = ops.where(ops.expand_dims(inside, -1), ops.stack(level, axis=-1), 0.0)
     return values, j - k
 
 
@@ -313,12 +313,13 @@ def local_uniform_basis(x, knots, spline_order):
     knots = ops.cast(knots, x.dtype)
     intervals = knots.shape[-1] - 1
     u = (x - knots[:, 0]) / (knots[:, 1] - knots[:, 0])  # (..., n), knot-index units
-    inside = ops.logical_and(u >= 0.0, u < float(intervals))
-    j = ops.clip(ops.floor(u), 0.0, float(intervals - 1))
+    inside = ops.logical_and(u >= 0.0, u < float(intervals))  # False for NaN
+    j = ops.where(inside, ops.floor(u), 0.0)  # a valid index even for NaN / inf inputs
+    j = ops.clip(j, 0.0, float(intervals - 1))
     offsets = ops.cast(ops.arange(spline_order + 1), x.dtype)
     # Basis p = j - k + m sees x at position u - p = (u - j) + k - m of its support.
     s = ops.expand_dims(u - j, -1) + (spline_order - offsets)
-    values = cardinal_bspline(s, spline_order) * ops.expand_dims(ops.cast(inside, x.dtype), -1)
+    values = ops.where(ops.expand_dims(inside, -1), cardinal_bspline(s, spline_order), 0.0)
     return values, ops.cast(j, "int32") - spline_order
 
 

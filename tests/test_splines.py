@@ -162,6 +162,27 @@ def test_uniform_closed_form_matches_scipy(k, path):
                                                 knots, k), atol=5e-6, rtol=0)
 
 
+@pytest.mark.parametrize("uniform", [True, False])
+def test_non_finite_inputs(uniform):
+    """No out-of-range index on any backend; +-inf lies outside the grid (basis 0); a NaN
+    input still makes the layer's output NaN (through the base branch)."""
+    from keras_kan import KAN, update_grids
+    from keras_kan.backend import spline_basis
+
+    knots = _knots_for("uniform" if uniform else "data", 3)
+    x = np.array([[np.nan, 0.1], [np.inf, -np.inf], [0.2, 0.3]], "float32")
+    got = to_numpy(spline_basis(keras.ops.convert_to_tensor(x),
+                                keras.ops.convert_to_tensor(knots, "float32"), 3, uniform))
+    np.testing.assert_array_equal(got[1], 0.0)
+    np.testing.assert_allclose(got[2], scipy_basis(x[2:].astype(np.float64), knots, 3)[0],
+                               atol=5e-6)
+    model = KAN([2, 2], seed=0)
+    if not uniform:
+        update_grids(model, np.random.default_rng(0).uniform(-1, 1, (64, 2)))
+    out = to_numpy(model(x))
+    assert np.all(np.isnan(out[0])) and np.all(np.isfinite(out[2]))
+
+
 def _knots_for(kind, k):
     knots = splines.uniform_knots((-1.0, 1.0), 5, k, n_features=2)
     if kind == "data":  # what a grid update leaves: quantile-like, uneven

@@ -39,6 +39,8 @@ __all__ = [
     "compute_loss",
     "concrete_bool",
     "concrete_value",
+    "value_token",
+    "same_value_token",
     "is_traced",
     "reset_compiled_functions",
     "spline_basis",
@@ -471,6 +473,36 @@ def concrete_value(variable):
     except Exception:  # a symbolic or deleted value: not readable here
         return None
     return None
+
+
+def value_token(variable):
+    """A cheap token that changes whenever ``variable`` is written, or ``None``.
+
+    Compare tokens with :func:`same_value_token`. PyTorch writes variables in
+    place, bumping the tensor's version counter; JAX replaces the (immutable)
+    array, so the array object itself is the token (held, so its identity
+    cannot be reused). TensorFlow has no such counter: ``None`` (unknown).
+    No device-to-host transfer either way.
+    """
+    name = keras.backend.backend()
+    try:
+        value = variable.value
+        if name == "torch":
+            return (value, value._version)
+        if name == "jax":
+            import jax
+
+            return None if isinstance(value, jax.core.Tracer) else (value,)
+    except Exception:  # a purged or symbolic value
+        return None
+    return None
+
+
+def same_value_token(a, b):
+    """Whether two :func:`value_token` results show no write in between."""
+    if a is None or b is None or len(a) != len(b) or a[0] is not b[0]:
+        return False
+    return a[1:] == b[1:]
 
 
 def is_traced(x):

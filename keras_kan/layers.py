@@ -153,6 +153,7 @@ class KANDense(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
         self._uniform_grid = None  # known once built; see `uniform_grid`
+        self._grid_token = None  # `grid`'s write token when `_uniform_grid` was set
 
     @property
     def uniform_grid(self):
@@ -161,18 +162,18 @@ class KANDense(keras.layers.Layer):
         The layer then computes its basis in closed form (cardinal B-splines);
         otherwise from local de Boor values (see
         :func:`keras_kan.backend.spline_basis`). The flag is re-read from the
-        grid when the layer writes its grid (:meth:`update_grid`, loading) and
-        when a call is traced, never on the eager hot path (no host round trip
-        per step). keras_kan's model-level grid changes
-        (:func:`keras_kan.update_grids`, the ``GridUpdate`` callback,
-        :func:`keras_kan.refine`, :func:`keras_kan.prune`, loading) also rebuild
-        compiled functions when it flips. After writing ``grid`` any other way
-        (``set_weights``, ``assign``, or this layer's own :meth:`update_grid`
-        on a model that already ran compiled), call
-        :func:`keras_kan.surgery.sync_grids` on the model (as Keras asks for
-        ``make_train_function(force=True)`` after a change of ``trainable``).
-        Until then a call that assumed an even grid returns NaN, not wrong
-        numbers.
+        grid when the layer writes it (:meth:`update_grid`, loading), when a
+        call is traced, and in eager calls after any write to ``grid`` (a
+        write counter, not a host read, on PyTorch and JAX). keras_kan's
+        model-level grid changes (:func:`keras_kan.update_grids`, the
+        ``GridUpdate`` callback, :func:`keras_kan.refine`,
+        :func:`keras_kan.prune`, loading) also rebuild compiled functions when
+        it flips. After writing ``grid`` any other way (``set_weights``,
+        ``assign``, or this layer's own :meth:`update_grid` on a model that
+        already ran compiled), call :func:`keras_kan.surgery.sync_grids` on the
+        model (as Keras asks for ``make_train_function(force=True)`` after a
+        change of ``trainable``); until then a compiled step that assumed an
+        even grid returns NaN, not wrong numbers.
         """
         return self._uniform_grid
 
@@ -181,6 +182,21 @@ class KANDense(keras.layers.Layer):
         value = kan_backend.concrete_value(self.grid)
         if value is not None:
             self._uniform_grid = self.spline_order > 0 and splines.is_uniform_numpy(value)
+            self._grid_token = kan_backend.value_token(self.grid)
+        return self._uniform_grid
+
+    def _current_grid_kind(self, x):
+        """:attr:`uniform_grid` for a call on ``x``, re-read only when it may be stale.
+
+        Eager: re-read when the grid was written since the last read (PyTorch
+        version counter, JAX array identity; TensorFlow cannot tell, so every
+        eager call re-reads its small grid). Traced: re-read once per trace.
+        """
+        if kan_backend.is_traced(x):
+            return self.sync_grid()
+        if not kan_backend.same_value_token(kan_backend.value_token(self.grid),
+                                            self._grid_token):
+            return self.sync_grid()
         return self._uniform_grid
 
     # ------------------------------------------------------------------ shapes
@@ -256,17 +272,15 @@ class KANDense(keras.layers.Layer):
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        uniform = self._uniform_grid
-        if kan_backend.is_traced(x):  # once per trace: follow the grid's current value
-            uniform = self.sync_grid()
+        uniform = self._current_grid_kind(x)
         if uniform is None:  # the grid's value is not known here: decide at run time
             basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)
         else:
-            if uniform:
-                # The closed form assumes even knots. Should the grid have been
-                # written behind the layer's back (see `uniform_grid`), fail
-                # loudly (NaN) rather than return wrong numbers; a few ops on
-                # (n, L), no host round trip.
+            if uniform and kan_backend.is_traced(x):
+                # The closed form is baked into this compiled function. Should
+                # the grid be written behind the layer's back before it runs
+                # again (see `uniform_grid`), fail loudly (NaN) rather than
+                # return wrong numbers; a few ops on (n, L), no host round trip.
                 ok = splines.is_uniform(self.grid)
                 x = x + ops.where(ok, 0.0, float("nan"))
             basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)

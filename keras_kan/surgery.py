@@ -92,19 +92,19 @@ def update_grids(model, x):
 def sync_grids(model, before=None):
     """Re-read every KANDense grid of ``model`` after its weights were written.
 
-    When a layer's basis choice (:attr:`KANDense.uniform_grid`) changes, the
+    Call it after writing grids yourself (``set_weights``, ``assign``): the
     model's compiled train/test/predict functions are rebuilt on next use.
 
     Args:
         model: a Keras model (one without KANDense layers is left alone).
-        before: the layers' ``uniform_grid`` values before the change (default:
-            their cached values).
+        before: the layers' ``uniform_grid`` values before a change made by
+            keras_kan itself; compiled functions are then rebuilt only if a
+            layer's basis choice (:attr:`KANDense.uniform_grid`) flipped.
+            ``None`` (a write keras_kan did not see): always rebuilt.
     """
     layers = _kan_layers(model, required=False)
-    if before is None:
-        before = [layer.uniform_grid for layer in layers]
     after = [layer.sync_grid() for layer in layers]
-    if list(before) != after:
+    if layers and (before is None or list(before) != after):
         kan_backend.reset_compiled_functions(model)
 
 

@@ -6,7 +6,7 @@ from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN
 from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
-from keras_kan.surgery import prune, refine, update_grids
+from keras_kan.surgery import prune, refine, sync_grids, update_grids
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "prune",
     "refine",
     "update_grids",
+    "sync_grids",
     "callbacks",
     "datasets",
     "__version__",

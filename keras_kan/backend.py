@@ -37,7 +37,6 @@ __all__ = [
     "value_and_grad_fn",
     "evaluate_fn",
     "compute_loss",
-    "concrete_bool",
     "concrete_value",
     "value_token",
     "same_value_token",
@@ -406,36 +405,6 @@ def spline_basis(x, knots, spline_order, uniform):
     padded = torch.zeros(values.shape[:-1] + (n_basis + 2 * k,), dtype=values.dtype,
                          device=values.device)  # basis p lives in slot p + k
     return padded.scatter(-1, slots, values)[..., k:k + n_basis]
-
-
-def concrete_bool(value):
-    """``bool(value)`` when ``value`` is a concrete (eager) tensor, else ``None``.
-
-    Lets shape-independent branches be taken in Python during eager execution
-    and fall back to ``keras.ops.cond`` inside traced/compiled functions (a JAX
-    ``lax.cond`` run eagerly compiles both branches on every call).
-    """
-    name = keras.backend.backend()
-    if name == "jax":
-        import jax
-
-        if isinstance(value, jax.core.Tracer):
-            return None
-        return bool(value)
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        if tf.executing_eagerly():
-            return bool(value)
-        static = tf.get_static_value(value)
-        return None if static is None else bool(static)
-    if name == "torch":
-        import torch
-
-        if isinstance(value, torch.Tensor) and value.device.type == "meta":
-            return None
-        return bool(value)
-    return None
 
 
 def concrete_value(variable):

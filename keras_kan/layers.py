@@ -170,7 +170,7 @@ class KANDense(keras.layers.Layer):
         :func:`keras_kan.prune`, loading) also rebuild compiled functions when
         it flips. After writing ``grid`` any other way (``set_weights``,
         ``assign``, or this layer's own :meth:`update_grid` on a model that
-        already ran compiled), call :func:`keras_kan.surgery.sync_grids` on the
+        already ran compiled), call :func:`keras_kan.sync_grids` on the
         model (as Keras asks for ``make_train_function(force=True)`` after a
         change of ``trainable``); until then a compiled step that assumed an
         even grid returns NaN, not wrong numbers.
@@ -272,18 +272,15 @@ class KANDense(keras.layers.Layer):
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        uniform = self._current_grid_kind(x)
-        if uniform is None:  # the grid's value is not known here: decide at run time
-            basis = splines.bspline_basis_auto(x, self.grid, self.spline_order)
-        else:
-            if uniform and kan_backend.is_traced(x):
-                # The closed form is baked into this compiled function. Should
-                # the grid be written behind the layer's back before it runs
-                # again (see `uniform_grid`), fail loudly (NaN) rather than
-                # return wrong numbers; a few ops on (n, L), no host round trip.
-                ok = splines.is_uniform(self.grid)
-                x = x + ops.where(ok, 0.0, float("nan"))
-            basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)
+        uniform = self._current_grid_kind(x)  # a bool once built
+        if uniform and kan_backend.is_traced(x):
+            # The closed form is baked into this compiled function. Should the
+            # grid be written behind the layer's back before it runs again (see
+            # `uniform_grid`), fail loudly (NaN) rather than return wrong
+            # numbers; a few ops on (n, L), no host round trip.
+            ok = splines.is_uniform(self.grid)
+            x = x + ops.where(ok, 0.0, float("nan"))
+        basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
         return ops.concatenate([basis, base], axis=-1)
 

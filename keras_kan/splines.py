@@ -28,7 +28,6 @@ __all__ = [
     "expand_local_basis",
     "is_uniform",
     "is_uniform_numpy",
-    "bspline_basis_auto",
     "bspline_basis_numpy",
     "fit_coefficients",
     "spline_values_numpy",
@@ -343,27 +342,6 @@ def _is_uniform(knots, xp, rtol):
     scale = xp.maximum(first, 1e-6 * xp.max(xp.abs(knots), axis=1, keepdims=True))
     tolerance = rtol * scale + 1e-7 * xp.abs(knots[:, 1:])
     return xp.logical_and(xp.all(first > 0), xp.all(xp.abs(gaps - first) <= tolerance))
-
-
-def bspline_basis_auto(x, knots, spline_order):
-    """:func:`uniform_bspline_basis` when the knots are uniform, else
-    :func:`bspline_basis`; decided at run time (``keras.ops.cond``) so compiled
-    training steps stay correct when a grid update makes the knots non-uniform.
-    Order 0 (discontinuous) always takes the exact comparison path.
-    """
-    if spline_order == 0:
-        return bspline_basis(x, knots, spline_order)
-    from keras_kan.backend import concrete_bool
-
-    uniform = is_uniform(knots)
-    decided = concrete_bool(uniform)  # eager: branch in Python, no cond to compile
-    if decided is not None:
-        return (uniform_bspline_basis if decided else bspline_basis)(x, knots, spline_order)
-    return ops.cond(
-        uniform,
-        lambda: uniform_bspline_basis(x, knots, spline_order),
-        lambda: bspline_basis(x, knots, spline_order),
-    )
 
 
 def bspline_basis_numpy(x, knots, spline_order):

@@ -89,7 +89,7 @@ def test_basis_choice_follows_the_grid(tmp_path):
 
 def test_grid_written_behind_the_layers_back():
     """A compiled step that assumed a uniform grid never returns wrong numbers."""
-    from keras_kan.surgery import sync_grids
+    from keras_kan import sync_grids
 
     x, _ = data()
     model = KAN([2, 3, 1], seed=0)

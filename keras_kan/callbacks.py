@@ -10,8 +10,8 @@ there.
 import keras
 
 from keras_kan import backend as kan_backend
-from keras_kan.layers import _check_int
 from keras_kan.surgery import apply_pruning_masks, pruning_plan, update_grids
+from keras_kan.validation import check_int, check_real
 
 __all__ = ["GridUpdate", "Pruning"]
 
@@ -62,8 +62,8 @@ class GridUpdate(_StepCallback):
 
     def __init__(self, x=None, every=5, stop_after=50, verbose=0):
         super().__init__(x)
-        self.every = _check_int("every", every, 1)
-        self.stop_after = _check_int("stop_after", stop_after, 0)
+        self.every = check_int("every", every, 1)
+        self.stop_after = check_int("stop_after", stop_after, 0)
         self.verbose = verbose
         self.updates = 0
 
@@ -97,9 +97,9 @@ class Pruning(_StepCallback):
 
     def __init__(self, x=None, at_step=0, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
         super().__init__(x)
-        self.at_step = _check_int("at_step", at_step, 0)
-        self.node_threshold = node_threshold
-        self.edge_threshold = edge_threshold
+        self.at_step = check_int("at_step", at_step, 0)
+        self.node_threshold = check_real("node_threshold", node_threshold, 0.0)
+        self.edge_threshold = check_real("edge_threshold", edge_threshold, 0.0)
         self.verbose = verbose
         self.plan = None
 

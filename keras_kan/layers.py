@@ -1,4 +1,4 @@
-"""``KANDense``: a Kolmogorov–Arnold layer with the interface of ``keras.layers.Dense``."""
+"""`KANDense`: a Kolmogorov–Arnold layer with the interface of `keras.layers.Dense`."""
 
 import math
 
@@ -10,97 +10,75 @@ from keras_kan import backend as kan_backend
 from keras_kan import splines
 from keras_kan.regularizers import KANRegularizer, edge_scores
 from keras_kan.rng import torch_rand
+from keras_kan.validation import check_grid_range, check_int, check_real, check_samples
 
-__all__ = ["KANDense"]
+__all__ = ["KANDense", "WEIGHT_NAMES"]
 
 _HALF_DTYPES = ("float16", "bfloat16")
-_WEIGHT_NAMES = ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias")
 
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`: expected an integer "
-            f">= {minimum}, got {value!r}."
-        )
-    return int(value)
-
-
-def _check_real(name, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-        math.isfinite(float(value))
-    ):
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`: expected a finite number, "
-            f"got {value!r}."
-        )
-    if minimum is not None and value < minimum:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`: expected a number "
-            f">= {minimum}, got {value!r}."
-        )
-    return float(value)
-
-
-def _check_grid_range(grid_range):
-    try:
-        low, high = (float(v) for v in grid_range)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "Received an invalid value for argument `grid_range`: expected a pair "
-            f"(low, high) of finite numbers, got {grid_range!r}."
-        ) from None
-    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-        raise ValueError(
-            "Received an invalid value for argument `grid_range`: expected finite "
-            f"low < high, got {grid_range!r}."
-        )
-    return (low, high)
+#: The layer's weights, by the names they are saved under.
+WEIGHT_NAMES = ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias")
 
 
 @keras.saving.register_keras_serializable(package="keras_kan")
 class KANDense(keras.layers.Layer):
     """Kolmogorov–Arnold layer: a learnable B-spline on every input-output edge.
 
-    ``y_j = sum_i phi_ij(x_i)`` with
-    ``phi_ij(x) = mask_ij * (w_b[i,j] * b(x) + w_s[i,j] * sum_p c[i,p,j] B_p(x))``
-    (pykan 0.2.x semantics). Acts on the last axis like ``Dense``: input
-    ``(..., n)``, output ``(..., units)``. Outside the extended knots every
-    spline basis is 0, so only the base branch ``w_b * b(x)`` acts there.
+    `y_j = sum_i phi_ij(x_i)` (+ `bias_j`) with
+    `phi_ij(x) = mask_ij * (w_b[i,j] * b(x) + w_s[i,j] * sum_p c[i,p,j] B_p(x))`
+    (pykan 0.2.x semantics): `B_p` are the B-splines of order `spline_order`
+    on each input's knots, `b` the base activation. Outside the extended knots
+    every spline basis is 0, so only the base branch `w_b * b(x)` acts there.
 
-    The forward pass builds per-input features ``F = [B(x), b(x)]`` of shape
-    ``(batch, n, K+1)`` (``K = grid_size + spline_order``) and multiplies them
-    once by an effective kernel ``(n*(K+1), units)``; no ``(batch, n, units)``
+    The forward pass builds per-input features `F = [B(x), b(x)]` of shape
+    `(batch, n, K+1)` (`K = grid_size + spline_order`) and multiplies them
+    once by an effective kernel `(n*(K+1), units)`; no `(batch, n, units)`
     tensor is formed.
+
+    Example:
+
+    ```python
+    >>> model = keras.Sequential([keras.Input((2,)), KANDense(5), KANDense(1)])
+    >>> model(np.zeros((4, 2))).shape
+    (4, 1)
+    ```
 
     Args:
         units: output size (positive int).
-        grid_size: ``G``, grid intervals inside ``grid_range`` (>= 1).
-        spline_order: ``k``, the spline degree (>= 0; 3 = cubic).
-        grid_range: ``(low, high)`` of the initial uniform grid.
-        base_activation: activation of the residual branch ``b`` (default SiLU).
+        grid_size: `G`, grid intervals inside `grid_range` (>= 1).
+        spline_order: `k`, the spline degree (>= 0; 3 = cubic).
+        grid_range: `(low, high)` of the initial uniform grid.
+        base_activation: activation of the residual branch `b` (default SiLU).
         use_bias: add a bias vector (pykan has none; default False).
-        noise_scale: scale of the random initial spline, ``U(-1/2, 1/2) *
-            noise_scale / G`` at the grid points.
-        scale_base_mu, scale_base_sigma: ``w_b = (mu + sigma * U(-1, 1)) / sqrt(n)``.
+        noise_scale: scale of the random initial spline,
+            `U(-1/2, 1/2) * noise_scale / G` at the grid points.
+        scale_base_mu, scale_base_sigma: `w_b = (mu + sigma * U(-1, 1)) / sqrt(n)`.
         grid_eps: grid-update mix, 1 = uniform grid, 0 = sample quantiles.
-        regularizer: a :class:`KANRegularizer` (or its config) whose penalty is
-            added with ``add_loss`` on training calls.
-        bias_initializer: initializer of ``bias``.
+        regularizer: a `KANRegularizer` (or its config) whose penalty is added
+            with `add_loss` on training calls.
+        bias_initializer: initializer of `bias`.
         seed: int for a reproducible initialization, identical on every
             backend and to pykan's: the layer draws its noise, then its base
-            scales, from the MT19937 stream seeded with ``seed`` as 24-bit
-            floats, which is what ``torch.manual_seed(seed); torch.rand(...)``
+            scales, from the MT19937 stream seeded with `seed` as 24-bit
+            floats, which is what `torch.manual_seed(seed); torch.rand(...)`
             produces on the CPU. None draws a seed from NumPy's global
-            generator, which ``keras.utils.set_random_seed`` seeds.
-        seed_offset: draws of the seed's stream to skip first. ``KAN`` gives
+            generator, which `keras.utils.set_random_seed` seeds.
+        seed_offset: draws of the seed's stream to skip first. `KAN` gives
             every layer the model's seed and the number of draws made by the
             layers before it, so a model draws from one stream, as pykan does.
-        **kwargs: base ``Layer`` arguments (``name``, ``dtype``, ...).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
-    Weights: ``grid (n, G+2k+1)`` (non-trainable), ``spline_kernel (n, K, units)``,
-    ``base_kernel (n, units)``, ``spline_scale (n, units)``, ``edge_mask
-    (n, units)`` (non-trainable), ``bias (units,)`` when ``use_bias``.
+    Input shape:
+        N-D tensor with shape `(batch_size, ..., input_dim)`; the most common
+        situation is a 2D input with shape `(batch_size, input_dim)`.
+
+    Output shape:
+        N-D tensor with shape `(batch_size, ..., units)`.
+
+    Weights (saved by these names): `grid (n, G+2k+1)` (non-trainable),
+    `spline_kernel (n, K, units)`, `base_kernel (n, units)`,
+    `spline_scale (n, units)`, `edge_mask (n, units)` (non-trainable),
+    `bias (units,)` when `use_bias`.
     """
 
     def __init__(
@@ -122,21 +100,16 @@ class KANDense(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = _check_int("units", units, 1)
-        self.grid_size = _check_int("grid_size", grid_size, 1)
-        self.spline_order = _check_int("spline_order", spline_order, 0)
-        self.grid_range = _check_grid_range(grid_range)
+        self.units = check_int("units", units, 1)
+        self.grid_size = check_int("grid_size", grid_size, 1)
+        self.spline_order = check_int("spline_order", spline_order, 0)
+        self.grid_range = check_grid_range(grid_range)
         self.base_activation = keras.activations.get(base_activation)
         self.use_bias = bool(use_bias)
-        self.noise_scale = _check_real("noise_scale", noise_scale, 0.0)
-        self.scale_base_mu = _check_real("scale_base_mu", scale_base_mu)
-        self.scale_base_sigma = _check_real("scale_base_sigma", scale_base_sigma, 0.0)
-        self.grid_eps = _check_real("grid_eps", grid_eps, 0.0)
-        if self.grid_eps > 1:
-            raise ValueError(
-                "Received an invalid value for argument `grid_eps`: expected a number "
-                f"in [0, 1], got {grid_eps!r}."
-            )
+        self.noise_scale = check_real("noise_scale", noise_scale, 0.0)
+        self.scale_base_mu = check_real("scale_base_mu", scale_base_mu)
+        self.scale_base_sigma = check_real("scale_base_sigma", scale_base_sigma, 0.0)
+        self.grid_eps = check_real("grid_eps", grid_eps, 0.0, 1.0)
         if isinstance(regularizer, dict):
             regularizer = keras.saving.deserialize_keras_object(regularizer)
         if regularizer is not None and not isinstance(regularizer, KANRegularizer):
@@ -146,63 +119,23 @@ class KANDense(keras.layers.Layer):
             )
         self.regularizer = regularizer
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        if seed is not None:
-            seed = _check_int("seed", seed, 0)
-        self.seed = seed
-        self.seed_offset = _check_int("seed_offset", seed_offset, 0)
+        self.seed = None if seed is None else check_int("seed", seed, 0)
+        self.seed_offset = check_int("seed_offset", seed_offset, 0)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
-        self._uniform_grid = None  # known once built; see `uniform_grid`
-        self._grid_token = None  # `grid`'s write token when `_uniform_grid` was set
-
-    @property
-    def uniform_grid(self):
-        """Whether every feature's knots are evenly spaced (``None`` before ``build``).
-
-        The layer then computes its basis in closed form (cardinal B-splines);
-        otherwise from local de Boor values (see
-        :func:`keras_kan.backend.spline_basis`). The flag is re-read from the
-        grid when the layer writes it (:meth:`update_grid`, loading), when a
-        call is traced, and in eager calls after any write to ``grid`` (a
-        write counter, not a host read, on PyTorch and JAX). keras_kan's
-        model-level grid changes (:func:`keras_kan.update_grids`, the
-        ``GridUpdate`` callback, :func:`keras_kan.refine`,
-        :func:`keras_kan.prune`, loading) also rebuild compiled functions when
-        it flips. After writing ``grid`` any other way (``set_weights``,
-        ``assign``, or this layer's own :meth:`update_grid` on a model that
-        already ran compiled), call :func:`keras_kan.sync_grids` on the
-        model (as Keras asks for ``make_train_function(force=True)`` after a
-        change of ``trainable``); until then a compiled step that assumed an
-        even grid returns NaN, not wrong numbers.
-        """
-        return self._uniform_grid
-
-    def sync_grid(self):
-        """Re-read ``grid`` and update :attr:`uniform_grid`; returns it."""
-        value = kan_backend.concrete_value(self.grid)
-        if value is not None:
-            self._uniform_grid = self.spline_order > 0 and splines.is_uniform_numpy(value)
-            self._grid_token = kan_backend.value_token(self.grid)
-        return self._uniform_grid
-
-    def _current_grid_kind(self, x):
-        """:attr:`uniform_grid` for a call on ``x``, re-read only when it may be stale.
-
-        Eager: re-read when the grid was written since the last read (PyTorch
-        version counter, JAX array identity; TensorFlow cannot tell, so every
-        eager call re-reads its small grid). Traced: re-read once per trace.
-        """
-        if kan_backend.is_traced(x):
-            return self.sync_grid()
-        if not kan_backend.same_value_token(kan_backend.value_token(self.grid),
-                                            self._grid_token):
-            return self.sync_grid()
-        return self._uniform_grid
+        self._uniform_grid = None  # explicit state, see `uniform_grid`
+        self._grid_token = None  # the grid's write token when `_uniform_grid` was set
+        self._initial_weights = None  # set by `from_weights`: values to build with
 
     # ------------------------------------------------------------------ shapes
     @property
+    def input_dim(self):
+        """`n`, the size of the input's last axis (None before `build`)."""
+        return int(self.grid.shape[0]) if self.built else None
+
+    @property
     def num_basis(self):
-        """``K = grid_size + spline_order``: spline basis functions per input."""
+        """`K = grid_size + spline_order`: spline basis functions per input."""
         return self.grid_size + self.spline_order
 
     @staticmethod
@@ -216,83 +149,177 @@ class KANDense(keras.layers.Layer):
                 f"Layer '{self.name}' expects inputs of rank >= 2 (batch, ..., features), "
                 f"got an input of shape {tuple(input_shape)}."
             )
-        in_features = input_shape[-1]
-        if in_features is None:
+        if input_shape[-1] is None:
             raise ValueError(
                 f"Layer '{self.name}' needs the last axis of its input to be defined, "
                 f"got shape {tuple(input_shape)}."
             )
-        n, m, g, k = int(in_features), self.units, self.grid_size, self.spline_order
+        n, m = int(input_shape[-1]), self.units
+        values = self._initial_weights or self._initial_values(n)
+        self._initial_weights = None
+
+        def const(name):
+            value = np.asarray(values[name])
+            return lambda shape, dtype=None: ops.cast(value.reshape(shape), dtype)
+
+        self.grid = self.add_weight(name="grid", shape=values["grid"].shape,
+                                    initializer=const("grid"), trainable=False, autocast=False)
+        self.spline_kernel = self.add_weight(name="spline_kernel",
+                                             shape=(n, self.num_basis, m),
+                                             initializer=const("spline_kernel"))
+        self.base_kernel = self.add_weight(name="base_kernel", shape=(n, m),
+                                           initializer=const("base_kernel"))
+        self.spline_scale = self.add_weight(name="spline_scale", shape=(n, m),
+                                            initializer=const("spline_scale"))
+        self.edge_mask = self.add_weight(name="edge_mask", shape=(n, m),
+                                         initializer=const("edge_mask"), trainable=False,
+                                         autocast=False)
+        self.bias = None
+        if self.use_bias:
+            initializer = const("bias") if "bias" in values else self.bias_initializer
+            self.bias = self.add_weight(name="bias", shape=(m,), initializer=initializer)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n})
+        self._adopt_grid(values["grid"])
+
+    def _initial_values(self, n):
+        """pykan 0.2.8's initialization for `n` inputs, as float64 NumPy arrays by name."""
+        m, g, k = self.units, self.grid_size, self.spline_order
         knots = splines.uniform_knots(self.grid_range, g, k, n_features=n)  # (n, L)
         seed = self.seed if self.seed is not None else np.random.randint(0, 2**31 - 1)
         noise, draws = torch_rand(seed, (g + 1, n, m), (n, m), offset=self.seed_offset)
         noise = (noise - 0.5) * self.noise_scale / g
-        coef = splines.fit_coefficients(knots[:, k : k + g + 1].T, noise, knots, k)
-        base = (self.scale_base_mu + self.scale_base_sigma * (draws * 2 - 1)) / math.sqrt(n)
+        return {
+            "grid": knots,
+            "spline_kernel": splines.fit_coefficients(knots[:, k : k + g + 1].T, noise, knots, k),
+            "base_kernel": (self.scale_base_mu + self.scale_base_sigma * (draws * 2 - 1))
+            / math.sqrt(n),
+            "spline_scale": np.full((n, m), 1 / math.sqrt(n)),
+            "edge_mask": np.ones((n, m)),
+        }
 
-        def const(value):
-            return lambda shape, dtype=None: ops.cast(np.asarray(value).reshape(shape), dtype)
+    @classmethod
+    def from_weights(cls, config, weights):
+        """A built layer made from `config` whose weights are `weights`.
 
-        self.grid = self.add_weight(
-            name="grid", shape=knots.shape, initializer=const(knots), trainable=False,
-            autocast=False,
-        )
-        self.spline_kernel = self.add_weight(
-            name="spline_kernel", shape=(n, self.num_basis, m), initializer=const(coef)
-        )
-        self.base_kernel = self.add_weight(name="base_kernel", shape=(n, m),
-                                           initializer=const(base))
-        self.spline_scale = self.add_weight(
-            name="spline_scale", shape=(n, m), initializer=const(np.full((n, m), 1 / math.sqrt(n)))
-        )
-        self.edge_mask = self.add_weight(
-            name="edge_mask", shape=(n, m), initializer="ones", trainable=False, autocast=False
-        )
-        self._uniform_grid = k > 0  # uniform_knots(...) is evenly spaced
+        The weights' shapes decide the layer's input size; `config` must agree
+        with them (`units`, `grid_size`, `spline_order`, `use_bias`). No random
+        numbers are drawn.
+
+        Args:
+            config: a `get_config()` dict.
+            weights: dict of arrays by weight name (`WEIGHT_NAMES`; `bias`
+                only with `use_bias`).
+
+        Returns:
+            a built `KANDense`.
+        """
+        layer = cls.from_config(config)
+        missing = [name for name in WEIGHT_NAMES[:-1] + (("bias",) if layer.use_bias else ())
+                   if name not in weights]
+        if missing:
+            raise ValueError(f"KANDense.from_weights: no value for weight(s) {missing}.")
+        values = {name: np.asarray(ops.convert_to_numpy(v), np.float64)
+                  for name, v in weights.items()}
+        n = values["grid"].shape[0]
+        expected = layer._shapes(n)
+        for name, shape in expected.items():
+            if tuple(values[name].shape) != shape:
+                raise ValueError(
+                    f"KANDense.from_weights: weight '{name}' has shape "
+                    f"{tuple(values[name].shape)}, but the config (units={layer.units}, "
+                    f"grid_size={layer.grid_size}, spline_order={layer.spline_order}) and "
+                    f"{n} inputs need {shape}."
+                )
+        layer._initial_weights = values
+        layer.build((None, n))
+        return layer
+
+    def _shapes(self, n):
+        """The weight shapes of this layer for `n` inputs, by name."""
+        m, k = self.units, self.spline_order
+        shapes = {"grid": (n, self.grid_size + 2 * k + 1), "spline_kernel": (n, self.num_basis, m),
+                  "base_kernel": (n, m), "spline_scale": (n, m), "edge_mask": (n, m)}
         if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(m,),
-                                        initializer=self.bias_initializer)
-        else:
-            self.bias = None
-        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n})
+            shapes["bias"] = (m,)
+        return shapes
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    # -------------------------------------------------------------- grid state
+    @property
+    def uniform_grid(self):
+        """Whether the layer uses its closed-form (evenly spaced knots) basis.
+
+        Explicit layer state (`None` before `build`): set when the layer writes
+        its own grid (`build`, `update_grid`, `set_spline`, loading) and by
+        `sync_grid`. keras_kan's model-level grid changes
+        (`keras_kan.update_grids`, the `GridUpdate` callback, `refine`,
+        `prune`) also rebuild compiled functions when it flips. After writing
+        `grid` any other way (`set_weights`, `assign`), call
+        `keras_kan.sync_grids(model)`; until then eager calls notice the write
+        and switch basis themselves, and a compiled function that assumed even
+        knots raises an error naming this layer (NaN under TensorFlow's XLA,
+        which drops assertions) instead of computing on the wrong basis.
+        """
+        return self._uniform_grid
+
+    def sync_grid(self):
+        """Re-read `grid` and set `uniform_grid` from its values; returns it."""
+        self._adopt_grid(ops.convert_to_numpy(self.grid))
+        return self._uniform_grid
+
+    def _adopt_grid(self, knots):
+        """Set `uniform_grid` for the knots `(n, L)` just written into `grid`."""
+        self._uniform_grid = self.spline_order > 0 and splines.is_uniform_numpy(knots)
+        self._grid_token = kan_backend.value_token(self.grid)
+
+    def _grid_unchanged(self):
+        """Whether `grid` was not written since `uniform_grid` was set (False: unknown)."""
+        token, seen = kan_backend.value_token(self.grid), self._grid_token
+        return (token is not None and seen is not None and token[0] is seen[0]
+                and token[1:] == seen[1:])
+
+    def _use_closed_form(self, x):
+        """`(x, uniform)` for a call: a runtime check in traced code, a re-read in eager code."""
+        if not self._uniform_grid:
+            return x, False
+        if kan_backend.is_traced(x):
+            message = (f"KANDense '{self.name}': its grid is no longer evenly spaced, but this "
+                       "compiled function assumed it is. After writing grids yourself "
+                       "(set_weights, assign), call keras_kan.sync_grids(model).")
+            return kan_backend.check_grid_uniform(x, splines.is_uniform(self.grid), message), True
+        if self._grid_unchanged():
+            return x, True
+        return x, self.sync_grid()
+
     # ----------------------------------------------------------------- forward
     def features(self, x):
-        """Per-input features ``[B_0(x), ..., B_{K-1}(x), b(x)]``.
+        """Per-input features `[B_0(x), ..., B_{K-1}(x), b(x)]`.
 
         Args:
-            x: ``(B, n)``.
+            x: `(B, n)`.
 
         Returns:
-            ``(B, n, K+1)`` in float32 when the compute dtype is a half type,
-            else in ``x``'s dtype.
+            `(B, n, K+1)` in float32 when the compute dtype is a half type,
+            else in `x`'s dtype.
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        uniform = self._current_grid_kind(x)  # a bool once built
-        if uniform and kan_backend.is_traced(x):
-            # The closed form is baked into this compiled function. Should the
-            # grid be written behind the layer's back before it runs again (see
-            # `uniform_grid`), fail loudly (NaN) rather than return wrong
-            # numbers; a few ops on (n, L), no host round trip.
-            ok = splines.is_uniform(self.grid)
-            x = x + ops.where(ok, 0.0, float("nan"))
+        x, uniform = self._use_closed_form(x)
         basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
         return ops.concatenate([basis, base], axis=-1)
 
     def effective_kernel(self):
-        """``(n, K+1, units)``: rows ``mask*w_s*c`` then ``mask*w_b``."""
+        """`(n, K+1, units)`: rows `mask*w_s*c` then `mask*w_b`."""
         mask = ops.cast(self.edge_mask, self.spline_kernel.dtype)
         spline = self.spline_kernel * ops.expand_dims(mask * self.spline_scale, 1)
         base = ops.expand_dims(mask * self.base_kernel, 1)
         return ops.concatenate([spline, base], axis=1)
 
     def call(self, inputs, training=None):
-        n, m = self.grid.shape[0], self.units
+        n, m = self.input_dim, self.units
         x = ops.reshape(inputs, (-1, n)) if len(inputs.shape) != 2 else inputs
         feats = self.features(x)  # (B, n, K+1)
         kernel = self.effective_kernel()  # (n, K+1, m)
@@ -317,101 +344,113 @@ class KANDense(keras.layers.Layer):
 
     # ---------------------------------------------------------------- analysis
     def edge_activations(self, inputs):
-        """Every edge's output ``phi_ij(x_i)`` (analysis path; materializes it).
+        """Every edge's output `phi_ij(x_i)` (analysis path; materializes it).
 
         Args:
-            inputs: ``(..., n)``; leading axes are flattened into the batch.
+            inputs: `(..., n)`; leading axes are flattened into the batch.
 
         Returns:
-            ``(batch, n, units)``, whose sum over axis 1 (plus ``bias``) is the
+            `(batch, n, units)`, whose sum over axis 1 (plus `bias`) is the
             layer output.
         """
-        x = ops.reshape(ops.convert_to_tensor(inputs, self.compute_dtype),
-                        (-1, self.grid.shape[0]))
+        x = ops.reshape(ops.convert_to_tensor(inputs, self.compute_dtype), (-1, self.input_dim))
         feats = self.features(x)
         return ops.einsum("bnp,npm->bnm", feats, ops.cast(self.effective_kernel(), feats.dtype))
 
     def edge_scores(self, inputs):
-        """pykan's edge importance ``std(phi_ij) / (std(x_i) + 0.1)``, shape ``(n, units)``.
+        """pykan's edge importance `std(phi_ij) / (std(x_i) + 0.1)`, shape `(n, units)`.
 
         Args:
-            inputs: ``(..., n)`` samples of this layer's input (at least 2).
+            inputs: `(..., n)` samples of this layer's input (at least 2).
         """
-        x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype),
-                        (-1, self.grid.shape[0]))
+        x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype), (-1, self.input_dim))
         feats = ops.cast(self.features(x), self.variable_dtype)
         return edge_scores(feats, self.effective_kernel(), x)
 
     # ------------------------------------------------------------------ grids
     def _host_samples(self, inputs, what="inputs"):
-        """``(..., n)`` samples -> validated ``(N, n)`` float64 NumPy array."""
+        """`(..., n)` samples -> validated `(N, n)` float64 NumPy array."""
         if not self.built:
             self.build(tuple(np.shape(inputs)))
-        n = self.grid.shape[0]
-        x = np.asarray(ops.convert_to_numpy(inputs), dtype=np.float64)
-        if x.ndim < 2 or x.shape[-1] != n or x.size == 0:
-            raise ValueError(
-                f"Layer '{self.name}': `{what}` must have shape (batch, ..., {n}) with at "
-                f"least one sample, got shape {x.shape}."
-            )
-        x = x.reshape(-1, n)
-        if not np.all(np.isfinite(x)):
-            bad = int(np.sum(~np.isfinite(x)))
-            raise ValueError(
-                f"Layer '{self.name}': `{what}` contains {bad} non-finite value(s) "
-                "(NaN or inf); the grid was left unchanged."
-            )
-        return x
+        return check_samples(what, inputs, self.input_dim,
+                             what=f"samples of the input of layer '{self.name}'")
 
-    def _knots_and_coefficients(self):
+    def spline(self):
+        """`(knots (n, L), coefficients (n, K, units))` as float64 NumPy arrays."""
         return (np.asarray(ops.convert_to_numpy(self.grid), np.float64),
                 np.asarray(ops.convert_to_numpy(self.spline_kernel), np.float64))
 
+    def set_spline(self, knots, coefficients):
+        """Write knots and coefficients together (same shapes), and the basis choice.
+
+        Args:
+            knots: `(n, G+2k+1)`, finite and strictly increasing along each row.
+            coefficients: `(n, K, units)`, finite.
+
+        Raises:
+            ValueError: wrong shapes, non-finite values or knots that do not
+                increase (nothing is changed).
+        """
+        knots = np.asarray(ops.convert_to_numpy(knots), np.float64)
+        coefficients = np.asarray(ops.convert_to_numpy(coefficients), np.float64)
+        for name, value, variable in (("knots", knots, self.grid),
+                                      ("coefficients", coefficients, self.spline_kernel)):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"Layer '{self.name}': `{name}` must have shape {tuple(variable.shape)}, "
+                    f"got {tuple(value.shape)}."
+                )
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"Layer '{self.name}': `{name}` contains NaN or inf.")
+        if not np.all(np.diff(knots, axis=1) > 0):
+            raise ValueError(f"Layer '{self.name}': `knots` must increase strictly along "
+                             "each row.")
+        self.grid.assign(knots.astype(self.grid.dtype))
+        self.spline_kernel.assign(coefficients.astype(self.spline_kernel.dtype))
+        self._adopt_grid(knots)
+
     def update_grid(self, inputs):
         """Move the knots to the data and refit the splines (pykan's
-        ``update_grid_from_samples``).
+        `update_grid_from_samples`).
 
         Each feature's interior knots mix the samples' quantiles with a uniform
-        grid over their range (``grid_eps``); the coefficients are refit by
+        grid over their range (`grid_eps`); the coefficients are refit by
         least squares so every edge's spline keeps its values on the samples as
         well as the new knots allow. The base branch is unaffected.
 
         Data-adapted knots are not evenly spaced, so the layer switches to its
-        general basis (:attr:`uniform_grid`); a model that already compiled
-        this layer must retrace, which :func:`keras_kan.update_grids` (the
-        model-level call, also used by the ``GridUpdate`` callback) arranges.
+        general basis (`uniform_grid`); a model that already compiled this
+        layer must retrace, which `keras_kan.update_grids` (the model-level
+        call, also used by the `GridUpdate` callback) arranges.
 
         Args:
-            inputs: ``(..., n)`` samples of this layer's input.
+            inputs: `(..., n)` samples of this layer's input.
 
         Raises:
             ValueError: non-finite or mis-shaped samples (nothing is changed).
         """
         x = self._host_samples(inputs)
-        knots, coef = self._knots_and_coefficients()
+        knots, coef = self.spline()
         k = self.spline_order
         old_width = knots[:, knots.shape[1] - k - 1] - knots[:, k]
         new_knots = splines.data_knots(x, self.grid_size, k, self.grid_eps,
                                        fallback_width=old_width)
-        new_coef = splines.refit_coefficients(x, knots, coef, new_knots, k)
-        self.grid.assign(new_knots.astype(self.grid.dtype))
-        self.spline_kernel.assign(new_coef.astype(self.spline_kernel.dtype))
-        self.sync_grid()
+        self.set_spline(new_knots, splines.refit_coefficients(x, knots, coef, new_knots, k))
 
     def refined_spline(self, grid_size, inputs=None):
         """Knots and coefficients of the same splines on a finer (or coarser) grid.
 
-        Interior knots are interpolated to ``grid_size`` intervals over the same
-        range; the coefficients are fit by least squares on ``inputs`` (or, when
+        Interior knots are interpolated to `grid_size` intervals over the same
+        range; the coefficients are fit by least squares on `inputs` (or, when
         None, on dense samples of each feature's grid interval). When
-        ``grid_size`` is a multiple of ``self.grid_size`` the old splines lie in
+        `grid_size` is a multiple of `self.grid_size` the old splines lie in
         the new space and the fit is exact up to rounding.
 
         Returns:
-            ``(knots (n, G'+2k+1), coefficients (n, G'+k, units))`` float64 arrays.
+            `(knots (n, G'+2k+1), coefficients (n, G'+k, units))` float64 arrays.
         """
-        grid_size = _check_int("grid_size", grid_size, 1)
-        knots, coef = self._knots_and_coefficients()
+        grid_size = check_int("grid_size", grid_size, 1)
+        knots, coef = self.spline()
         k = self.spline_order
         new_knots = splines.refined_knots(knots, k, grid_size)
         if inputs is None:
@@ -421,6 +460,48 @@ class KANDense(keras.layers.Layer):
         else:
             x = self._host_samples(inputs)
         return new_knots, splines.refit_coefficients(x, knots, coef, new_knots, k)
+
+    def get_weights_by_name(self):
+        """The layer's weights as NumPy copies in their own dtypes, by name (`WEIGHT_NAMES`)."""
+        return {name: np.asarray(ops.convert_to_numpy(getattr(self, name)))
+                for name in WEIGHT_NAMES if getattr(self, name, None) is not None}
+
+    def get_subset(self, in_ids, out_ids):
+        """A new layer with only the edges `in_ids -> out_ids` (pykan's `get_subset`).
+
+        Its output for inputs `x[..., in_ids]` equals this layer's output
+        `[..., out_ids]` when the dropped inputs contribute nothing (their
+        edges are masked or their values are 0 through every edge).
+
+        Args:
+            in_ids: indices of the inputs to keep, in order.
+            out_ids: indices of the units to keep, in order.
+
+        Returns:
+            a built `KANDense` with `units=len(out_ids)`.
+        """
+        rows, cols = (self._check_ids(name, ids, size) for name, ids, size in
+                      (("in_ids", in_ids, self.input_dim), ("out_ids", out_ids, self.units)))
+        values = self.get_weights_by_name()
+        values["grid"] = values["grid"][rows]
+        for name in ("spline_kernel", "base_kernel", "spline_scale", "edge_mask"):
+            values[name] = values[name][rows][..., cols]
+        if "bias" in values:
+            values["bias"] = values["bias"][cols]
+        config = self.get_config()
+        config["units"] = int(cols.size)
+        return type(self).from_weights(config, values)
+
+    def _check_ids(self, name, ids, size):
+        index = np.asarray(ids)
+        if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer) or (
+            index.min() < 0 or index.max() >= size or np.unique(index).size != index.size
+        ):
+            raise ValueError(
+                f"Received an invalid value for argument `{name}`: expected distinct integer "
+                f"indices in [0, {size}) for layer '{self.name}', got {ids!r}."
+            )
+        return index
 
     # ----------------------------------------------------------------- saving
     def get_config(self):
@@ -447,7 +528,7 @@ class KANDense(keras.layers.Layer):
         return config
 
     def _named_variables(self):
-        return {name: getattr(self, name) for name in _WEIGHT_NAMES
+        return {name: getattr(self, name) for name in WEIGHT_NAMES
                 if getattr(self, name, None) is not None}
 
     def save_own_variables(self, store):
@@ -473,4 +554,4 @@ class KANDense(keras.layers.Layer):
                     "Build the layer with the saved config (grid_size, units) first."
                 )
             variable.assign(value)
-        self.sync_grid()
+        self._adopt_grid(np.asarray(store["grid"]))

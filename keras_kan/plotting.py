@@ -18,17 +18,22 @@ user selected is left alone (pass ``show=True`` to display through pyplot).
 import math
 import os
 
-import keras
 import numpy as np
 from keras import ops
 
-from keras_kan import splines
-from keras_kan.layers import KANDense
-from keras_kan.surgery import kan_layer_inputs
+from keras_kan.network import (
+    chain_inputs,
+    edge_values,
+    feeds,
+    kan_layers,
+    model_samples,
+    quantile_samples,
+    score_edges,
+)
+from keras_kan.validation import check_int, even_rows
 
 __all__ = ["plot_kan"]
 
-_MAX_SCORE_SAMPLES = 20000  # rows of `x` used for scores and curves (evenly spaced subset)
 _MARGIN = 0.45  # inches, left/right
 _BOTTOM = 0.45  # inches below the input row (labels)
 _TOP = 0.45  # inches above the output row (labels)
@@ -49,169 +54,6 @@ def _require_matplotlib():
             "`pip install keras-kan[plot]` (or `pip install matplotlib`)."
         ) from error
     return Figure, FigureCanvasAgg, LineCollection
-
-
-# --------------------------------------------------------------------- data
-# The helpers below are shared with ``keras_kan.symbolic``. They evaluate the
-# edges in float64 NumPy from the layer's public pieces (knots, effective
-# kernel, base activation) instead of calling ``layer.edge_activations``: the
-# values are the same (to float32 rounding; see the tests) but no backend
-# control flow runs, which on JAX would compile anew for every call.
-
-
-def _kan_layers(model, caller="plot_kan"):
-    if isinstance(model, KANDense) or not isinstance(model, keras.Model):
-        raise ValueError(
-            f"{caller} expects a keras.Model containing KANDense layers, got "
-            f"{type(model).__name__}."
-        )
-    layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
-    if not layers:
-        raise ValueError(f"Model '{model.name}' has no KANDense layer.")
-    return layers
-
-
-def _as_samples(model, x, min_samples=2, max_samples=_MAX_SCORE_SAMPLES):
-    """Validate ``x`` against ``model``'s input -> ``(N, n_in)`` float64 (evenly thinned)."""
-    try:
-        data = np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"`x` must be a numeric array of model inputs: {error}") from None
-    if data.ndim != 2:
-        raise ValueError(f"`x` must have shape (batch, features), got shape {data.shape}.")
-    if not model.built:
-        model.build((None, data.shape[1]))
-    try:
-        inputs = model.inputs
-    except AttributeError:
-        inputs = None
-    if not inputs or len(inputs) != 1:
-        raise ValueError(
-            f"Model '{model.name}' must have exactly one defined input, it has "
-            f"{'none' if not inputs else len(inputs)}."
-        )
-    features = inputs[0].shape[-1]
-    if features is not None and data.shape[1] != features:
-        raise ValueError(
-            f"`x` has {data.shape[1]} features but model '{model.name}' expects {features} "
-            f"(got shape {data.shape})."
-        )
-    if data.shape[0] < min_samples:
-        raise ValueError(f"`x` needs at least {min_samples} samples, got {data.shape[0]}.")
-    if not np.all(np.isfinite(data)):
-        raise ValueError("`x` contains non-finite values (NaN or inf).")
-    if data.shape[0] > max_samples:
-        data = data[np.linspace(0, data.shape[0] - 1, max_samples).astype(int)]
-    return data
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-# NumPy twins of the usual base activations, matched by identity (backend ops
-# on ever-changing shapes would trace and compile on JAX for every call).
-_NUMPY_ACTIVATIONS = {
-    keras.activations.silu: lambda x: x * _sigmoid(x),
-    keras.activations.relu: lambda x: np.maximum(x, 0.0),
-    keras.activations.tanh: np.tanh,
-    keras.activations.sigmoid: _sigmoid,
-    keras.activations.linear: lambda x: x,
-    keras.activations.softplus: lambda x: np.logaddexp(0.0, x),
-}
-
-
-def _base_values(layer, inputs):
-    """``b(x)`` of the layer's base branch, float64 ``(N, n)``."""
-    twin = _NUMPY_ACTIVATIONS.get(layer.base_activation)
-    if twin is not None:
-        return twin(inputs)
-    dtype = "float64" if layer.compute_dtype == "float64" else "float32"
-    values = layer.base_activation(ops.convert_to_tensor(inputs, dtype))
-    return np.asarray(ops.convert_to_numpy(values), np.float64)
-
-
-def _edge_values(layer, inputs):
-    """Every edge's ``phi_ij(x_i)`` in float64, like ``layer.edge_activations``.
-
-    Args:
-        layer: a built KANDense.
-        inputs: ``(N, n)`` float64 samples of its input.
-
-    Returns:
-        ``(N, n, units)`` float64; the sum over axis 1 (plus the bias) is the
-        layer output.
-    """
-    inputs = np.asarray(inputs, np.float64)
-    knots = np.asarray(ops.convert_to_numpy(layer.grid), np.float64)
-    basis = splines.bspline_basis_numpy(inputs, knots, layer.spline_order)  # (N, n, K)
-    base = _base_values(layer, inputs)[..., None]  # (N, n, 1)
-    kernel = np.asarray(ops.convert_to_numpy(layer.effective_kernel()), np.float64)
-    return np.einsum("bnp,npm->bnm", np.concatenate([basis, base], axis=-1), kernel)
-
-
-def _layer_output(layer, phi):
-    out = phi.sum(axis=1)
-    if getattr(layer, "bias", None) is not None:
-        out = out + np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
-    return out
-
-
-def _chained(model, previous, layer):
-    """Whether ``previous``'s output is exactly ``layer``'s input in ``model``."""
-    if isinstance(model, keras.Sequential):  # order is the graph (layer.input can be stale
-        order = list(model.layers)           # on a reloaded Sequential)
-        return order.index(layer) == order.index(previous) + 1
-    try:
-        return layer.input is previous.output
-    except (AttributeError, ValueError):
-        return False
-
-
-def _is_plain_chain(model, layers):
-    """True when ``model`` is exactly ``input -> KANDense -> ... -> KANDense``."""
-    if list(model.layers) != list(layers):
-        return False
-    if not isinstance(model, keras.Sequential):
-        try:
-            if layers[0].input is not model.inputs[0]:
-                return False
-        except (AttributeError, ValueError, IndexError):
-            return False
-    return all(_chained(model, a, b) for a, b in zip(layers[:-1], layers[1:]))
-
-
-def _kan_inputs(model, layers, data):
-    """``(N, n_l)`` float64 inputs reaching every KANDense for model inputs ``data``.
-
-    A plain chain of KANDense layers is evaluated in NumPy; any other model
-    through :func:`keras_kan.surgery.kan_layer_inputs`.
-    """
-    if not _is_plain_chain(model, layers):
-        return kan_layer_inputs(model, data)
-    inputs, current = [], data
-    for layer in layers:
-        inputs.append(current)
-        current = _layer_output(layer, _edge_values(layer, current))
-    return inputs
-
-
-def _quantile_samples(inputs, max_points):
-    """Each column sorted independently and thinned to ``max_points`` order statistics.
-
-    ``phi_ij`` depends on ``x_i`` alone, so one evaluation on this matrix gives
-    every edge's curve, sorted, over the data's own distribution.
-    """
-    xs = np.sort(inputs, axis=0)
-    if xs.shape[0] > max_points:
-        xs = xs[np.round(np.linspace(0, xs.shape[0] - 1, max_points)).astype(int)]
-    return xs
-
-
-def _scores(inputs, phi):
-    """pykan's edge score ``std(phi_ij) / (std(x_i) + 0.1)`` (unbiased stds), ``(n, m)``."""
-    ddof = 1 if inputs.shape[0] > 1 else 0
-    return phi.std(axis=0, ddof=ddof) / (inputs.std(axis=0, ddof=ddof)[:, None] + 0.1)
 
 
 # ------------------------------------------------------------------ drawing
@@ -246,21 +88,21 @@ def _collect(model, layers, inputs, show_scores, max_points):
     rows, bands = [], []
     for index, (layer, layer_in) in enumerate(zip(layers, inputs)):
         n, m = layer_in.shape[1], layer.units
-        if index == 0 or not _chained(model, layers[index - 1], layer):
+        if index == 0 or not feeds(model, layers[index - 1], layer):
             rows.append(n)  # a new input row (first layer, or other layers in between)
         rows.append(m)
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
-        scores = np.where(mask != 0, np.nan_to_num(_scores(layer_in, _edge_values(
+        scores = np.where(mask != 0, np.nan_to_num(score_edges(layer_in, edge_values(
             layer, layer_in))), 0.0)
         top = scores.max() if scores.size else 0.0
         if not show_scores:
             alpha = np.ones_like(scores)
         else:
             alpha = np.tanh(3.0 * scores / top) if top > 0 else np.zeros_like(scores)
-        xs = _quantile_samples(layer_in, max_points)
+        xs = quantile_samples(layer_in, max_points)
         bands.append({
             "layer_index": index, "in_row": len(rows) - 2, "alpha": alpha, "xs": xs,
-            "phis": _edge_values(layer, xs),
+            "phis": edge_values(layer, xs),
             "edges": [(i, j) for i in range(n) for j in range(m) if mask[i, j] != 0],
         })
     return rows, bands
@@ -429,11 +271,8 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
             bad ``figsize``/``max_points``/names/file extension.
     """
     Figure, FigureCanvasAgg, LineCollection = _require_matplotlib()
-    layers = _kan_layers(model)
-    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or (
-        max_points < 2
-    ):
-        raise ValueError(f"`max_points` must be an integer >= 2, got {max_points!r}.")
+    layers = kan_layers(model, "plot_kan")
+    max_points = check_int("max_points", max_points, 2)
     if figsize is not None:
         try:
             figsize = tuple(float(v) for v in figsize)
@@ -442,14 +281,13 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
         if len(figsize) != 2 or not all(math.isfinite(v) and v > 0 for v in figsize):
             raise ValueError(f"`figsize` must be (width, height) in inches > 0, got {figsize!r}.")
     target = None if to_file is None else _file_format(to_file, FigureCanvasAgg)
-    data = _as_samples(model, x)
+    data = model_samples(model, x)
     in_labels = _names(input_names, data.shape[1], "x", "input_names")
     out_labels = _names(output_names, layers[-1].units, "y", "output_names")
-    cap = max(2000, 4_000_000 // max(layer.grid.shape[0] * layer.units for layer in layers))
-    if data.shape[0] > cap:
-        data = data[np.linspace(0, data.shape[0] - 1, cap).astype(int)]
-    rows, bands = _collect(model, layers, _kan_inputs(model, layers, data), show_scores,
-                           int(max_points))
+    cap = max(2000, 4_000_000 // max(layer.input_dim * layer.units for layer in layers))
+    data = data[even_rows(data.shape[0], cap)]
+    rows, bands = _collect(model, layers, chain_inputs(model, layers, data), show_scores,
+                           max_points)
     geo = _layout(rows, bands, figsize, title)
 
     if show:

@@ -26,6 +26,7 @@ __all__ = [
     "local_uniform_basis",
     "local_bspline_basis",
     "expand_local_basis",
+    "fused_spline_basis",
     "is_uniform",
     "is_uniform_numpy",
     "bspline_basis_numpy",
@@ -66,10 +67,6 @@ class _NumpyOps:
     @staticmethod
     def greater(a, b):
         return np.greater(a, b)
-
-    @staticmethod
-    def divide(a, b):
-        return np.divide(a, b)
 
 
 def uniform_knots(grid_range, grid_size, spline_order, n_features=None):
@@ -233,6 +230,28 @@ def expand_local_basis(values, first, n_basis):
         term = ops.where(hit, ops.expand_dims(values[..., m], -1), 0.0)
         out = term if out is None else out + term
     return ops.cast(out, values.dtype)
+
+
+def fused_spline_basis(x, knots, spline_order, uniform):
+    """The basis `(..., n, K)` as few elementwise passes, for compilers that fuse them (XLA).
+
+    Uniform knots use the closed form (`uniform_bspline_basis`); any other
+    knots the local de Boor values (`local_bspline_basis`) expanded by a
+    one-hot select (`expand_local_basis`), which XLA fuses into one pass.
+
+    Args:
+        x: `(..., n)`.
+        knots: `(n, L)`.
+        spline_order: `k`; order 0 takes the exact comparison path.
+        uniform: a Python bool, True only if every row of `knots` is evenly
+            spaced (the closed form assumes it).
+    """
+    if spline_order < 1:
+        return bspline_basis(x, knots, spline_order)
+    if uniform:
+        return uniform_bspline_basis(x, knots, spline_order)
+    n_basis = knots.shape[-1] - spline_order - 1
+    return expand_local_basis(*local_bspline_basis(x, knots, spline_order), n_basis)
 
 
 def _power(x, k):

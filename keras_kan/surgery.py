@@ -1,10 +1,11 @@
-"""Model -> model transforms: grid extension (``refine``) and pruning (``prune``).
+"""Model -> model transforms: grid extension (`refine`) and pruning (`prune`), plus the
+in-place grid and regularizer changes that must invalidate compiled steps.
 
-Both return a new model built from the old one's config (so the new grid size
-or widths are in ``get_config`` and survive ``.keras`` saving), with the weights
-copied over. A compiled input model yields a model compiled the same way with
-a fresh optimizer: the optimizer state (Adam moments, step count) is tied to
-the old variable shapes and is deliberately not carried over.
+`refine` and `prune` return a new model built from the old one's config (so the
+new grid size or widths are in `get_config` and survive `.keras` saving), with
+the weights copied over. A compiled input model yields a model compiled the
+same way with a fresh optimizer: the optimizer state (Adam moments, step
+count) is tied to the old variable shapes and is deliberately not carried over.
 """
 
 import keras
@@ -13,46 +14,23 @@ from keras import ops
 
 from keras_kan import backend as kan_backend
 from keras_kan.layers import KANDense
+from keras_kan.network import feeds, kan_layers, layer_inputs
+from keras_kan.regularizers import KANRegularizer
+from keras_kan.validation import check_int, check_real, check_samples
 
 __all__ = [
     "refine",
     "prune",
     "update_grids",
     "sync_grids",
+    "set_regularizer",
     "pruning_plan",
     "apply_pruning_masks",
     "kan_layer_inputs",
 ]
 
-
-def _kan_layers(model, required=True):
-    layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
-    if required and not layers:
-        raise ValueError(f"Model '{model.name}' has no KANDense layer.")
-    return layers
-
-
-def _feeds(model, first, second):
-    """Whether ``second`` takes ``first``'s output directly as its only input."""
-    if isinstance(model, keras.Sequential):
-        layers = list(model.layers)
-        return layers.index(second) == layers.index(first) + 1
-    return second.input is first.output
-
-
-def kan_layer_inputs(model, x):
-    """The activations that reach every ``KANDense`` of ``model`` for inputs ``x``.
-
-    Returns:
-        list of ``(N, n_l)`` NumPy arrays, one per KANDense in ``model.layers`` order.
-    """
-    layers = _kan_layers(model)
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    outs = probe(ops.convert_to_tensor(x, dtype=keras.config.floatx()), training=False)
-    if not isinstance(outs, (list, tuple)):
-        outs = [outs]
-    return [np.asarray(ops.convert_to_numpy(o), np.float64).reshape(-1, o.shape[-1])
-            for o in outs]
+#: `keras_kan.network.layer_inputs` under its historical name.
+kan_layer_inputs = layer_inputs
 
 
 def _compile_like(new, old):
@@ -63,139 +41,147 @@ def _compile_like(new, old):
     return new
 
 
-def _copy_plain_weights(src, dst):
-    if src.weights:
-        dst.set_weights(src.get_weights())
+def _clone(model, replace):
+    """`model` rebuilt with `replace[id(layer)]` in place of its KANDense layers.
+
+    Other layers are cloned from their config and get the old weights.
+    """
+    def clone(layer):
+        if id(layer) in replace:
+            return replace[id(layer)]
+        return layer.__class__.from_config(layer.get_config())
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for old_layer, new_layer in zip(model.layers, new.layers):
+        if id(old_layer) not in replace and old_layer.weights:
+            new_layer.set_weights(old_layer.get_weights())
+    return new
 
 
 def update_grids(model, x):
     """Update every KANDense grid to the data, in place, first layer first.
 
-    Layer ``l`` is updated on the activations that reach it *after* layers
-    ``< l`` were updated (as pykan does), see :meth:`KANDense.update_grid`.
+    Layer `l` is updated on the activations that reach it *after* layers
+    `< l` were updated (as pykan does), see `KANDense.update_grid`. Compiled
+    functions of `model` are rebuilt when a layer's basis choice flips.
 
     Args:
         model: a model containing KANDense layers.
-        x: ``(N, n_in)`` samples of the model input.
+        x: `(N, n_in)` samples of the model input.
     """
-    layers = _kan_layers(model)
-    x = np.asarray(ops.convert_to_numpy(x))
-    if not np.all(np.isfinite(x)):
-        raise ValueError("update_grids: `x` contains non-finite values (NaN or inf); "
-                         "no grid was changed.")
+    layers = kan_layers(model, "update_grids")
+    x = check_samples("x", x, what="model inputs")
     before = [layer.uniform_grid for layer in layers]
     for index, layer in enumerate(layers):
-        layer.update_grid(kan_layer_inputs(model, x)[index])
+        layer.update_grid(layer_inputs(model, x)[index])
     sync_grids(model, before)
 
 
 def sync_grids(model, before=None):
-    """Re-read every KANDense grid of ``model`` after its weights were written.
+    """Re-read every KANDense grid of `model` after its weights were written.
 
-    Call it after writing grids yourself (``set_weights``, ``assign``): the
+    Call it after writing grids yourself (`set_weights`, `assign`): the
     model's compiled train/test/predict functions are rebuilt on next use.
 
     Args:
         model: a Keras model (one without KANDense layers is left alone).
-        before: the layers' ``uniform_grid`` values before a change made by
+        before: the layers' `uniform_grid` values before a change made by
             keras_kan itself; compiled functions are then rebuilt only if a
-            layer's basis choice (:attr:`KANDense.uniform_grid`) flipped.
-            ``None`` (a write keras_kan did not see): always rebuilt.
+            layer's basis choice (`KANDense.uniform_grid`) flipped.
+            `None` (a write keras_kan did not see): always rebuilt.
     """
-    layers = _kan_layers(model, required=False)
+    layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
     after = [layer.sync_grid() for layer in layers]
     if layers and (before is None or list(before) != after):
         kan_backend.reset_compiled_functions(model)
 
 
+def set_regularizer(model, regularizer):
+    """Give every KANDense of `model` the same `regularizer` (None removes it), in place.
+
+    pykan's second `fit` without `lamb`: train on the data loss alone.
+    Compiled train/test/predict functions are rebuilt on next use (a penalty
+    is part of the traced step).
+
+    Args:
+        model: a model containing KANDense layers.
+        regularizer: a `KANRegularizer`, its config dict, or None.
+
+    Returns:
+        `model`.
+    """
+    if isinstance(regularizer, dict):
+        regularizer = keras.saving.deserialize_keras_object(regularizer)
+    if regularizer is not None and not isinstance(regularizer, KANRegularizer):
+        raise ValueError(
+            "Received an invalid value for argument `regularizer`: expected a "
+            f"keras_kan.KANRegularizer or None, got {regularizer!r}."
+        )
+    for layer in kan_layers(model, "set_regularizer"):
+        layer.regularizer = regularizer
+    kan_backend.reset_compiled_functions(model)
+    return model
+
+
 def refine(model, grid_size, x=None):
-    """Grid extension: the same model with every KANDense on a ``grid_size`` grid.
+    """Grid extension: the same model with every KANDense on a `grid_size` grid.
 
     Each layer's knots are interpolated to the new size over the same range and
     its coefficients fit by least squares on the activations that reach it for
-    ``x`` (or on dense samples of its grid interval when ``x`` is None), so the
+    `x` (or on dense samples of its grid interval when `x` is None), so the
     function is preserved; exactly (up to rounding) inside the grid when the new
     size is a multiple of the old on a uniform grid.
 
-    The returned model is a new object. If ``model`` was compiled, the new one
+    The returned model is a new object. If `model` was compiled, the new one
     is compiled with the same loss and metrics and a *fresh* optimizer of the
     same configuration (the old optimizer state does not fit the new shapes).
 
     Args:
         model: a Sequential or functional model containing KANDense layers.
-        grid_size: the new ``G'`` (int >= 1).
-        x: optional ``(N, n_in)`` samples of the model input.
+        grid_size: the new `G'` (int >= 1).
+        x: optional `(N, n_in)` samples of the model input.
 
     Returns:
-        a new ``keras.Model``.
+        a new `keras.Model`.
     """
-    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or (
-        grid_size < 1
-    ):
-        raise ValueError(
-            f"Received an invalid value for argument `grid_size`: expected an int >= 1, "
-            f"got {grid_size!r}."
-        )
-    layers = _kan_layers(model)
-    samples = kan_layer_inputs(model, x) if x is not None else [None] * len(layers)
-    plans = {id(layer): layer.refined_spline(grid_size, s) for layer, s in zip(layers, samples)}
-
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, KANDense):
-            config["grid_size"] = int(grid_size)
-        return layer.__class__.from_config(config)
-
-    new = keras.models.clone_model(model, clone_function=clone)
-    for old_layer, new_layer in zip(model.layers, new.layers):
-        if id(old_layer) in plans:
-            knots, coef = plans[id(old_layer)]
-            for name, value in old_layer._named_variables().items():
-                if name == "grid":
-                    value = knots
-                elif name == "spline_kernel":
-                    value = coef
-                getattr(new_layer, name).assign(
-                    np.asarray(ops.convert_to_numpy(value)).astype(new_layer.variable_dtype))
-            new_layer.sync_grid()
-        else:
-            _copy_plain_weights(old_layer, new_layer)
-    return _compile_like(new, model)
+    grid_size = check_int("grid_size", grid_size, 1)
+    layers = kan_layers(model, "refine")
+    samples = layer_inputs(model, check_samples("x", x, what="model inputs")) if (
+        x is not None) else [None] * len(layers)
+    replace = {}
+    for layer, sample in zip(layers, samples):
+        knots, coef = layer.refined_spline(grid_size, sample)
+        weights = layer.get_weights_by_name()
+        weights.update(grid=knots, spline_kernel=coef)
+        config = dict(layer.get_config(), grid_size=grid_size)
+        replace[id(layer)] = KANDense.from_weights(config, weights)
+    return _compile_like(_clone(model, replace), model)
 
 
 def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
-    """Which hidden nodes survive and which edges stay, from edge scores on ``x``.
+    """Which hidden nodes survive and which edges stay, from edge scores on `x`.
 
-    Scores are pykan's ``std(phi_ij) / (std(x_i) + 0.1)`` on the activations
+    Scores are pykan's `std(phi_ij) / (std(x_i) + 0.1)` on the activations
     reaching each layer. A hidden node between two directly connected KANDense
     layers survives when its largest incoming and largest outgoing score both
-    exceed ``node_threshold``; an edge is kept when its score is at least
-    ``edge_threshold`` and both its ends survive. Model inputs and outputs, and
+    exceed `node_threshold`; an edge is kept when its score is at least
+    `edge_threshold` and both its ends survive. Model inputs and outputs, and
     nodes feeding a non-KAN layer, are never removed.
 
     Returns:
-        list (one per KANDense) of dicts with ``layer`` (the layer),
-        ``keep_in`` / ``keep_out`` (index arrays of surviving nodes), ``mask``
-        (``(n, m)`` float array, the new edge mask over all nodes) and
-        ``scores`` (``(n, m)``).
+        list (one per KANDense) of dicts with `layer` (the layer), `keep_in` /
+        `keep_out` (index arrays of surviving nodes), `mask` (`(n, m)` float
+        array, the new edge mask over all nodes) and `scores` (`(n, m)`).
     """
-    for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            np.isfinite(value) and value >= 0
-        ):
-            raise ValueError(
-                f"Received an invalid value for argument `{name}`: expected a finite number "
-                f">= 0, got {value!r}."
-            )
-    layers = _kan_layers(model)
-    inputs = kan_layer_inputs(model, x)
-    if inputs[0].shape[0] < 2:
-        raise ValueError("Pruning needs at least 2 samples in `x` to score edges.")
+    node_threshold = check_real("node_threshold", node_threshold, 0.0)
+    edge_threshold = check_real("edge_threshold", edge_threshold, 0.0)
+    layers = kan_layers(model, "prune")
+    inputs = layer_inputs(model, check_samples("x", x, min_samples=2, what="model inputs"))
     scores = [np.asarray(ops.convert_to_numpy(layer.edge_scores(s)), np.float64)
               for layer, s in zip(layers, inputs)]
     alive_out = [np.ones(layer.units, bool) for layer in layers]
     for i in range(len(layers) - 1):
-        if not _feeds(model, layers[i], layers[i + 1]):
+        if not feeds(model, layers[i], layers[i + 1]):
             continue  # not directly connected: the nodes are not hidden KAN nodes
         incoming = scores[i].max(axis=0) > node_threshold  # (m_i,)
         outgoing = scores[i + 1].max(axis=1) > node_threshold  # (m_i,)
@@ -209,7 +195,7 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     plan = []
     for i, layer in enumerate(layers):
         alive_in = np.ones(scores[i].shape[0], bool)
-        if i > 0 and _feeds(model, layers[i - 1], layer):
+        if i > 0 and feeds(model, layers[i - 1], layer):
             alive_in = alive_out[i - 1]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
         mask = mask * (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
@@ -230,64 +216,39 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=True,
           return_report=False):
     """A physically smaller model: dead hidden nodes removed, weak edges masked.
 
-    Its outputs equal those of ``model`` with the plan's edge masks applied (see
-    :func:`pruning_plan`): removed nodes have all their edges masked first, so
-    dropping them changes nothing. ``model`` itself is not modified. A compiled
-    ``model`` yields a model compiled the same way with a fresh optimizer.
+    Its outputs equal those of `model` with the plan's edge masks applied (see
+    `pruning_plan`): removed nodes have all their edges masked first, so
+    dropping them changes nothing. `model` itself is not modified. A compiled
+    `model` yields a model compiled the same way with a fresh optimizer.
 
     Args:
         model: Sequential or functional model with KANDense layers.
-        x: ``(N, n_in)`` data sample used to score edges.
-        node_threshold, edge_threshold: see :func:`pruning_plan`.
+        x: `(N, n_in)` data sample used to score edges.
+        node_threshold, edge_threshold: see `pruning_plan`.
         verbose: print which nodes of which layer were removed.
-        return_report: also return ``{layer name: {"removed_nodes": [...],
-            "kept_nodes": [...], "masked_edges": int}}``.
+        return_report: also return `{layer name: {"removed_nodes": [...],
+            "kept_nodes": [...], "masked_edges": int}}`.
 
     Returns:
-        the new model, or ``(model, report)`` with ``return_report=True``.
+        the new model, or `(model, report)` with `return_report=True`.
     """
     plan = pruning_plan(model, x, node_threshold, edge_threshold)
-    by_layer = {id(entry["layer"]): entry for entry in plan}
-
-    def clone(layer):
-        config = layer.get_config()
-        if id(layer) in by_layer:
-            config["units"] = int(by_layer[id(layer)]["keep_out"].size)
-        return layer.__class__.from_config(config)
-
-    new = keras.models.clone_model(model, clone_function=clone)
-    report = {}
-    for old_layer, new_layer in zip(model.layers, new.layers):
-        entry = by_layer.get(id(old_layer))
-        if entry is None:
-            _copy_plain_weights(old_layer, new_layer)
-            continue
-        rows, cols = entry["keep_in"], entry["keep_out"]
-        values = {name: np.asarray(ops.convert_to_numpy(v))
-                  for name, v in old_layer._named_variables().items()}
-        values["edge_mask"] = entry["mask"]
-        sliced = {
-            "grid": values["grid"][rows],
-            "spline_kernel": values["spline_kernel"][rows][:, :, cols],
-            "base_kernel": values["base_kernel"][rows][:, cols],
-            "spline_scale": values["spline_scale"][rows][:, cols],
-            "edge_mask": values["edge_mask"][rows][:, cols],
-        }
-        if "bias" in values:
-            sliced["bias"] = values["bias"][cols]
-        for name, value in sliced.items():
-            getattr(new_layer, name).assign(value.astype(new_layer.variable_dtype))
-        new_layer.sync_grid()
-        removed = sorted(set(range(old_layer.units)) - set(cols.tolist()))
-        report[old_layer.name] = {
-            "removed_nodes": removed,
+    replace, report = {}, {}
+    for entry in plan:
+        layer, rows, cols = entry["layer"], entry["keep_in"], entry["keep_out"]
+        subset = layer.get_subset(rows, cols)
+        subset.edge_mask.assign(entry["mask"][rows][:, cols].astype(subset.edge_mask.dtype))
+        replace[id(layer)] = subset
+        report[layer.name] = {
+            "removed_nodes": sorted(set(range(layer.units)) - set(cols.tolist())),
             "kept_nodes": cols.tolist(),
             "masked_edges": int((entry["mask"] == 0).sum()),
         }
+    new = _clone(model, replace)
     if verbose:
-        widths = [plan[0]["layer"].grid.shape[0]] + [e["keep_out"].size for e in plan]
-        print(f"prune: widths {[plan[0]['layer'].grid.shape[0]] + [e['layer'].units for e in plan]}"
-              f" -> {widths}")
+        before = [plan[0]["layer"].input_dim] + [e["layer"].units for e in plan]
+        after = [plan[0]["layer"].input_dim] + [e["keep_out"].size for e in plan]
+        print(f"prune: widths {before} -> {after}")
         for name, info in report.items():
             if info["removed_nodes"]:
                 print(f"  {name}: removed output nodes {info['removed_nodes']}, "

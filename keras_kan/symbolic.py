@@ -18,13 +18,13 @@ KANDense layers from 0, ``i``/``j`` are 0-based input/output units; the
 formula's variables ``x_1 .. x_n`` are 1-based as in the KAN paper).
 
 **Fitting.** For one function ``f`` the inner ``(a, b)`` are found by a coarse
-grid search followed by a compass (pattern) search, with ``(c, d)`` solved by
-linear least squares at every step (so the search maximizes ``R^2``, the
-squared correlation of ``f(a x + b)`` with the edge's values). Parameters are
+grid search, then polished by ``scipy.optimize.least_squares``, with ``(c, d)``
+solved by linear least squares inside every residual (so the search maximizes
+``R^2``, the squared correlation of ``f(a x + b)`` with the edge's values). Parameters are
 reported in a canonical form: ``a = 1`` for scale-free functions (powers,
 ``1/x``, ``abs``, ``sgn``), ``a = +-1`` for ``sqrt`` and ``log``, ``b = 0`` for
 ``exp``, ``a > 0`` for odd or even functions, and ``c > 0``, ``b`` in
-``(-pi, pi]`` for ``sin``/``cos``. Only SciPy-free NumPy is used.
+``(-pi, pi]`` for ``sin``/``cos``.
 
 **Ranking rule.** Each candidate gets ``score = log10(1 - R^2 + 1e-6) +
 0.5 * complexity`` (lower is better): one extra unit of complexity must buy a
@@ -41,6 +41,7 @@ from typing import Callable, NamedTuple, Optional
 import keras
 import numpy as np
 from keras import ops
+from scipy.optimize import least_squares
 
 try:
     import sympy
@@ -51,15 +52,16 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
     ) from error
 
 from keras_kan.layers import KANDense
-from keras_kan.plotting import (
-    _as_samples,
-    _edge_values,
-    _is_plain_chain,
-    _kan_inputs,
-    _kan_layers,
-    _layer_output,
-    _quantile_samples,
+from keras_kan.network import (
+    chain_inputs,
+    edge_values,
+    is_plain_chain,
+    kan_layers,
+    layer_output,
+    model_samples,
+    quantile_samples,
 )
+from keras_kan.validation import check_int, check_samples, even_rows
 
 __all__ = [
     "SYMBOLIC_LIB",
@@ -300,58 +302,50 @@ def _residuals(fn, alpha, beta, t, yc):
 
 
 def _refine(fn, start, free_alpha, free_beta, t, yc, sst):
-    """Levenberg-Marquardt on ``(log|alpha|, beta)`` of the reduced (variable
-    projection) residual, with ``c, d`` eliminated by least squares."""
+    """Polish `(alpha, beta)` from `start` with `scipy.optimize.least_squares`.
+
+    Variable projection: `c, d` are eliminated by linear least squares inside
+    the residual, so the solver (trust-region reflective, within the search's
+    bounds on `log|alpha|` and `beta`) sees only the free inner parameters.
+    Where `f` is undefined the residual is large and finite, which steers the
+    solver back into the domain.
+    """
     sign = 1.0 if start[0] > 0 else -1.0
-    v = np.array([math.log(abs(start[0])), float(start[1])])
+    v0 = np.array([math.log(abs(start[0])), float(start[1])])
     active = np.flatnonzero([free_alpha, free_beta])
-    lo_log, hi_log = math.log(0.02), math.log(100.0)  # beyond: degenerate or unresolvable
+    penalty = math.sqrt(4.0 * sst / max(t.size, 1))  # residual where f is undefined
 
-    def residuals(points):
-        points = np.atleast_2d(points)
-        return _residuals(fn, sign * np.exp(points[:, 0]), points[:, 1], t, yc)
+    def unpack(free):
+        v = v0.copy()
+        v[active] = free
+        return v
 
-    def sse(res):
+    def residuals(free):
+        v = unpack(free)
+        res = _residuals(fn, np.array([sign * math.exp(v[0])]), np.array([v[1]]), t, yc)[0]
+        return np.where(np.isfinite(res), res, penalty)
+
+    def sse(v):
+        res = _residuals(fn, np.array([sign * math.exp(v[0])]), np.array([v[1]]), t, yc)[0]
         value = float(res @ res)
         return value if math.isfinite(value) else math.inf
 
-    r = residuals(v)[0]
-    err = sse(r)
-    if active.size and math.isfinite(err):
-        lam = 1e-3
-        for _ in range(30):
-            h = 1e-6 * (1.0 + np.abs(v[active]))
-            probes = np.repeat(v[None], active.size, axis=0)
-            probes[np.arange(active.size), active] += h
-            jac = ((residuals(probes) - r[None]) / h[:, None]).T  # (N, p)
-            if not np.all(np.isfinite(jac)):
-                jac = np.nan_to_num(jac, nan=0.0, posinf=0.0, neginf=0.0)
-            gram, grad = jac.T @ jac, jac.T @ r
-            improved = False
-            for _ in range(8):
-                try:
-                    step = -np.linalg.solve(gram + lam * np.diag(np.diag(gram) + 1e-12), grad)
-                except np.linalg.LinAlgError:
-                    lam *= 10.0
-                    continue
-                trial = v.copy()
-                trial[active] += step
-                trial[0] = min(max(trial[0], lo_log), hi_log)
-                bound = _beta_bound(fn, math.exp(trial[0]))
-                trial[1] = min(max(trial[1], -bound), bound)
-                r_trial = residuals(trial)[0]
-                err_trial = sse(r_trial)
-                if err_trial < err:
-                    done = err - err_trial <= 1e-6 * err + 1e-30 * sst
-                    v, r, err = trial, r_trial, err_trial
-                    lam = max(lam / 5.0, 1e-9)
-                    improved = True
-                    break
-                lam *= 4.0
-            if not improved or done:
-                break
-    r2 = 1.0 - err / sst if math.isfinite(err) else -np.inf
-    return np.array([sign * math.exp(v[0]), v[1]]), r2
+    best, best_err = v0, sse(v0)
+    if active.size and math.isfinite(best_err):
+        lo_log, hi_log = math.log(0.02), math.log(100.0)  # beyond: degenerate or unresolvable
+        bound = _beta_bound(fn, math.exp(min(max(v0[0], lo_log), hi_log)) * 2.0)
+        lower = np.array([lo_log, -bound])[active]
+        upper = np.array([hi_log, bound])[active]
+        x0 = np.clip(v0[active], lower + 1e-12 * (upper - lower), upper - 1e-12 * (upper - lower))
+        result = least_squares(residuals, x0, bounds=(lower, upper), method="trf",
+                               x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12,
+                               max_nfev=200)
+        candidate = unpack(result.x)
+        err = sse(candidate)
+        if err < best_err:
+            best, best_err = candidate, err
+    r2 = 1.0 - best_err / sst if math.isfinite(best_err) else -np.inf
+    return np.array([sign * math.exp(best[0]), best[1]]), r2
 
 
 def _linear_fit(values, y):
@@ -414,7 +408,7 @@ def fit_function(x, y, fn):
     if half <= 0:
         half = 1.0
     order = np.argsort(x)
-    pick = order[np.round(np.linspace(0, x.size - 1, min(x.size, _SEARCH_POINTS))).astype(int)]
+    pick = order[even_rows(x.size, _SEARCH_POINTS)]
     t, ys = (x[pick] - centre) / half, y[pick]
     yc = ys - ys.mean()
     sst = float(yc @ yc)
@@ -466,40 +460,25 @@ def _model_edges(model, x, caller):
     if isinstance(model, KANDense):
         if not model.built:
             raise ValueError(f"{caller}: the KANDense layer is not built.")
-        data = np.asarray(ops.convert_to_numpy(x), np.float64)
-        n = model.grid.shape[0]
-        if data.ndim != 2 or data.shape[1] != n or data.shape[0] < 2:
-            raise ValueError(f"{caller}: `x` must have shape (N >= 2, {n}) for layer "
-                             f"'{model.name}', got {data.shape}.")
-        if not np.all(np.isfinite(data)):
-            raise ValueError("`x` contains non-finite values (NaN or inf).")
+        data = check_samples("x", x, model.input_dim, min_samples=2,
+                             what=f"samples of the input of layer '{model.name}'")
         layers, inputs = [model], [data]
     else:
-        layers = _kan_layers(model, caller)
-        data = _as_samples(model, x)
-        inputs = _kan_inputs(model, layers, data)
+        layers = kan_layers(model, caller)
+        data = model_samples(model, x)
+        inputs = chain_inputs(model, layers, data)
     return layers, inputs
 
 
 def _edge_data(layer, inputs):
-    xs = _quantile_samples(inputs, _FIT_POINTS)
-    return xs, _edge_values(layer, xs)
+    xs = quantile_samples(inputs, _FIT_POINTS)
+    return xs, edge_values(layer, xs)
 
 
 def _check_edge(layers, layer_index, i, j):
-    if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) or not (
-        0 <= layer_index < len(layers)
-    ):
-        raise ValueError(f"`layer_index` must be an int in [0, {len(layers)}) (KANDense layers "
-                         f"of the model), got {layer_index!r}.")
-    layer = layers[layer_index]
-    n, m = layer.grid.shape[0], layer.units
-    for label, value, size in (("i", i, n), ("j", j, m)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
-            0 <= value < size
-        ):
-            raise ValueError(f"`{label}` must be an int in [0, {size}) for layer "
-                             f"'{layer.name}' ({n} inputs, {m} units), got {value!r}.")
+    layer = layers[check_int("layer_index", layer_index, 0, len(layers) - 1)]
+    check_int("i", i, 0, layer.input_dim - 1)
+    check_int("j", j, 0, layer.units - 1)
     return layer
 
 
@@ -719,17 +698,14 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
     Returns:
         a sympy expression (one output) or a list of them.
     """
-    layers = _kan_layers(model, "symbolic_formula")
-    if not _is_plain_chain(model, layers):
+    layers = kan_layers(model, "symbolic_formula")
+    if not is_plain_chain(model, layers):
         raise ValueError(
             "symbolic_formula needs a model that is a plain chain of KANDense layers "
             f"(input -> KANDense -> ... -> KANDense); '{model.name}' has other layers or "
             "branches."
         )
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) or (
-        precision < 1
-    ):
-        raise ValueError(f"`precision` must be an int >= 1, got {precision!r}.")
+    precision = check_int("precision", precision, 1)
     if fits is None:
         if x is None:
             raise ValueError("symbolic_formula needs `x` to fit the edges when `fits` is None.")
@@ -737,7 +713,7 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
     elif not isinstance(fits, dict):
         raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
     all_fns = dict(SYMBOLIC_LIB, **(_resolve_lib(lib) if lib is not None else {}))
-    nodes = _variables(variables, layers[0].grid.shape[0])
+    nodes = _variables(variables, layers[0].input_dim)
     for index, layer in enumerate(layers):
         mask = _mask(layer)
         n, m = mask.shape
@@ -836,16 +812,16 @@ def _numeric_edge(name, model):
         raise ValueError(f"The formula uses an unknown function {name!r}.")
     if model is None:
         raise ValueError(f"The formula has the numeric edge {name}; pass `model` to evaluate it.")
-    layers = _kan_layers(model, "evaluate_formula")
+    layers = kan_layers(model, "evaluate_formula")
     index, i, j = (int(p) for p in parts[1:])
     layer = _check_edge(layers, index, i, j)
-    n = layer.grid.shape[0]
+    n = layer.input_dim
 
     def phi(u):
         u = np.broadcast_to(np.asarray(u, np.float64), np.shape(u)).reshape(-1)
         inputs = np.zeros((u.size, n))
         inputs[:, i] = u
-        return _edge_values(layer, inputs)[:, i, j]
+        return edge_values(layer, inputs)[:, i, j]
 
     return phi
 
@@ -866,10 +842,10 @@ def formula_r2(model, x, expr, variables=None):
     Returns:
         a float (one output) or a list of floats, one per output.
     """
-    data = _as_samples(model, x, max_samples=np.iinfo(np.int64).max)
-    layers = _kan_layers(model, "formula_r2")
-    if _is_plain_chain(model, layers):  # same numbers as model(x), in float64, no tracing
-        target = _layer_output(layers[-1], _edge_values(layers[-1], _kan_inputs(
+    data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
+    layers = kan_layers(model, "formula_r2")
+    if is_plain_chain(model, layers):  # same numbers as model(x), in float64, no tracing
+        target = layer_output(layers[-1], edge_values(layers[-1], chain_inputs(
             model, layers, data)[-1]))
     else:
         target = np.asarray(ops.convert_to_numpy(model(ops.convert_to_tensor(

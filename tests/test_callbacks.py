@@ -88,7 +88,7 @@ def test_basis_choice_follows_the_grid(tmp_path):
 
 
 def test_grid_written_behind_the_layers_back():
-    """A compiled step that assumed a uniform grid never returns wrong numbers."""
+    """A compiled step that assumed a uniform grid never returns wrong numbers or NaN."""
     from keras_kan import sync_grids
 
     x, _ = data()
@@ -101,11 +101,12 @@ def test_grid_written_behind_the_layers_back():
     # TensorFlow re-reads the small grid).
     np.testing.assert_allclose(to_numpy(model(x)), chain_reference(model, x), atol=1e-5)
     assert model.layers[0].uniform_grid is False
-    stale = model.predict(x, verbose=0)  # the predict function compiled before the write
-    if keras.config.backend() == "torch":  # eager predict re-reads
+    if keras.config.backend() == "torch":  # eager predict notices the write itself
+        stale = model.predict(x, verbose=0)
         np.testing.assert_allclose(stale, chain_reference(model, x), atol=1e-5)
-    else:  # the compiled predict baked in the closed form: loud, not silently wrong
-        assert np.all(np.isnan(stale))
+    else:  # the compiled predict baked in the closed form: a clear error, not wrong numbers
+        with pytest.raises(Exception, match="kan_dense_0.*keras_kan.sync_grids"):
+            model.predict(x, verbose=0)
     sync_grids(model)  # what keras_kan's own grid changes do
     assert model.layers[0].uniform_grid is False
     np.testing.assert_allclose(model.predict(x, verbose=0), chain_reference(model, x),

@@ -9,12 +9,8 @@ matplotlib = pytest.importorskip("matplotlib")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from keras_kan.plotting import (  # noqa: E402
-    _base_values,
-    _edge_values,
-    _kan_inputs,
-    plot_kan,
-)
+from keras_kan.network import base_values, chain_inputs, edge_values  # noqa: E402
+from keras_kan.plotting import plot_kan  # noqa: E402
 
 
 def _x(n=200, features=2, seed=0):
@@ -101,10 +97,10 @@ def test_edge_values_match_the_layer():
     first = model.layers[0]
     x = _x(64)
     first.update_grid(x)  # non-uniform knots: the general basis path
-    inputs = _kan_inputs(model, model.layers, x.astype("float64"))
+    inputs = chain_inputs(model, model.layers, x.astype("float64"))
     np.testing.assert_allclose(inputs[0], x, atol=0)
     phi = keras.ops.convert_to_numpy(first.edge_activations(x))
-    np.testing.assert_allclose(_edge_values(first, inputs[0]), phi, atol=1e-5)
+    np.testing.assert_allclose(edge_values(first, inputs[0]), phi, atol=1e-5)
     np.testing.assert_allclose(inputs[1], phi.sum(axis=1), atol=1e-5)
 
 
@@ -114,7 +110,7 @@ def test_base_activation_twins(activation):
     layer.build((None, 3))
     x = np.linspace(-3, 3, 30).reshape(10, 3)
     expected = keras.ops.convert_to_numpy(layer.base_activation(x.astype("float32")))
-    np.testing.assert_allclose(_base_values(layer, x), expected, atol=1e-6)
+    np.testing.assert_allclose(base_values(layer, x), expected, atol=1e-6)
 
 
 def test_bad_inputs(tmp_path):

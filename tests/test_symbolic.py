@@ -148,7 +148,7 @@ def test_fix_symbolic():
         symbolic.fix_symbolic(fits, 0, 0, 0, "cosh", model=model, x=x)
     with pytest.raises(ValueError, match="params"):
         symbolic.fix_symbolic(fits, 0, 0, 0, "sin")
-    with pytest.raises(ValueError, match="`i` must be"):
+    with pytest.raises(ValueError, match="argument `i`: expected an integer in \\[0, 1\\], got 5"):
         symbolic.fix_symbolic(fits, 0, 5, 0, "sin", model=model, x=x)
 
 
@@ -180,7 +180,7 @@ def test_errors():
         symbolic.suggest_symbolic(dense, 0, 0, 0, x, verbose=False)
     with pytest.raises(ValueError, match="layer_index"):
         symbolic.suggest_symbolic(model, 1, 0, 0, x, verbose=False)
-    with pytest.raises(ValueError, match="`j` must be"):
+    with pytest.raises(ValueError, match="argument `j`: expected an integer in \\[0, 0\\], got 1"):
         symbolic.suggest_symbolic(model, 0, 0, 1, x, verbose=False)
     with pytest.raises(ValueError, match="features"):
         symbolic.suggest_symbolic(model, 0, 0, 0, _x(features=2), verbose=False)

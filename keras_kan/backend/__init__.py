@@ -1,0 +1,50 @@
+"""The one place with backend-specific code.
+
+Everything else in keras_kan is written once against `keras.ops`. What cannot
+be (gradients for L-BFGS, the fastest exact spline basis, telling eager calls
+from traced ones) lives here, split by job:
+
+| module | job |
+| --- | --- |
+| `objective.py` | the compiled training objective and evaluation that `fit_lbfgs` calls, cached per model |
+| `common.py` | the loss call shared by every backend's objective |
+| `jax.py`, `tensorflow.py`, `torch.py` | one file per backend: its objective, its spline basis, its grid-write checks |
+
+The module for `keras.backend.backend()` is chosen once, at import, as Keras
+chooses `keras/src/backend/<name>/`; this package re-exports its functions
+under one set of names.
+"""
+
+import importlib
+
+import keras
+
+from keras_kan.backend.common import compute_loss
+from keras_kan.backend.objective import evaluate_fn, reset_compiled_functions, value_and_grad_fn
+
+BACKEND = keras.backend.backend()
+if BACKEND not in ("jax", "tensorflow", "torch"):
+    raise ImportError(
+        f"keras_kan supports the tensorflow, jax and torch Keras backends; "
+        f"KERAS_BACKEND is {BACKEND!r}."
+    )
+_impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
+
+spline_basis = _impl.spline_basis
+is_traced = _impl.is_traced
+value_token = _impl.value_token
+check_grid_uniform = _impl.check_grid_uniform
+sync_model_state = _impl.sync_model_state
+
+__all__ = [
+    "BACKEND",
+    "value_and_grad_fn",
+    "evaluate_fn",
+    "compute_loss",
+    "reset_compiled_functions",
+    "spline_basis",
+    "is_traced",
+    "value_token",
+    "check_grid_uniform",
+    "sync_model_state",
+]

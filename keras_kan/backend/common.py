@@ -1,0 +1,42 @@
+"""Pieces every backend's objective shares: the loss call and the result type."""
+
+import inspect
+
+import numpy as np
+
+__all__ = ["compute_loss", "forward_loss", "ValueAndGrad", "to_float64"]
+
+
+def compute_loss(model, x, y, y_pred, sample_weight, training=True):
+    """`model.compute_loss(...)`, also for overrides written before its `training` argument."""
+    if "training" in inspect.signature(model.compute_loss).parameters:
+        return model.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+    return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+
+
+def forward_loss(model, x, y, sample_weight, training):
+    """`(loss, y_pred)`: the model called on `x`, then its compiled loss plus `model.losses`."""
+    y_pred = model(x, training=training)
+    return compute_loss(model, x, y, y_pred, sample_weight, training=training), y_pred
+
+
+class ValueAndGrad:
+    """`f(x, y, sample_weight=None) -> (loss, grad)` at the variables' current values.
+
+    `f.at(weights, x, y, sample_weight=None)` evaluates at other values of the
+    trainable variables (see `keras_kan.backend.value_and_grad_fn`).
+    """
+
+    def __init__(self, at, read):
+        self.at = at
+        self._read = read
+
+    def __call__(self, x, y, sample_weight=None):
+        return self.at(self._read(), x, y, sample_weight)
+
+
+def to_float64(flat):
+    """Any array-like -> a 1-D float64 NumPy array."""
+    return np.asarray(flat).astype(np.float64, copy=False).reshape(-1)

@@ -1,0 +1,132 @@
+"""JAX: the L-BFGS objective under `jax.jit`, the fused spline basis, grid-write checks.
+
+The forward pass and `model.compute_loss` run inside a `keras.StatelessScope`
+(so `add_loss` penalties and weight regularizers see the traced values),
+differentiated by `jax.value_and_grad` under `jax.jit`. Non-trainable
+variables updated by the forward pass are written back.
+"""
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
+from keras_kan.splines import fused_spline_basis as spline_basis
+
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "is_traced", "value_token",
+           "check_grid_uniform", "sync_model_state"]
+
+
+# --- objective ------------------------------------------------------------------
+
+
+def _stateless(model, variables, values, fn):
+    """Runs `fn()` with `variables` set to `values`; returns (result, {index: updated})."""
+    with keras.StatelessScope(state_mapping=list(zip(variables, values)),
+                              collect_losses=True) as scope:
+        before = [scope.get_current_value(v) for v in variables]
+        result = fn()
+    # Only the variables that were assigned come back (a dict keyed by position:
+    # its keys are static under `jax.jit`).
+    updates = {}
+    for i, (v, old) in enumerate(zip(variables, before)):
+        new = scope.get_current_value(v)
+        if new is not None and new is not old:
+            updates[i] = new
+    return result, updates
+
+
+def make_value_and_grad(model_ref):
+    model = model_ref()
+    trainable = list(model.trainable_variables)
+    non_trainable = list(model.non_trainable_variables)
+    n_train = len(trainable)
+
+    def objective(train_values, non_train_values, x, y, sample_weight):
+        m = model_ref()
+        (loss, _), updates = _stateless(
+            m, trainable + non_trainable, list(train_values) + list(non_train_values),
+            lambda: forward_loss(m, x, y, sample_weight, training=True),
+        )
+        return loss, {i - n_train: v for i, v in updates.items() if i >= n_train}
+
+    def value_and_grad(train_values, non_train_values, x, y, sample_weight):
+        (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(
+            train_values, non_train_values, x, y, sample_weight
+        )
+        flat = [jnp.ravel(g) for g in grads]
+        flat = jnp.concatenate(flat) if flat else jnp.zeros((0,))
+        return loss, flat, updates
+
+    if not model.run_eagerly:
+        value_and_grad = jax.jit(value_and_grad)
+
+    def at(weights, x, y, sample_weight=None):
+        # NumPy arguments go straight to the compiled function (one transfer).
+        loss, flat, updates = value_and_grad(
+            list(weights), [v.value for v in non_trainable], x, y, sample_weight
+        )
+        for i, value in updates.items():
+            non_trainable[i].assign(value)
+        return float(loss), to_float64(flat)
+
+    return ValueAndGrad(at, lambda: [v.value for v in trainable])
+
+
+def make_evaluate(model_ref):
+    model = model_ref()
+    variables = list(model.variables) + list(model.metrics_variables)
+
+    def run(values, x, y, sample_weight):
+        m = model_ref()
+        return _stateless(
+            m, variables, values, lambda: forward_loss(m, x, y, sample_weight, training=False)
+        )
+
+    if not model.run_eagerly:
+        run = jax.jit(run)
+
+    def evaluate(x, y, sample_weight=None):
+        (loss, y_pred), updates = run([v.value for v in variables], x, y, sample_weight)
+        for i, value in updates.items():
+            variables[i].assign(value)
+        return float(loss), y_pred
+
+    return evaluate
+
+
+# --- grid state -----------------------------------------------------------------
+
+
+def is_traced(x):
+    """Whether `x` is a tracer of a function being compiled."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def value_token(variable):
+    """The variable's current array (JAX replaces it on every write), or `None`."""
+    value = variable.value
+    return None if value is None or isinstance(value, jax.core.Tracer) else (value,)
+
+
+def check_grid_uniform(x, ok, message):
+    """`x`, after a check that raises `ValueError(message)` at run time if `ok` is false."""
+
+    def check(ok_value):
+        if not bool(ok_value):
+            raise ValueError(message)
+
+    jax.debug.callback(check, ok)
+    return x
+
+
+def sync_model_state(model):
+    """Write the JAX trainer's state back into the model's variables (mid-`fit`).
+
+    The JAX trainer keeps the training state in its own arrays and only syncs
+    at epoch ends; a callback that reads or edits weights mid-epoch must sync
+    first (the trainer then reloads the variables before the next step).
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if callable(sync):
+        sync()

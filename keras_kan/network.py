@@ -1,0 +1,216 @@
+"""A model's KAN layers as data: which layers, what reaches them, every edge's values.
+
+Shared by `surgery` (grid updates, pruning), `plotting` and `symbolic`. The
+edge values are re-evaluated in float64 NumPy from each layer's public pieces
+(`spline()`, `effective_kernel()`, `base_activation`) rather than by calling
+`KANDense.edge_activations`: the numbers are the same to float32 rounding, but
+no backend code runs, which on JAX would compile anew for every new shape.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+from scipy.special import expit
+
+from keras_kan import splines
+from keras_kan.layers import KANDense
+from keras_kan.validation import check_samples, even_rows
+
+__all__ = [
+    "kan_layers",
+    "feeds",
+    "is_plain_chain",
+    "model_samples",
+    "layer_inputs",
+    "chain_inputs",
+    "base_values",
+    "edge_values",
+    "layer_output",
+    "quantile_samples",
+    "score_edges",
+]
+
+#: Rows of `x` used for scores and curves by default (an evenly spaced subset).
+MAX_SAMPLES = 20000
+
+
+def kan_layers(model, caller="keras_kan"):
+    """The model's `KANDense` layers, in `model.layers` order.
+
+    Raises:
+        ValueError: `model` is not a `keras.Model` or has no KANDense layer.
+    """
+    if isinstance(model, KANDense) or not isinstance(model, keras.Model):
+        raise ValueError(
+            f"{caller} expects a keras.Model containing KANDense layers, got "
+            f"{type(model).__name__}."
+        )
+    layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
+    if not layers:
+        raise ValueError(f"{caller}: model '{model.name}' has no KANDense layer.")
+    return layers
+
+
+def feeds(model, first, second):
+    """Whether `second` takes `first`'s output, and nothing else, as its input.
+
+    In a `Sequential` model the layer order is the graph (`layer.input` can be
+    stale on a reloaded Sequential); in a functional model the tensors decide.
+    """
+    if isinstance(model, keras.Sequential):
+        order = list(model.layers)
+        return order.index(second) == order.index(first) + 1
+    try:
+        return second.input is first.output
+    except (AttributeError, ValueError):
+        return False
+
+
+def is_plain_chain(model, layers):
+    """True when `model` is exactly `input -> KANDense -> ... -> KANDense`."""
+    if list(model.layers) != list(layers):
+        return False
+    if not isinstance(model, keras.Sequential):
+        try:
+            if layers[0].input is not model.inputs[0]:
+                return False
+        except (AttributeError, ValueError, IndexError):
+            return False
+    return all(feeds(model, a, b) for a, b in zip(layers[:-1], layers[1:]))
+
+
+def model_samples(model, x, min_samples=2, max_samples=MAX_SAMPLES, name="x"):
+    """Validate `x` against `model`'s single input -> `(N, n_in)` float64, evenly thinned.
+
+    Args:
+        model: a `keras.Model` with exactly one input.
+        x: `(N, n_in)` array or tensor.
+        min_samples: the least `N` accepted.
+        max_samples: at most this many evenly spaced rows are kept.
+        name: the argument's name in error messages.
+    """
+    data = check_samples(name, x, min_samples=min_samples, what="model inputs")
+    if not model.built:
+        model.build((None, data.shape[1]))
+    try:
+        inputs = model.inputs
+    except AttributeError:
+        inputs = None
+    if not inputs or len(inputs) != 1:
+        raise ValueError(
+            f"Model '{model.name}' must have exactly one defined input, it has "
+            f"{'none' if not inputs else len(inputs)}."
+        )
+    features = inputs[0].shape[-1]
+    if features is not None and data.shape[1] != features:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`: it has {data.shape[1]} "
+            f"features but model '{model.name}' expects {features} (got shape {data.shape})."
+        )
+    return data[even_rows(data.shape[0], max_samples)]
+
+
+def layer_inputs(model, x):
+    """The activations that reach every `KANDense` of `model` for inputs `x`.
+
+    Runs the model (any architecture) up to each KANDense.
+
+    Returns:
+        list of `(N, n_l)` float64 NumPy arrays, one per KANDense in
+        `model.layers` order.
+    """
+    layers = kan_layers(model)
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    outs = probe(ops.convert_to_tensor(x, dtype=keras.config.floatx()), training=False)
+    if not isinstance(outs, (list, tuple)):
+        outs = [outs]
+    return [np.asarray(ops.convert_to_numpy(o), np.float64).reshape(-1, o.shape[-1])
+            for o in outs]
+
+
+def chain_inputs(model, layers, data):
+    """Like `layer_inputs`, evaluated in float64 NumPy when `model` is a plain chain."""
+    if not is_plain_chain(model, layers):
+        return layer_inputs(model, data)
+    inputs, current = [], np.asarray(data, np.float64)
+    for layer in layers:
+        inputs.append(current)
+        current = layer_output(layer, edge_values(layer, current))
+    return inputs
+
+
+# NumPy twins of the usual base activations, matched by identity (backend ops
+# on ever-changing shapes would trace and compile on JAX for every call).
+_NUMPY_ACTIVATIONS = {
+    keras.activations.silu: lambda x: x * expit(x),
+    keras.activations.relu: lambda x: np.maximum(x, 0.0),
+    keras.activations.tanh: np.tanh,
+    keras.activations.sigmoid: expit,
+    keras.activations.linear: lambda x: x,
+    keras.activations.softplus: lambda x: np.logaddexp(0.0, x),
+}
+
+
+def base_values(layer, inputs):
+    """`b(x)` of the layer's base branch, float64 `(N, n)`."""
+    twin = _NUMPY_ACTIVATIONS.get(layer.base_activation)
+    if twin is not None:
+        return twin(inputs)
+    dtype = "float64" if layer.compute_dtype == "float64" else "float32"
+    values = layer.base_activation(ops.convert_to_tensor(inputs, dtype))
+    return np.asarray(ops.convert_to_numpy(values), np.float64)
+
+
+def edge_values(layer, inputs):
+    """Every edge's `phi_ij(x_i)` in float64, like `layer.edge_activations`.
+
+    Args:
+        layer: a built KANDense.
+        inputs: `(N, n)` float64 samples of its input.
+
+    Returns:
+        `(N, n, units)` float64; the sum over axis 1 (plus the bias) is the
+        layer output.
+    """
+    inputs = np.asarray(inputs, np.float64)
+    knots, _ = layer.spline()
+    basis = splines.bspline_basis_numpy(inputs, knots, layer.spline_order)  # (N, n, K)
+    base = base_values(layer, inputs)[..., None]  # (N, n, 1)
+    kernel = np.asarray(ops.convert_to_numpy(layer.effective_kernel()), np.float64)
+    return np.einsum("bnp,npm->bnm", np.concatenate([basis, base], axis=-1), kernel)
+
+
+def layer_output(layer, phi):
+    """The layer's output `(N, units)` from its edge values `phi` `(N, n, units)`."""
+    out = phi.sum(axis=1)
+    if layer.bias is not None:
+        out = out + np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
+    return out
+
+
+def quantile_samples(inputs, max_points):
+    """Each column sorted independently and thinned to `max_points` order statistics.
+
+    `phi_ij` depends on `x_i` alone, so one evaluation on this matrix gives
+    every edge's curve, sorted, over the data's own distribution.
+
+    Args:
+        inputs: `(N, n)`.
+        max_points: the most rows kept.
+
+    Returns:
+        `(min(N, max_points), n)`.
+    """
+    xs = np.sort(inputs, axis=0)
+    return xs[even_rows(xs.shape[0], max_points)]
+
+
+def score_edges(inputs, phi):
+    """pykan's edge score `std(phi_ij) / (std(x_i) + 0.1)` (unbiased stds), `(n, m)`.
+
+    Args:
+        inputs: `(N, n)` the layer's inputs.
+        phi: `(N, n, m)` its edge values on them.
+    """
+    ddof = 1 if inputs.shape[0] > 1 else 0
+    return phi.std(axis=0, ddof=ddof) / (inputs.std(axis=0, ddof=ddof)[:, None] + 0.1)

@@ -1,17 +1,17 @@
 """Shared helpers for the benchmark scripts in this folder (not part of keras_kan).
 
-* ``run_children``: re-run a script once per Keras backend in a subprocess
-  (``KERAS_BACKEND=...``) and collect the JSON it prints.
-* ``Kit``: per-backend compiled forward / forward+backward callables for a Keras
-  layer, compiled the way ``model.fit`` compiles: JAX ``jax.jit`` over
-  ``layer.stateless_call``, TensorFlow ``tf.function(jit_compile=True)`` with a
-  ``GradientTape``, PyTorch eager autograd.
-* ``interleaved``: time several callables by alternating them, repeat by repeat,
+* `run_children`: re-run a script once per Keras backend in a subprocess
+  (`KERAS_BACKEND=...`) and collect the JSON it prints.
+* `Kit`: per-backend compiled forward / forward+backward callables for a Keras
+  layer, compiled the way `model.fit` compiles: JAX `jax.jit` over
+  `layer.stateless_call`, TensorFlow `tf.function(jit_compile=True)` with a
+  `GradientTape`, PyTorch eager autograd.
+* `interleaved`: time several callables by alternating them, repeat by repeat,
   so a slow phase of a noisy machine hits all of them alike; ratios are medians
   of the per-repeat ratios.
-* memory: current and peak resident set size from ``/proc/self/status``; the
-  peak is reset with ``/proc/self/clear_refs`` (Linux >= 4.0) after returning
-  freed heap pages to the OS with ``malloc_trim``.
+* memory: current and peak resident set size from `/proc/self/status`; the
+  peak is reset with `/proc/self/clear_refs` (Linux >= 4.0) after returning
+  freed heap pages to the OS with `malloc_trim`.
 """
 
 import ctypes
@@ -30,10 +30,10 @@ SHORT = {"tensorflow": "TF (XLA)", "jax": "JAX (jit)", "torch": "Torch (eager)"}
 
 # ---------------------------------------------------------------- subprocesses
 def run_children(script, backends, args, timeout):
-    """Runs ``script --backend B *args`` per backend; returns {backend: result dict}.
+    """Runs `script --backend B *args` per backend; returns {backend: result dict}.
 
     The child's stderr (progress lines) passes through; its stdout is scanned for
-    one line starting with ``MARK`` holding the JSON result.
+    one line starting with `MARK` holding the JSON result.
     """
     results = {}
     for backend in backends:
@@ -75,15 +75,15 @@ def log(*args):
 # --------------------------------------------------------------------- timing
 def interleaved(fns, repeats, target_s=0.1, warmup=1, single=None, calibrate=True,
                 budget_s=None):
-    """Times every callable in ``fns`` (name -> no-arg blocking callable).
+    """Times every callable in `fns` (name -> no-arg blocking callable).
 
-    Each is warmed up (``warmup`` calls), then called ``n`` times per repeat
-    (``n`` sized so one repeat takes about ``target_s``, from one timed call or
-    from ``single[name]``, seconds per call, when given); the repeats of all
-    callables alternate, in a rotating order. ``calibrate=False``: ``n = 1``
-    without the timed call. ``budget_s``: a callable slower than
-    ``budget_s / repeats`` per call gets fewer repeats (at least 2), about
-    ``budget_s`` in all. Returns {name: [seconds per call, one per repeat]}.
+    Each is warmed up (`warmup` calls), then called `n` times per repeat
+    (`n` sized so one repeat takes about `target_s`, from one timed call or
+    from `single[name]`, seconds per call, when given); the repeats of all
+    callables alternate, in a rotating order. `calibrate=False`: `n = 1`
+    without the timed call. `budget_s`: a callable slower than
+    `budget_s / repeats` per call gets fewer repeats (at least 2), about
+    `budget_s` in all. Returns {name: [seconds per call, one per repeat]}.
     """
     single = dict(single or {})
     inner = {}
@@ -153,7 +153,7 @@ def peak_mb():
 def reset_peak():
     """Frees what can be freed, then resets the peak RSS to the current RSS.
 
-    Returns the current RSS in MB (the baseline for a following ``peak_mb()``),
+    Returns the current RSS in MB (the baseline for a following `peak_mb()`),
     or None when the kernel does not allow resetting the peak.
     """
     global _LIBC
@@ -184,11 +184,11 @@ def _pack_single(xs):
 class Kit:
     """Compiled forward and forward+backward callables for a Keras layer.
 
-    ``args`` is the layer's single call argument (a tensor or a list of tensors,
-    as NumPy arrays); ``wrt`` lists the indices (into the flattened ``args``) of
-    the inputs that also get a gradient. The loss is ``sum(mean(y**2))`` over the
+    `args` is the layer's single call argument (a tensor or a list of tensors,
+    as NumPy arrays); `wrt` lists the indices (into the flattened `args`) of
+    the inputs that also get a gradient. The loss is `sum(mean(y**2))` over the
     layer's outputs. Gradients are taken with respect to the layer's trainable
-    variables (plus ``wrt`` inputs). Each callable blocks until its result is
+    variables (plus `wrt` inputs). Each callable blocks until its result is
     ready.
     """
 
@@ -293,7 +293,7 @@ class Kit:
         return run
 
     def torch_compiled(self, layer, args, wrt=(), backward=False):
-        """torch.compile'd variant of ``forward`` / ``grad`` (PyTorch only)."""
+        """torch.compile'd variant of `forward` / `grad` (PyTorch only)."""
         torch = self.torch
         is_list = isinstance(args, (list, tuple))
         xs = self.tensors(args)
@@ -321,9 +321,9 @@ class Kit:
 
 
 def matmul_layer_class():
-    """A Keras layer holding only the effective kernels: ``[F_l] -> [F_l @ W_l]``.
+    """A Keras layer holding only the effective kernels: `[F_l] -> [F_l @ W_l]`.
 
-    Built from a list of ``(rows, cols)`` kernel shapes; its call takes one
+    Built from a list of `(rows, cols)` kernel shapes; its call takes one
     tensor (one kernel) or a list (one per kernel). It is the floor of a KAN
     layer: the one matmul its fast forward cannot avoid.
     """

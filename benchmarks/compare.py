@@ -5,38 +5,38 @@
 
 Per Keras backend (one subprocess each) and configuration it measures
 
-* ``kan``: ``keras_kan.KAN(width, grid_size=G, spline_order=3)``;
-* ``mlp``: a ``keras.Sequential`` Dense MLP (SiLU) of the same depth whose hidden
+* `kan`: `keras_kan.KAN(width, grid_size=G, spline_order=3)`;
+* `mlp`: a `keras.Sequential` Dense MLP (SiLU) of the same depth whose hidden
   widths are the KAN's scaled by one factor so that the trainable parameter
   counts match (kernels + biases);
-* ``floor``: the bare products ``(batch, n_l*(K+1)) @ (n_l*(K+1), m_l)`` of all
+* `floor`: the bare products `(batch, n_l*(K+1)) @ (n_l*(K+1), m_l)` of all
   layers, K = G + 3 (what KANDense's fast forward cannot avoid); training =
   forward + backward (gradients to every kernel and to every product's input
   but the first), no optimizer; inference = forward;
-* ``effkan``: ``keras_efficient_kan.KANLinear`` layers (same G, order 3, SiLU,
-  ``use_bias=False, use_layernorm=False`` to match the KAN architecture), same
+* `effkan`: `keras_efficient_kan.KANLinear` layers (same G, order 3, SiLU,
+  `use_bias=False, use_layernorm=False` to match the KAN architecture), same
   Keras backend, when installed;
-* ``pykan``: ``kan.KAN(width, grid=G, k=3).speed()`` (pykan 0.2.8, PyTorch,
-  ``torch.optim.Adam``), in the PyTorch process only, when installed.
+* `pykan`: `kan.KAN(width, grid=G, k=3).speed()` (pykan 0.2.8, PyTorch,
+  `torch.optim.Adam`), in the PyTorch process only, when installed.
 
-Training step: ``model.train_on_batch(x, y)`` after warm-up, with
-``model.compile(optimizer="adam", loss="mse", jit_compile=...)``: XLA on
-TensorFlow, ``jax.jit`` on JAX, eager on PyTorch (``jit_compile=False``).
-Inference: ``model.predict_on_batch(x)``. The floor is compiled the same way
-(``jax.jit`` / ``tf.function(jit_compile=True)`` / eager). pykan: eager PyTorch
-``loss.backward(); opt.step()`` and ``torch.no_grad()`` forward.
+Training step: `model.train_on_batch(x, y)` after warm-up, with
+`model.compile(optimizer="adam", loss="mse", jit_compile=...)`: XLA on
+TensorFlow, `jax.jit` on JAX, eager on PyTorch (`jit_compile=False`).
+Inference: `model.predict_on_batch(x)`. The floor is compiled the same way
+(`jax.jit` / `tf.function(jit_compile=True)` / eager). pykan: eager PyTorch
+`loss.backward(); opt.step()` and `torch.no_grad()` forward.
 
-Memory: for each model, the peak resident set size (``VmHWM``, reset through
-``/proc/self/clear_refs`` after ``malloc_trim``) during one steady-state
+Memory: for each model, the peak resident set size (`VmHWM`, reset through
+`/proc/self/clear_refs` after `malloc_trim`) during one steady-state
 training step and during one inference call, minus the RSS just before the
 model was built. So it counts weights, optimizer state, compiled code and the
-step's temporaries, not compilation. Theory = the ``(batch, n*(K+1))`` feature
-tensors + weights + layer activations (``batch x sum(width)``), float32; the
+step's temporaries, not compilation. Theory = the `(batch, n*(K+1))` feature
+tensors + weights + layer activations (`batch x sum(width)`), float32; the
 training theory adds gradients and Adam's two moments (3 x weights).
 
-For ``[2, 5, 1]`` it also times one L-BFGS step (pykan's settings: history 10,
+For `[2, 5, 1]` it also times one L-BFGS step (pykan's settings: history 10,
 strong Wolfe, up to 20 iterations / 25 evaluations, tolerances 1e-32) with
-``keras_kan.fit_lbfgs`` for the KAN and the MLP, and pykan's own ``LBFGS``.
+`keras_kan.fit_lbfgs` for the KAN and the MLP, and pykan's own `LBFGS`.
 
 Times are medians over interleaved repeats; ratios are medians of per-repeat
 ratios measured in the same process.
@@ -79,7 +79,7 @@ def mlp_params(width):
 
 
 def mlp_width(width, params):
-    """Same depth, hidden widths scaled by one factor to match ``params``."""
+    """Same depth, hidden widths scaled by one factor to match `params`."""
     if len(width) == 2:
         return list(width)
     lo, hi = 1e-3, 1e3
@@ -117,9 +117,8 @@ def theory_mb(kind, width, batch, grid, mlp_w):
 # ------------------------------------------------------------------ candidates
 def make_candidates(backend, cfg, kit, peers):
     """name -> zero-arg builder returning {"train": fn, "infer": fn, "model": obj}."""
-    import numpy as np
-
     import keras
+    import numpy as np
 
     import keras_kan
 
@@ -410,7 +409,8 @@ def report(results, backends, config_ids):
                         continue
                     cell = _bench.fmt_ms(_bench.median(lb[name]))
                     if name != "mlp" and "mlp" in lb:
-                        cell += (f" ({_bench.fmt_x(_bench.median(lb[name]) / _bench.median(lb['mlp']))}"
+                        ratio = _bench.median(lb[name]) / _bench.median(lb["mlp"])
+                        cell += (f" ({_bench.fmt_x(ratio)}"
                                  " MLP)")
                     cells.append(cell)
                 lbfgs_rows.append([cfg_label(cfg), _bench.SHORT[b]] + cells)

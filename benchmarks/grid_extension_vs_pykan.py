@@ -5,13 +5,13 @@
 
 The protocol of pykan's grid-extension tutorial (the paper's Figure 2.3 setup):
 f(x, y) = exp(sin(pi x) + y^2) on [-1, 1]^2, 1000 train / 1000 test points
-(``keras_kan.datasets.create_dataset``, seed 0, the same points pykan's own
-``create_dataset`` draws), a ``[2, 1, 1]`` KAN (cubic, model seed 1) trained
+(`keras_kan.datasets.create_dataset`, seed 0, the same points pykan's own
+`create_dataset` draws), a `[2, 1, 1]` KAN (cubic, model seed 1) trained
 200 L-BFGS steps per grid with grid updates on the first 50 steps, refined
-3 -> 5 -> 10 -> 20 -> 50, float32. keras_kan runs ``examples/grid_extension.py``'s
-``run``; pykan runs ``KAN(width=[2,1,1], grid=3, k=3, seed=1)``, ``refine`` and
-``fit(opt="LBFGS", steps=200)`` on the same arrays (in the PyTorch child, when
-``pykan`` is installed). Each backend is its own process. Prints train/test
+3 -> 5 -> 10 -> 20 -> 50, float32. keras_kan runs `examples/grid_extension.py`'s
+`run`; pykan runs `KAN(width=[2,1,1], grid=3, k=3, seed=1)`, `refine` and
+`fit(opt="LBFGS", steps=200)` on the same arrays (in the PyTorch child, when
+`pykan` is installed). Each backend is its own process. Prints train/test
 RMSE per grid size.
 
 Note: pykan's float32 results vary from run to run on the same seed (two runs

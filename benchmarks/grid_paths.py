@@ -3,14 +3,15 @@
     python benchmarks/grid_paths.py [--backends tensorflow,jax,torch]
 
 A fresh KAN has uniform knots, where KANDense uses a closed-form basis. After
-``keras_kan.update_grids`` (pykan's ``update_grid``) the knots follow the data
+`keras_kan.update_grids` (pykan's `update_grid`) the knots follow the data
 and the layer switches to its general path (local de Boor values). This prints
-``model.train_on_batch`` time (Adam, compiled as ``model.fit`` compiles it)
-for both, and their ratio, for the ``[64, 64, 64, 1]`` G=20 and
-``[784, 64, 10]`` G=5 configurations of ``compare.py``. Repeats are interleaved.
+`model.train_on_batch` time (Adam, compiled as `model.fit` compiles it)
+for both, and their ratio, for the `[64, 64, 64, 1]` G=20 and
+`[784, 64, 10]` G=5 configurations of `compare.py`. Repeats are interleaved.
 """
 
 import argparse
+import functools
 import os
 import sys
 
@@ -21,7 +22,6 @@ CONFIGS = [([64, 64, 64, 1], 4096, 20), ([784, 64, 10], 1024, 5)]
 
 
 def child(backend):
-    import keras
     import numpy as np
 
     from keras_kan import KAN, update_grids
@@ -39,7 +39,7 @@ def child(backend):
             assert model.layers[0].uniform_grid == (kind == "uniform")
             model.compile(optimizer="adam", loss="mse", jit_compile=backend != "torch")
             model.train_on_batch(x, y)
-            fns[kind] = (lambda m: (lambda: m.train_on_batch(x, y)))(model)
+            fns[kind] = functools.partial(model.train_on_batch, x, y)
         times = _bench.interleaved(fns, 5, 0.1)
         result["configs"][str(width)] = {k: _bench.median(v) for k, v in times.items()}
         _bench.log(f"[{backend}] {width}: " + ", ".join(

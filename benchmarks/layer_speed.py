@@ -4,23 +4,23 @@
 
 For each configuration (in, out, grid G, order k, batch) and backend it times
 
-* ``KANDense(out, grid_size=G, spline_order=k)``,
-* ``keras.layers.Dense`` with the SAME input width and an output width chosen so
+* `KANDense(out, grid_size=G, spline_order=k)`,
+* `keras.layers.Dense` with the SAME input width and an output width chosen so
   that it has the same number of trainable parameters (kernel + bias),
-* the bare matmul ``(batch, in*(K+1)) @ (in*(K+1), out)``, K = G + k: the one
+* the bare matmul `(batch, in*(K+1)) @ (in*(K+1), out)`, K = G + k: the one
   product KANDense's fast forward performs, i.e. its floor,
 
 in three modes: forward, forward + backward w.r.t. the weights (what a model's
 first layer costs in training) and forward + backward w.r.t. weights and input
 (a hidden layer; for the matmul the input is the feature matrix). The loss is
-``mean(y**2)``. Compiled the way ``model.fit`` runs: JAX ``jax.jit`` over
-``layer.stateless_call`` (``jax.value_and_grad`` for the backward),
-TensorFlow ``tf.function(jit_compile=True)`` with ``GradientTape``, PyTorch
-eager (``--torch-compile`` adds a ``torch.compile`` column; its warm-up takes
+`mean(y**2)`. Compiled the way `model.fit` runs: JAX `jax.jit` over
+`layer.stateless_call` (`jax.value_and_grad` for the backward),
+TensorFlow `tf.function(jit_compile=True)` with `GradientTape`, PyTorch
+eager (`--torch-compile` adds a `torch.compile` column; its warm-up takes
 about a minute per shape on 2 cores, so it is off by default).
 
-The script re-runs itself once per backend (``KERAS_BACKEND=...``, internal
-``--backend`` flag, JSON on stdout) and prints one table: each backend's
+The script re-runs itself once per backend (`KERAS_BACKEND=...`, internal
+`--backend` flag, JSON on stdout) and prints one table: each backend's
 KANDense time (ms) and its ratios to Dense and to the matmul, as medians of
 per-repeat ratios of interleaved measurements.
 """
@@ -41,14 +41,14 @@ MODES = (("fwd", "forward"), ("bwd_w", "fwd+bwd (weights)"), ("bwd_wx", "fwd+bwd
 
 
 def dense_units(n, params):
-    """Output width of a Dense(n -> u, bias) with about ``params`` parameters."""
+    """Output width of a Dense(n -> u, bias) with about `params` parameters."""
     return max(1, round(params / (n + 1)))
 
 
 def features_layer(kan):
-    """A layer computing only KANDense's feature map ``x -> (B, n*(K+1))`` (no matmul).
+    """A layer computing only KANDense's feature map `x -> (B, n*(K+1))` (no matmul).
 
-    It reuses ``KANDense.features`` on a copy of the layer's knots, so the basis
+    It reuses `KANDense.features` on a copy of the layer's knots, so the basis
     cost can be told apart from the matmul cost.
     """
     import keras
@@ -74,9 +74,8 @@ def features_layer(kan):
 
 
 def child(backend, quick, torch_compile):
-    import numpy as np
-
     import keras
+    import numpy as np
 
     from keras_kan import KANDense
 
@@ -176,7 +175,8 @@ def report(results, backends):
             if has_tc:
                 t = results.get("torch", {}).get("configs", [{}] * (ci + 1))[ci].get("times", {})
                 tc = t.get(f"kan_tc/{mode}")
-                row += ([_bench.fmt_ms(_bench.median(tc)), _bench.fmt_x(_bench.ratio(tc, t[f"kan/{mode}"]))]
+                row += ([_bench.fmt_ms(_bench.median(tc)),
+                         _bench.fmt_x(_bench.ratio(tc, t[f"kan/{mode}"]))]
                         if tc else ["—", "—"])
             rows.append(row)
     lines.append("")
@@ -238,7 +238,8 @@ def main():
     for b in backends:
         if b not in _bench.BACKENDS:
             p.error(f"unknown backend {b!r}")
-    extra = (["--quick"] if args.quick else []) + (["--torch-compile"] if args.torch_compile else [])
+    extra = ((["--quick"] if args.quick else [])
+             + (["--torch-compile"] if args.torch_compile else []))
     t0 = time.perf_counter()
     results = _bench.run_children(os.path.abspath(__file__), backends, extra, timeout=900)
     print(report(results, backends))

@@ -2,12 +2,12 @@
 
     python benchmarks/lbfgs_speed.py [--steps 5] [--backends tensorflow,jax,torch]
 
-One step = pykan's ``fit(opt="LBFGS")`` step: up to 20 L-BFGS iterations / 25
+One step = pykan's `fit(opt="LBFGS")` step: up to 20 L-BFGS iterations / 25
 loss-and-gradient evaluations (history 10, strong Wolfe, tolerances 1e-32, so
-no early exit), full batch of 1000 points. Models: ``[2, 5, 1]`` and
-``[10, 10, 10, 1]`` KANs (grid 5, cubic) with ``keras_kan.fit_lbfgs``, an MLP
-of the same parameter count with ``fit_lbfgs``, and pykan 0.2.8's own LBFGS
-(PyTorch process only, when ``pykan`` is installed). Each backend runs in its
+no early exit), full batch of 1000 points. Models: `[2, 5, 1]` and
+`[10, 10, 10, 1]` KANs (grid 5, cubic) with `keras_kan.fit_lbfgs`, an MLP
+of the same parameter count with `fit_lbfgs`, and pykan 0.2.8's own LBFGS
+(PyTorch process only, when `pykan` is installed). Each backend runs in its
 own process; the table shows seconds per step and the ratio to pykan.
 """
 

@@ -33,7 +33,7 @@ def rmse(model, x, y):
 
 
 def run(grids, steps, seed, data_seed, dtype):
-    train, test = create_dataset(lambda v: np.exp(np.sin(np.pi * v[:, 0]) + v[:, 1] ** 2),
+    train, test = create_dataset("exp_sin_sq",  # exp(sin(pi x) + y^2)
                                  n_var=2, n_samples=2000, ranges=(-1, 1), seed=data_seed,
                                  test_split=0.5, dtype=dtype)
     rows = []

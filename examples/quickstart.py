@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_kan import KAN, KANRegularizer, fit_lbfgs, prune  # noqa: E402
+from keras_kan import KAN, KANRegularizer, fit_lbfgs, prune, set_regularizer  # noqa: E402
 from keras_kan.datasets import create_dataset  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,7 @@ def report(stage, model, train, test):
 def main():
     start = time.perf_counter()
     print(f"keras_kan quickstart on the {keras.backend.backend()} backend")
-    train, test = create_dataset(lambda v: np.exp(np.cos(np.pi * v[:, 0]) + v[:, 1] ** 2),
+    train, test = create_dataset("exp_cos_sq",  # exp(cos(pi x) + y^2)
                                  n_var=2, n_samples=1000, ranges=(0, 1), seed=0, test_split=0.2)
     # pykan: lamb=0.01, lamb_l1=1, lamb_entropy=10  ->  l1 = 0.01, entropy = 0.01 * 10
     model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
@@ -52,8 +52,7 @@ def main():
     plot(model, train[0], "quickstart_trained.png")
 
     model = prune(model, train[0])
-    for layer in model.layers:  # pykan's second fit has no penalty
-        layer.regularizer = None
+    set_regularizer(model, None)  # pykan's second fit has no penalty
     fit_lbfgs(model, *train, steps=100, update_grid=True, validation_data=test, verbose=0)
     report("pruned + 100 steps", model, train, test)
     plot(model, train[0], "quickstart_pruned.png")

@@ -1,9 +1,9 @@
 """Keras callbacks that reshape KANs during training: grid updates and pruning masks.
 
-Both count *training steps* (batches; one step of :func:`keras_kan.fit_lbfgs`
-is one batch) from the start of each ``fit`` call, as pykan does. With
-``x=None`` they use the training inputs, which :func:`keras_kan.fit_lbfgs`
-hands them; ``model.fit`` does not expose its data to callbacks, so pass ``x``
+Both count *training steps* (batches; one step of `keras_kan.fit_lbfgs`
+is one batch) from the start of each `fit` call, as pykan does. With
+`x=None` they use the training inputs, which `keras_kan.fit_lbfgs`
+hands them; `model.fit` does not expose its data to callbacks, so pass `x`
 there.
 """
 
@@ -17,7 +17,7 @@ __all__ = ["GridUpdate", "Pruning"]
 
 
 class _StepCallback(keras.callbacks.Callback):
-    """Counts training steps and resolves the sample ``x`` it acts on."""
+    """Counts training steps and resolves the sample `x` it acts on."""
 
     def __init__(self, x=None):
         super().__init__()
@@ -26,7 +26,7 @@ class _StepCallback(keras.callbacks.Callback):
         self.step = 0
 
     def use_training_inputs(self, x):
-        """Called by ``fit_lbfgs`` with its training inputs (used when ``x`` is None)."""
+        """Called by `fit_lbfgs` with its training inputs (used when `x` is None)."""
         self._training_inputs = x
 
     def _sample(self):
@@ -46,12 +46,12 @@ class _StepCallback(keras.callbacks.Callback):
 
 
 class GridUpdate(_StepCallback):
-    """Move every KANDense grid to the data every ``every`` steps before ``stop_after``.
+    """Move every KANDense grid to the data every `every` steps before `stop_after`.
 
-    pykan's ``update_grid=True, grid_update_num=10, stop_grid_update_step=50`` is
-    ``GridUpdate(every=5, stop_after=50)``: updates at steps 0, 5, ..., 45, each
+    pykan's `update_grid=True, grid_update_num=10, stop_grid_update_step=50` is
+    `GridUpdate(every=5, stop_after=50)`: updates at steps 0, 5, ..., 45, each
     before that step's optimization, layer by layer on the activations that
-    reach each layer (see :meth:`KANDense.update_grid`).
+    reach each layer (see `KANDense.update_grid`).
 
     Args:
         x: samples of the model input; None uses the training inputs (fit_lbfgs).
@@ -82,16 +82,16 @@ class GridUpdate(_StepCallback):
 
 
 class Pruning(_StepCallback):
-    """Mask weak edges (and every edge of dead hidden nodes) at step ``at_step``.
+    """Mask weak edges (and every edge of dead hidden nodes) at step `at_step`.
 
-    Sets each KANDense's ``edge_mask`` from :func:`keras_kan.surgery.pruning_plan`;
-    shapes do not change, so training continues. Use :func:`keras_kan.prune`
+    Sets each KANDense's `edge_mask` from `keras_kan.surgery.pruning_plan`;
+    shapes do not change, so training continues. Use `keras_kan.prune`
     afterwards for a physically smaller model.
 
     Args:
         x: samples of the model input; None uses the training inputs (fit_lbfgs).
         at_step: the training step (>= 0) before which the masks are applied.
-        node_threshold, edge_threshold: as in :func:`keras_kan.prune`.
+        node_threshold, edge_threshold: as in `keras_kan.prune`.
         verbose: print the number of masked edges.
     """
 

@@ -6,7 +6,7 @@ from keras_kan.rng import torch_rand
 
 __all__ = ["create_dataset", "FUNCTIONS"]
 
-#: A few of the KAN paper's test functions, on inputs of shape ``(N, n_var)``.
+#: A few of the KAN paper's test functions, on inputs of shape `(N, n_var)`.
 FUNCTIONS = {
     # The canonical quickstart target, on [0, 1]^2.
     "exp_cos_sq": lambda x: np.exp(np.cos(np.pi * x[:, 0]) + x[:, 1] ** 2),
@@ -19,24 +19,24 @@ FUNCTIONS = {
 
 def create_dataset(f, n_var=2, n_samples=1000, ranges=(-1.0, 1.0), seed=0,
                    test_split=0.2, dtype="float32"):
-    """Sample ``f`` on uniform random inputs and split into train and test sets.
+    """Sample `f` on uniform random inputs and split into train and test sets.
 
     Args:
-        f: callable ``(N, n_var) float64 array -> (N,) or (N, n_out)``, or a
-            key of :data:`FUNCTIONS`.
+        f: callable `(N, n_var) float64 array -> (N,) or (N, n_out)`, or a
+            key of `FUNCTIONS`.
         n_var: number of input variables.
         n_samples: total number of points.
-        ranges: one ``(low, high)`` for every variable, or a list of ``n_var``
+        ranges: one `(low, high)` for every variable, or a list of `n_var`
             pairs.
-        seed: the points are those of pykan's ``create_dataset(..., seed=seed,
-            train_num, test_num)`` (same random stream, see
-            :mod:`keras_kan.rng`), on every backend.
+        seed: the points are those of pykan's `create_dataset(..., seed=seed,
+            train_num, test_num)` (same random stream, see
+            `keras_kan.rng`), on every backend.
         test_split: fraction of the points held out for testing.
         dtype: NumPy dtype of the returned arrays.
 
     Returns:
-        ``(x_train, y_train), (x_test, y_test)`` with ``x`` of shape
-        ``(N, n_var)`` and ``y`` of shape ``(N, n_out)``.
+        `(x_train, y_train), (x_test, y_test)` with `x` of shape
+        `(N, n_var)` and `y` of shape `(N, n_out)`.
     """
     if isinstance(f, str):
         if f not in FUNCTIONS:

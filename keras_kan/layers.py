@@ -257,10 +257,12 @@ class KANDense(keras.layers.Layer):
         (`keras_kan.update_grids`, the `GridUpdate` callback, `refine`,
         `prune`) also rebuild compiled functions when it flips. After writing
         `grid` any other way (`set_weights`, `assign`), call
-        `keras_kan.sync_grids(model)`; until then eager calls notice the write
+        `keras_kan.sync_grids(model)`. Until then eager calls notice the write
         and switch basis themselves, and a compiled function that assumed even
-        knots raises an error naming this layer (NaN under TensorFlow's XLA,
-        which drops assertions) instead of computing on the wrong basis.
+        knots does not compute on the wrong basis: on TensorFlow it raises an
+        error naming this layer; on JAX (where raising inside a Keras step
+        would lose the weights) and under XLA (which drops assertions) it
+        warns and returns NaN.
         """
         return self._uniform_grid
 

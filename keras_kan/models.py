@@ -1,4 +1,4 @@
-"""``KAN(width=...)``: a pykan-style constructor for a Sequential stack of KANDense."""
+"""`KAN(width=...)`: a pykan-style constructor for a Sequential stack of KANDense."""
 
 import keras
 import numpy as np
@@ -9,25 +9,25 @@ __all__ = ["KAN"]
 
 
 def KAN(width, seed=None, name=None, **layer_kwargs):
-    """A ``keras.Sequential`` of :class:`KANDense` layers from a width list.
+    """A `keras.Sequential` of `KANDense` layers from a width list.
 
-    ``KAN(width=[2, 5, 1], grid_size=5, spline_order=3, seed=0)`` is
-    ``Sequential([Input((2,)), KANDense(5, ...), KANDense(1, ...)])``.
+    `KAN(width=[2, 5, 1], grid_size=5, spline_order=3, seed=0)` is
+    `Sequential([Input((2,)), KANDense(5, ...), KANDense(1, ...)])`.
 
     Args:
-        width: ``[n_in, hidden..., n_out]``, at least two positive ints. pykan's
-            multiplication nodes (``[n, m]`` pairs) are not supported.
+        width: `[n_in, hidden..., n_out]`, at least two positive ints. pykan's
+            multiplication nodes (`[n, m]` pairs) are not supported.
         seed: int; the layers draw their initial weights in turn from one
-            stream seeded with ``seed``, so ``KAN(width, grid_size=G, seed=s)``
+            stream seeded with `seed`, so `KAN(width, grid_size=G, seed=s)`
             starts from exactly the weights of pykan's
-            ``KAN(width, grid=G, k=3, seed=s)`` (up to float32 rounding of the
+            `KAN(width, grid=G, k=3, seed=s)` (up to float32 rounding of the
             least-squares fit). None draws the seed from NumPy's global state.
         name: model name.
-        **layer_kwargs: passed to every ``KANDense`` (``grid_size``,
-            ``spline_order``, ``grid_range``, ``regularizer``, ...).
+        **layer_kwargs: passed to every `KANDense` (`grid_size`,
+            `spline_order`, `grid_range`, `regularizer`, ...).
 
     Returns:
-        a built ``keras.Sequential``.
+        a built `keras.Sequential`.
     """
     if isinstance(width, (str, bytes)) or not hasattr(width, "__len__") or len(width) < 2:
         raise ValueError(

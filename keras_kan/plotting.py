@@ -1,18 +1,18 @@
-"""``plot_kan``: draw a KAN with every edge's learned function, as in the KAN paper.
+"""`plot_kan`: draw a KAN with every edge's learned function, as in the KAN paper.
 
 Nodes sit in rows, the model input at the bottom and the output at the top.
-Every unmasked edge ``i -> j`` of a :class:`~keras_kan.KANDense` layer gets a
-small inset between the two rows showing its curve ``phi_ij`` over the values
-that actually reach input ``i`` for the given data; a line joins the input
+Every unmasked edge `i -> j` of a `keras_kan.KANDense` layer gets a
+small inset between the two rows showing its curve `phi_ij` over the values
+that actually reach input `i` for the given data; a line joins the input
 node to the inset and the inset to the output node. The edge's importance
-score (as ``layer.edge_scores``, normalized per layer) sets how dark and how
-thick it is: ``alpha = tanh(3 * score / max_score)``. Masked (pruned) edges are not
+score (as `layer.edge_scores`, normalized per layer) sets how dark and how
+thick it is: `alpha = tanh(3 * score / max_score)`. Masked (pruned) edges are not
 drawn.
 
-matplotlib is imported only when :func:`plot_kan` is called (``pip install
-keras-kan[plot]``). The figure is a plain ``matplotlib.figure.Figure`` on an
+matplotlib is imported only when `plot_kan` is called (`pip install
+keras-kan[plot]`). The figure is a plain `matplotlib.figure.Figure` on an
 Agg canvas: no pyplot state, no GUI backend is touched, and the backend the
-user selected is left alone (pass ``show=True`` to display through pyplot).
+user selected is left alone (pass `show=True` to display through pyplot).
 """
 
 import math
@@ -153,7 +153,7 @@ def _layout(rows, bands, figsize, title):
 
 
 class _Lines:
-    """Edge lines collected for one ``LineCollection``; opacity sets the width too."""
+    """Edge lines collected for one `LineCollection`; opacity sets the width too."""
 
     def __init__(self):
         self.segments, self.colors, self.widths = [], [], []
@@ -166,7 +166,7 @@ class _Lines:
 
 
 def _draw_gap(fig, ax, geo, gap, lines):
-    """The edges between rows ``gap`` and ``gap + 1``: insets (or plain lines)."""
+    """The edges between rows `gap` and `gap + 1`: insets (or plain lines)."""
     spec = geo["gaps"][gap]
     band, width, height = spec["band"], geo["width"], geo["height"]
     y0, y1 = geo["row_y"][gap], geo["row_y"][gap + 1]
@@ -226,16 +226,16 @@ def _draw_nodes(ax, geo, rows, bands, in_labels, out_labels):
 
 def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
              max_points=128, input_names=None, output_names=None, dpi=150, show=False):
-    """Draw ``model`` like the KAN paper: nodes in rows, one curve per edge.
+    """Draw `model` like the KAN paper: nodes in rows, one curve per edge.
 
     Rows of nodes go from the model input (bottom) to the output (top). Every
-    unmasked edge ``i -> j`` of each :class:`~keras_kan.KANDense` gets a small
-    inset with its learned ``phi_ij`` plotted over the range of the values that
-    reach input ``i`` for ``x`` (sorted samples, not a uniform grid), linked by
-    lines to both nodes. With ``show_scores``, the edge's importance score
-    ``s = std(phi_ij) / (std(x_i) + 0.1)`` on ``x`` (the same score as
-    ``layer.edge_scores`` and pruning) sets its opacity ``tanh(3 s / max_s)``
-    (``max_s`` per layer) and its line width, so the edges that matter stand
+    unmasked edge `i -> j` of each `keras_kan.KANDense` gets a small
+    inset with its learned `phi_ij` plotted over the range of the values that
+    reach input `i` for `x` (sorted samples, not a uniform grid), linked by
+    lines to both nodes. With `show_scores`, the edge's importance score
+    `s = std(phi_ij) / (std(x_i) + 0.1)` on `x` (the same score as
+    `layer.edge_scores` and pruning) sets its opacity `tanh(3 s / max_s)`
+    (`max_s` per layer) and its line width, so the edges that matter stand
     out. Masked (pruned) edges are not drawn. Nodes with no live edge are grey.
 
     Crowded layers stagger their insets over up to four levels; layers with
@@ -243,32 +243,32 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
     layers separated by other layers are drawn as separate bands.
 
     Args:
-        model: a ``keras.Model`` (Sequential or functional, one input) that
-            contains KANDense layers, e.g. ``keras_kan.KAN([2, 5, 1])``.
-        x: ``(N, n_in)`` samples of the model input (N >= 2); NumPy or tensor.
+        model: a `keras.Model` (Sequential or functional, one input) that
+            contains KANDense layers, e.g. `keras_kan.KAN([2, 5, 1])`.
+        x: `(N, n_in)` samples of the model input (N >= 2); NumPy or tensor.
             At most 20000 evenly spaced rows are used (fewer for huge layers).
-        to_file: optional path; the format follows the extension (``.png``,
-            ``.pdf``, ``.svg``, ...). Parent directories are created.
-        figsize: ``(width, height)`` in inches; default grows with the network.
+        to_file: optional path; the format follows the extension (`.png`,
+            `.pdf`, `.svg`, ...). Parent directories are created.
+        figsize: `(width, height)` in inches; default grows with the network.
         show_scores: scale opacity and width by edge importance (else all
             unmasked edges are drawn alike).
         title: optional title above the network.
         max_points: points per edge curve (>= 2).
         input_names, output_names: optional node labels (strings, mathtext
-            allowed); default ``x_1 .. x_n`` and ``y`` (or ``y_1 .. y_m``).
+            allowed); default `x_1 .. x_n` and `y` (or `y_1 .. y_m`).
         dpi: resolution for raster files.
-        show: also display the figure through ``matplotlib.pyplot`` (the
+        show: also display the figure through `matplotlib.pyplot` (the
             active backend). By default pyplot is never imported.
 
     Returns:
-        the ``matplotlib.figure.Figure``. Its network axes has label
-        ``"kan_network"``; each edge inset has label ``"kan_edge_{l}_{i}_{j}"``
-        (``l`` counts KANDense layers from 0).
+        the `matplotlib.figure.Figure`. Its network axes has label
+        `"kan_network"`; each edge inset has label `"kan_edge_{l}_{i}_{j}"`
+        (`l` counts KANDense layers from 0).
 
     Raises:
         ImportError: matplotlib is not installed.
-        ValueError: no KANDense layer, ``x`` of the wrong shape or not finite,
-            bad ``figsize``/``max_points``/names/file extension.
+        ValueError: no KANDense layer, `x` of the wrong shape or not finite,
+            bad `figsize`/`max_points`/names/file extension.
     """
     Figure, FigureCanvasAgg, LineCollection = _require_matplotlib()
     layers = kan_layers(model, "plot_kan")

@@ -1,10 +1,10 @@
 """The paper's sparsity penalty on edge activations, as a Keras object.
 
-pykan's ``lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff`` map to
-``KANRegularizer(l1=lamb*lamb_l1, entropy=lamb*lamb_entropy,
-coef=lamb*lamb_coef, coef_diff=lamb*lamb_coefdiff)``. pykan's defaults are
-``lamb_l1=1, lamb_entropy=2``; the KAN paper's canonical run (``lamb=0.01,
-lamb_entropy=10``) is ``KANRegularizer(l1=0.01, entropy=0.1)``.
+pykan's `lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff` map to
+`KANRegularizer(l1=lamb*lamb_l1, entropy=lamb*lamb_entropy,
+coef=lamb*lamb_coef, coef_diff=lamb*lamb_coefdiff)`. pykan's defaults are
+`lamb_l1=1, lamb_entropy=2`; the KAN paper's canonical run (`lamb=0.01,
+lamb_entropy=10`) is `KANRegularizer(l1=0.01, entropy=0.1)`.
 """
 
 import math
@@ -18,20 +18,20 @@ _STD_FLOOR = 1e-12  # variances below this count as 0 (keeps sqrt's gradient fin
 
 
 def edge_scores(features, kernel, inputs):
-    """pykan's ``edge_forward_spline_n`` score of every edge, without ``(B, n, m)``.
+    """pykan's `edge_forward_spline_n` score of every edge, without `(B, n, m)`.
 
-    ``A_ij = std_b(phi_ij(x_bi)) / (std_b(x_bi) + 0.1)`` with unbiased standard
-    deviations. Since ``phi_ij(x_bi) = F_bi . W_ij``, its variance is
-    ``B/(B-1) * W_ij^T C_i W_ij`` with ``C_i`` the centred second moment of the
-    features of input ``i``: ``O(B n (K+1)^2)`` work instead of ``O(B n m K)``.
+    `A_ij = std_b(phi_ij(x_bi)) / (std_b(x_bi) + 0.1)` with unbiased standard
+    deviations. Since `phi_ij(x_bi) = F_bi . W_ij`, its variance is
+    `B/(B-1) * W_ij^T C_i W_ij` with `C_i` the centred second moment of the
+    features of input `i`: `O(B n (K+1)^2)` work instead of `O(B n m K)`.
 
     Args:
-        features: ``(B, n, K+1)`` spline bases and base activation per input.
-        kernel: ``(n, K+1, m)`` effective kernel (mask and scales folded in).
-        inputs: ``(B, n)`` the layer inputs.
+        features: `(B, n, K+1)` spline bases and base activation per input.
+        kernel: `(n, K+1, m)` effective kernel (mask and scales folded in).
+        inputs: `(B, n)` the layer inputs.
 
     Returns:
-        ``(n, m)`` non-negative scores.
+        `(n, m)` non-negative scores.
     """
     batch = ops.cast(ops.shape(features)[0], features.dtype)
     correction = batch / ops.maximum(batch - 1.0, 1.0)
@@ -55,23 +55,23 @@ def _entropy(p, axis):
 class KANRegularizer:
     """L1 + entropy (+ coefficient) penalty of a KAN layer, as in pykan 0.2.8.
 
-    With edge scores ``A`` (see :func:`edge_scores`) laid out ``(in, out)``:
+    With edge scores `A` (see `edge_scores`) laid out `(in, out)`:
 
-    * ``L1 = sum A``;
-    * ``S_row``: for each output, the entropy of ``A / (sum over inputs + 1)``,
-      averaged over outputs; ``S_col`` likewise per input over outputs;
-    * ``coef = sum_{i,p} mean_j |c_ipj|``, ``coef_diff`` the same on ``diff_p c``.
+    * `L1 = sum A`;
+    * `S_row`: for each output, the entropy of `A / (sum over inputs + 1)`,
+      averaged over outputs; `S_col` likewise per input over outputs;
+    * `coef = sum_{i,p} mean_j |c_ipj|`, `coef_diff` the same on `diff_p c`.
 
-    ``penalty = l1*L1 + entropy*(S_row + S_col) + coef*coef + coef_diff*coef_diff``.
-    A ``KANDense`` with this regularizer adds the penalty with ``add_loss`` on
+    `penalty = l1*L1 + entropy*(S_row + S_col) + coef*coef + coef_diff*coef_diff`.
+    A `KANDense` with this regularizer adds the penalty with `add_loss` on
     training calls (not divided by the batch size, as pykan).
 
     Args:
-        l1: strength of the L1 term (pykan ``lamb * lamb_l1``).
-        entropy: strength of the entropy terms (pykan ``lamb * lamb_entropy``).
-        coef: strength of the coefficient L1 (pykan ``lamb * lamb_coef``).
+        l1: strength of the L1 term (pykan `lamb * lamb_l1`).
+        entropy: strength of the entropy terms (pykan `lamb * lamb_entropy`).
+        coef: strength of the coefficient L1 (pykan `lamb * lamb_coef`).
         coef_diff: strength of the coefficient-difference L1
-            (pykan ``lamb * lamb_coefdiff``).
+            (pykan `lamb * lamb_coefdiff`).
     """
 
     def __init__(self, l1=0.0, entropy=0.0, coef=0.0, coef_diff=0.0):
@@ -95,9 +95,9 @@ class KANRegularizer:
         """Penalty value.
 
         Args:
-            scores: ``(n, m)`` edge scores (ignored when ``needs_scores`` is False;
+            scores: `(n, m)` edge scores (ignored when `needs_scores` is False;
                 may be None then).
-            coefficients: ``(n, K, m)`` spline coefficients.
+            coefficients: `(n, K, m)` spline coefficients.
 
         Returns:
             scalar tensor.

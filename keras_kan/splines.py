@@ -1,14 +1,14 @@
 """B-spline math for KAN layers: knots, the Cox–de Boor basis, least-squares fits.
 
-Notation (as in DESIGN.md): ``B`` samples, ``n`` input features, ``G`` grid
-intervals, ``k`` spline order, ``K = G + k`` basis functions per feature and
-``L = G + 2k + 1`` knots per feature.
+Notation (as in docs/design.md): `B` samples, `n` input features, `G` grid
+intervals, `k` spline order, `K = G + k` basis functions per feature and
+`L = G + 2k + 1` knots per feature.
 
 The basis is written once against a tiny array namespace so that the same code
-runs on backend tensors (``keras.ops``, the layer's forward pass) and on float64
+runs on backend tensors (`keras.ops`, the layer's forward pass) and on float64
 NumPy arrays (the least-squares fits behind initialization, grid update and grid
 extension). The fits run in float64 NumPy on purpose: they are off the training
-path, and JAX disables float64 by default, so ``keras.ops`` cannot promise the
+path, and JAX disables float64 by default, so `keras.ops` cannot promise the
 precision a function-preserving refit needs.
 """
 
@@ -39,7 +39,7 @@ __all__ = [
 
 
 class _NumpyOps:
-    """The subset of ``keras.ops`` the shared host/device helpers need, in NumPy."""
+    """The subset of `keras.ops` the shared host/device helpers need, in NumPy."""
 
     where = staticmethod(np.where)
     expand_dims = staticmethod(np.expand_dims)
@@ -70,16 +70,16 @@ class _NumpyOps:
 
 
 def uniform_knots(grid_range, grid_size, spline_order, n_features=None):
-    """Uniform knot vector(s) over ``grid_range``, extended by ``k`` each side.
+    """Uniform knot vector(s) over `grid_range`, extended by `k` each side.
 
     Args:
-        grid_range: ``(low, high)`` with ``low < high``.
-        grid_size: ``G``, number of intervals inside ``grid_range``.
-        spline_order: ``k``.
-        n_features: if given, the knots are tiled to shape ``(n, L)``.
+        grid_range: `(low, high)` with `low < high`.
+        grid_size: `G`, number of intervals inside `grid_range`.
+        spline_order: `k`.
+        n_features: if given, the knots are tiled to shape `(n, L)`.
 
     Returns:
-        float64 NumPy array of shape ``(L,)`` or ``(n, L)``.
+        float64 NumPy array of shape `(L,)` or `(n, L)`.
     """
     low, high = float(grid_range[0]), float(grid_range[1])
     h = (high - low) / grid_size
@@ -93,17 +93,17 @@ def uniform_knots(grid_range, grid_size, spline_order, n_features=None):
 
 
 def extend_knots(interior, spline_order):
-    """Extend interior knots by ``k`` points on each side (NumPy, float64).
+    """Extend interior knots by `k` points on each side (NumPy, float64).
 
     The extension uses each feature's mean interior spacing, so a grid whose end
     intervals are tiny (repeated samples) still gets well-separated outer knots.
 
     Args:
-        interior: ``(n, G + 1)`` strictly increasing rows.
-        spline_order: ``k``.
+        interior: `(n, G + 1)` strictly increasing rows.
+        spline_order: `k`.
 
     Returns:
-        ``(n, G + 2k + 1)`` array.
+        `(n, G + 2k + 1)` array.
     """
     interior = np.asarray(interior, dtype=np.float64)
     if spline_order == 0:
@@ -117,7 +117,7 @@ def extend_knots(interior, spline_order):
 
 
 def _cox_de_boor(x, knots, spline_order, xp, dtype):
-    """Shared recursion. ``x``: ``(..., n)``, ``knots``: ``(n, L)`` -> ``(..., n, L-k-1)``."""
+    """Shared recursion. `x`: `(..., n)`, `knots`: `(n, L)` -> `(..., n, L-k-1)`."""
     x = xp.expand_dims(x, -1)  # (..., n, 1)
     t = knots  # (n, L); broadcasts against (..., n, 1)
     basis = xp.cast(
@@ -139,48 +139,48 @@ def _cox_de_boor(x, knots, spline_order, xp, dtype):
 
 
 def bspline_basis(x, knots, spline_order):
-    """B-spline basis of order ``k`` for per-feature knots (``keras.ops``).
+    """B-spline basis of order `k` for per-feature knots (`keras.ops`).
 
-    Cox–de Boor recursion; order 0 is the indicator of ``[t_p, t_{p+1})``. A zero
+    Cox–de Boor recursion; order 0 is the indicator of `[t_p, t_{p+1})`. A zero
     knot interval (repeated knots) contributes 0 instead of dividing by zero, so
     the result is finite for any non-decreasing knots. Outside
-    ``[t_0, t_{L-1})`` every basis function is 0.
+    `[t_0, t_{L-1})` every basis function is 0.
 
     Args:
-        x: ``(..., n)`` tensor.
-        knots: ``(n, L)`` tensor, non-decreasing along the last axis.
-        spline_order: ``k >= 0`` (a Python int).
+        x: `(..., n)` tensor.
+        knots: `(n, L)` tensor, non-decreasing along the last axis.
+        spline_order: `k >= 0` (a Python int).
 
     Returns:
-        ``(..., n, L - k - 1)`` tensor with ``x``'s dtype.
+        `(..., n, L - k - 1)` tensor with `x`'s dtype.
     """
     knots = ops.cast(knots, x.dtype)
     return _cox_de_boor(x, knots, spline_order, ops, x.dtype)
 
 
 def _safe_reciprocal(d):
-    """``1/d`` where ``d > 0``, else 0 (a zero knot interval contributes nothing)."""
+    """`1/d` where `d > 0`, else 0 (a zero knot interval contributes nothing)."""
     positive = d > 0
     return ops.where(positive, 1.0 / ops.where(positive, d, 1.0), 0.0)
 
 
 def local_bspline_basis(x, knots, spline_order):
-    """The ``k+1`` possibly non-zero bases at each ``x``, for any knots (``keras.ops``).
+    """The `k+1` possibly non-zero bases at each `x`, for any knots (`keras.ops`).
 
-    Finds the knot interval ``j`` of each ``x`` (``t_j <= x < t_{j+1}``), gathers
-    the ``2k`` knots around it and runs de Boor's triangular recursion on
-    ``(..., n)`` tensors: ``O(k^2)`` small ops instead of Cox–de Boor's ``k``
-    passes over ``(..., n, K)``. Same values as :func:`bspline_basis` up to
+    Finds the knot interval `j` of each `x` (`t_j <= x < t_{j+1}`), gathers
+    the `2k` knots around it and runs de Boor's triangular recursion on
+    `(..., n)` tensors: `O(k^2)` small ops instead of Cox–de Boor's `k`
+    passes over `(..., n, K)`. Same values as `bspline_basis` up to
     rounding, also for repeated knots (a zero interval contributes 0).
 
     Args:
-        x: ``(..., n)``.
-        knots: ``(n, L)``, non-decreasing rows.
-        spline_order: ``k >= 1``.
+        x: `(..., n)`.
+        knots: `(n, L)`, non-decreasing rows.
+        spline_order: `k >= 1`.
 
     Returns:
-        ``(values (..., n, k+1), first (..., n) int32)`` as in
-        :func:`local_uniform_basis`: value ``m`` belongs to basis ``first + m``.
+        `(values (..., n, k+1), first (..., n) int32)` as in
+        `local_uniform_basis`: value `m` belongs to basis `first + m`.
     """
     k = spline_order
     knots = ops.cast(knots, x.dtype)
@@ -216,12 +216,12 @@ def local_bspline_basis(x, knots, spline_order):
 
 
 def expand_local_basis(values, first, n_basis):
-    """Local values -> the full basis ``(..., n, K)`` (``keras.ops``; XLA fuses it).
+    """Local values -> the full basis `(..., n, K)` (`keras.ops`; XLA fuses it).
 
     Args:
-        values: ``(..., n, k+1)``; value ``m`` belongs to basis ``first + m``.
-        first: ``(..., n)`` int; bases outside ``[0, K)`` are dropped.
-        n_basis: ``K``.
+        values: `(..., n, k+1)`; value `m` belongs to basis `first + m`.
+        first: `(..., n)` int; bases outside `[0, K)` are dropped.
+        n_basis: `K`.
     """
     index = ops.arange(n_basis, dtype="int32")
     out = None
@@ -255,7 +255,7 @@ def fused_spline_basis(x, knots, spline_order, uniform):
 
 
 def _power(x, k):
-    """``x ** k`` for a small int ``k`` by multiplication (no ``pow`` kernel)."""
+    """`x ** k` for a small int `k` by multiplication (no `pow` kernel)."""
     out = x
     for _ in range(k - 1):
         out = out * x
@@ -263,24 +263,24 @@ def _power(x, k):
 
 
 def uniform_bspline_basis(x, knots, spline_order):
-    """Closed-form basis for knots that are uniform per feature (``keras.ops``).
+    """Closed-form basis for knots that are uniform per feature (`keras.ops`).
 
-    On uniform knots ``t_p = t_0 + p h`` every basis function is the cardinal
-    B-spline centred on its support: with ``c = (k+1)/2`` and
-    ``s = |(x - t_0)/h - p - c|``,
-    ``B_p(x) = (1/k!) sum_{i < c} (-1)^i C(k+1, i) max(c - i - s, 0)^k``.
-    One fused elementwise expression per output instead of ``k`` recursion
+    On uniform knots `t_p = t_0 + p h` every basis function is the cardinal
+    B-spline centred on its support: with `c = (k+1)/2` and
+    `s = |(x - t_0)/h - p - c|`,
+    `B_p(x) = (1/k!) sum_{i < c} (-1)^i C(k+1, i) max(c - i - s, 0)^k`.
+    One fused elementwise expression per output instead of `k` recursion
     passes; about 9x (forward) to 60x (gradient) faster than Cox–de Boor under
-    XLA. Only valid when :func:`is_uniform` holds; :func:`bspline_basis` is the
+    XLA. Only valid when `is_uniform` holds; `bspline_basis` is the
     general path. Results agree with it to ~1e-6 in float32.
 
     Args:
-        x: ``(..., n)``.
-        knots: ``(n, L)``, each row uniform.
-        spline_order: ``k``.
+        x: `(..., n)`.
+        knots: `(n, L)`, each row uniform.
+        spline_order: `k`.
 
     Returns:
-        ``(..., n, L - k - 1)``.
+        `(..., n, L - k - 1)`.
     """
     knots = ops.cast(knots, x.dtype)
     n_basis = knots.shape[-1] - spline_order - 1
@@ -293,10 +293,10 @@ def uniform_bspline_basis(x, knots, spline_order):
 
 
 def cardinal_bspline(s, spline_order):
-    """The cardinal B-spline of order ``k`` at ``s`` (support ``[0, k+1)``), ``keras.ops``.
+    """The cardinal B-spline of order `k` at `s` (support `[0, k+1)`), `keras.ops`.
 
-    ``(1/k!) sum_{i < c} (-1)^i C(k+1, i) max(c - i - |s - c|, 0)^k`` with
-    ``c = (k+1)/2``: one fused elementwise expression. ``k >= 1``.
+    `(1/k!) sum_{i < c} (-1)^i C(k+1, i) max(c - i - |s - c|, 0)^k` with
+    `c = (k+1)/2`: one fused elementwise expression. `k >= 1`.
     """
     centre = (spline_order + 1) / 2.0
     dist = ops.abs(s - centre)
@@ -311,22 +311,22 @@ def cardinal_bspline(s, spline_order):
 
 
 def local_uniform_basis(x, knots, spline_order):
-    """The ``k+1`` possibly non-zero bases at each ``x`` on uniform knots (``keras.ops``).
+    """The `k+1` possibly non-zero bases at each `x` on uniform knots (`keras.ops`).
 
-    Local support: ``x`` in knot interval ``j`` (``t_j <= x < t_{j+1}``) meets only
-    bases ``p = j-k, ..., j``. Returns their values and ``p``, for a backend
-    to scatter into the full ``(..., n, K)`` basis without computing the
-    ``K - k - 1`` zeros. Outside the extended knots every value is 0 (and
-    ``j`` is clipped to a valid interval).
+    Local support: `x` in knot interval `j` (`t_j <= x < t_{j+1}`) meets only
+    bases `p = j-k, ..., j`. Returns their values and `p`, for a backend
+    to scatter into the full `(..., n, K)` basis without computing the
+    `K - k - 1` zeros. Outside the extended knots every value is 0 (and
+    `j` is clipped to a valid interval).
 
     Args:
-        x: ``(..., n)``.
-        knots: ``(n, L)``, each row uniform.
-        spline_order: ``k >= 1``.
+        x: `(..., n)`.
+        knots: `(n, L)`, each row uniform.
+        spline_order: `k >= 1`.
 
     Returns:
-        ``(values (..., n, k+1), first (..., n) int32)``: value ``m`` belongs to
-        basis ``first + m``, where ``first = j - k`` lies in ``[-k, K - 1]``.
+        `(values (..., n, k+1), first (..., n) int32)`: value `m` belongs to
+        basis `first + m`, where `first = j - k` lies in `[-k, K - 1]`.
     """
     knots = ops.cast(knots, x.dtype)
     intervals = knots.shape[-1] - 1
@@ -342,16 +342,16 @@ def local_uniform_basis(x, knots, spline_order):
 
 
 def is_uniform(knots, rtol=1e-5):
-    """Scalar bool tensor: every row of ``knots`` ``(n, L)`` is evenly spaced.
+    """Scalar bool tensor: every row of `knots` `(n, L)` is evenly spaced.
 
-    Compared in float32 with a relative tolerance ``rtol`` of the first gap;
-    :func:`is_uniform_numpy` is the same test on the host.
+    Compared in float32 with a relative tolerance `rtol` of the first gap;
+    `is_uniform_numpy` is the same test on the host.
     """
     return _is_uniform(ops.cast(knots, "float32"), ops, rtol)
 
 
 def is_uniform_numpy(knots, rtol=1e-5):
-    """:func:`is_uniform` on a host array: a Python ``bool``."""
+    """`is_uniform` on a host array: a Python `bool`."""
     return bool(_is_uniform(np.asarray(knots, np.float32), _NumpyOps, rtol))
 
 
@@ -364,7 +364,7 @@ def _is_uniform(knots, xp, rtol):
 
 
 def bspline_basis_numpy(x, knots, spline_order):
-    """float64 NumPy twin of :func:`bspline_basis` (same recursion, same shapes)."""
+    """float64 NumPy twin of `bspline_basis` (same recursion, same shapes)."""
     x = np.asarray(x, dtype=np.float64)
     knots = np.asarray(knots, dtype=np.float64)
     return _cox_de_boor(x, knots, spline_order, _NumpyOps, np.float64)
@@ -374,12 +374,12 @@ def spline_values_numpy(x, knots, coefficients, spline_order):
     """Evaluate per-edge splines in float64.
 
     Args:
-        x: ``(B, n)`` samples.
-        knots: ``(n, L)``.
-        coefficients: ``(n, K, m)``.
+        x: `(B, n)` samples.
+        knots: `(n, L)`.
+        coefficients: `(n, K, m)`.
 
     Returns:
-        ``(B, n, m)``: ``sum_p c[i, p, j] B_p(x_i)``.
+        `(B, n, m)`: `sum_p c[i, p, j] B_p(x_i)`.
     """
     basis = bspline_basis_numpy(x, knots, spline_order)  # (B, n, K)
     return np.einsum("bnk,nkm->bnm", basis, np.asarray(coefficients, np.float64))
@@ -388,21 +388,21 @@ def spline_values_numpy(x, knots, coefficients, spline_order):
 def fit_coefficients(x, y, knots, spline_order, ridge=1e-8):
     """Least-squares spline coefficients, batched over features (float64 NumPy).
 
-    Solves, for every input feature ``i`` independently,
-    ``min_c sum_b ||B(x_bi) c_i - y_bi||^2 + ridge * s_i * ||c_i||^2`` through the
-    normal equations, where ``s_i`` is the mean diagonal of ``B^T B`` (so the
+    Solves, for every input feature `i` independently,
+    `min_c sum_b ||B(x_bi) c_i - y_bi||^2 + ridge * s_i * ||c_i||^2` through the
+    normal equations, where `s_i` is the mean diagonal of `B^T B` (so the
     ridge is relative and the solve stays well posed with fewer samples than
     basis functions, repeated samples or samples outside the knots).
 
     Args:
-        x: ``(B, n)`` sample locations.
-        y: ``(B, n, m)`` target values of each edge ``(i, j)`` at ``x_bi``.
-        knots: ``(n, L)``.
-        spline_order: ``k``.
+        x: `(B, n)` sample locations.
+        y: `(B, n, m)` target values of each edge `(i, j)` at `x_bi`.
+        knots: `(n, L)`.
+        spline_order: `k`.
         ridge: relative Tikhonov strength.
 
     Returns:
-        ``(n, K, m)`` float64 coefficients.
+        `(n, K, m)` float64 coefficients.
     """
     basis = bspline_basis_numpy(x, knots, spline_order)  # (B, n, K)
     y = np.asarray(y, dtype=np.float64)
@@ -418,24 +418,24 @@ def fit_coefficients(x, y, knots, spline_order, ridge=1e-8):
 
 
 def data_knots(samples, grid_size, spline_order, grid_eps, fallback_width=2.0):
-    """Knots that follow the data: pykan's ``update_grid_from_samples`` grid.
+    """Knots that follow the data: pykan's `update_grid_from_samples` grid.
 
-    Per feature, the interior knots mix sample quantiles ``x_(floor(p N / G))``
-    (``p = 0..G-1``) and ``x_max`` with a uniform grid over ``[x_min, x_max]``:
-    ``grid_eps * uniform + (1 - grid_eps) * adaptive``; then ``k`` knots are added
+    Per feature, the interior knots mix sample quantiles `x_(floor(p N / G))`
+    (`p = 0..G-1`) and `x_max` with a uniform grid over `[x_min, x_max]`:
+    `grid_eps * uniform + (1 - grid_eps) * adaptive`; then `k` knots are added
     on each side. Robust where pykan is not: a constant feature gets an interval
-    of ``fallback_width`` centred on its value, and knots are forced strictly
-    increasing (repeated values, fewer samples than knots, ``grid_eps=0``).
+    of `fallback_width` centred on its value, and knots are forced strictly
+    increasing (repeated values, fewer samples than knots, `grid_eps=0`).
 
     Args:
-        samples: ``(N, n)`` finite float64 samples, ``N >= 1``.
-        grid_size: ``G``.
-        spline_order: ``k``.
-        grid_eps: in ``[0, 1]``.
-        fallback_width: ``(n,)`` or scalar interval width for constant features.
+        samples: `(N, n)` finite float64 samples, `N >= 1`.
+        grid_size: `G`.
+        spline_order: `k`.
+        grid_eps: in `[0, 1]`.
+        fallback_width: `(n,)` or scalar interval width for constant features.
 
     Returns:
-        ``(n, G + 2k + 1)`` float64 knots, strictly increasing per row.
+        `(n, G + 2k + 1)` float64 knots, strictly increasing per row.
     """
     x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)  # (N, n)
     count = x.shape[0]
@@ -461,21 +461,21 @@ def data_knots(samples, grid_size, spline_order, grid_eps, fallback_width=2.0):
 
 def refit_coefficients(samples, old_knots, old_coefficients, new_knots, spline_order,
                        max_samples=2048, chunk_elements=2**24):
-    """Coefficients on ``new_knots`` whose splines match the old ones on ``samples``.
+    """Coefficients on `new_knots` whose splines match the old ones on `samples`.
 
-    Every edge ``(i, j)`` depends on feature ``i`` alone, so each feature's
-    samples are sorted independently and thinned to at most ``max_samples``
+    Every edge `(i, j)` depends on feature `i` alone, so each feature's
+    samples are sorted independently and thinned to at most `max_samples`
     evenly spaced order statistics, and the fit runs in feature chunks so that
-    no ``(N, n, m)`` array exceeds ``chunk_elements`` float64 numbers.
+    no `(N, n, m)` array exceeds `chunk_elements` float64 numbers.
 
     Args:
-        samples: ``(N, n)`` float64.
-        old_knots: ``(n, L)``; old_coefficients: ``(n, K, m)``.
-        new_knots: ``(n, L')``.
-        spline_order: ``k`` (shared by old and new).
+        samples: `(N, n)` float64.
+        old_knots: `(n, L)`; old_coefficients: `(n, K, m)`.
+        new_knots: `(n, L')`.
+        spline_order: `k` (shared by old and new).
 
     Returns:
-        ``(n, L' - k - 1, m)`` float64.
+        `(n, L' - k - 1, m)` float64.
     """
     x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)
     if x.shape[0] > max_samples:
@@ -493,19 +493,19 @@ def refit_coefficients(samples, old_knots, old_coefficients, new_knots, spline_o
 
 
 def refined_knots(knots, spline_order, grid_size):
-    """Interpolate the interior knots to ``grid_size`` intervals (grid extension).
+    """Interpolate the interior knots to `grid_size` intervals (grid extension).
 
-    Old interior knot ``q`` sits at position ``q`` of ``G``; new knot ``p`` at
-    ``p * G / G'``. When ``G'`` is a multiple of ``G`` the old knots are a subset
+    Old interior knot `q` sits at position `q` of `G`; new knot `p` at
+    `p * G / G'`. When `G'` is a multiple of `G` the old knots are a subset
     of the new ones, so every old spline lies in the new space.
 
     Args:
-        knots: ``(n, G + 2k + 1)``.
-        spline_order: ``k``.
-        grid_size: ``G'``.
+        knots: `(n, G + 2k + 1)`.
+        spline_order: `k`.
+        grid_size: `G'`.
 
     Returns:
-        ``(n, G' + 2k + 1)``.
+        `(n, G' + 2k + 1)`.
     """
     knots = np.asarray(knots, np.float64)
     k = spline_order

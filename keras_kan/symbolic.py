@@ -1,42 +1,43 @@
 """Symbolic regression of KAN edges and closed-form formulas (needs sympy).
 
-Every edge ``phi_ij`` of a :class:`~keras_kan.KANDense` is a 1-D function. This
-module fits each one with ``c * f(a * x + b) + d`` for ``f`` in a library of
-named functions (:data:`SYMBOLIC_LIB`), on the values that actually reach the
+Every edge `phi_ij` of a `keras_kan.KANDense` is a 1-D function. This
+module fits each one with `c * f(a * x + b) + d` for `f` in a library of
+named functions (`SYMBOLIC_LIB`), on the values that actually reach the
 edge for some data, and composes the fits through the layers into a sympy
 expression per model output.
 
-* :func:`suggest_symbolic` ranks the library for one edge.
-* :func:`auto_symbolic` picks a function for every unmasked edge.
-* :func:`fix_symbolic` pins one edge to a named function.
-* :func:`symbolic_formula` composes the fits into sympy expressions.
-* :func:`evaluate_formula` / :func:`formula_r2` check a formula against the model.
+* `suggest_symbolic` ranks the library for one edge.
+* `auto_symbolic` picks a function for every unmasked edge.
+* `fix_symbolic` pins one edge to a named function.
+* `symbolic_formula` composes the fits into sympy expressions.
+* `evaluate_formula` / `formula_r2` check a formula against the model.
 
-The fits live in a plain dict ``{(layer_index, i, j): SymbolicFit}``; the
-model's numeric layers are never changed (``layer_index`` counts the model's
-KANDense layers from 0, ``i``/``j`` are 0-based input/output units; the
-formula's variables ``x_1 .. x_n`` are 1-based as in the KAN paper).
+The fits live in a plain dict `{(layer_index, i, j): SymbolicFit}`; the
+model's numeric layers are never changed (`layer_index` counts the model's
+KANDense layers from 0, `i`/`j` are 0-based input/output units; the
+formula's variables `x_1 .. x_n` are 1-based as in the KAN paper).
 
-**Fitting.** For one function ``f`` the inner ``(a, b)`` are found by a coarse
-grid search, then polished by ``scipy.optimize.least_squares``, with ``(c, d)``
+**Fitting.** For one function `f` the inner `(a, b)` are found by a coarse
+grid search, then polished by `scipy.optimize.least_squares`, with `(c, d)`
 solved by linear least squares inside every residual (so the search maximizes
-``R^2``, the squared correlation of ``f(a x + b)`` with the edge's values). Parameters are
-reported in a canonical form: ``a = 1`` for scale-free functions (powers,
-``1/x``, ``abs``, ``sgn``), ``a = +-1`` for ``sqrt`` and ``log``, ``b = 0`` for
-``exp``, ``a > 0`` for odd or even functions, and ``c > 0``, ``b`` in
-``(-pi, pi]`` for ``sin``/``cos``.
+`R^2`, the squared correlation of `f(a x + b)` with the edge's values). Parameters are
+reported in a canonical form: `a = 1` for scale-free functions (powers,
+`1/x`, `abs`, `sgn`), `a = +-1` for `sqrt` and `log`, `b = 0` for
+`exp`, `a > 0` for odd or even functions, and `c > 0`, `b` in
+`(-pi, pi]` for `sin`/`cos`.
 
-**Ranking rule.** Each candidate gets ``score = log10(1 - R^2 + 1e-6) +
-0.5 * complexity`` (lower is better): one extra unit of complexity must buy a
-``10**0.5 ~ 3.2`` times smaller unexplained variance, and fits better than
-``R^2 = 1 - 1e-6`` all count as exact, so the simplest exact one wins.
+**Ranking rule.** Each candidate gets `score = log10(1 - R^2 + 1e-6) +
+0.5 * complexity` (lower is better): one extra unit of complexity must buy a
+`10**0.5 ~ 3.2` times smaller unexplained variance, and fits better than
+`R^2 = 1 - 1e-6` all count as exact, so the simplest exact one wins.
 Candidates whose scores are within 0.05 of the best remaining one are ordered
 by complexity, then library order. An edge whose values are constant is
-fitted exactly by every function; the rule then picks ``"0"`` (a constant).
+fitted exactly by every function; the rule then picks `"0"` (a constant).
 """
 
 import math
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -84,22 +85,22 @@ _FIT_POINTS = 1024  # order statistics used for the final (c, d) and R^2
 
 
 class SymbolicFunction(NamedTuple):
-    """One library entry: ``f`` in ``c * f(a * x + b) + d``.
+    """One library entry: `f` in `c * f(a * x + b) + d`.
 
     Attributes:
         name: the key in the library (also shown in tables).
-        numpy: vectorized NumPy implementation ``u -> f(u)``.
-        sympy: ``sympy expression -> sympy expression``.
-        complexity: used by the ranking rule (``"0"`` is 0, ``x`` is 1, ...).
-        scale: how ``a`` is searched: ``"free"`` (``a > 0``; for odd or even
-            ``f``), ``"signed"`` (either sign), ``"unit"`` (``a = 1``; for
-            ``f(s u) = g(s) f(u)``, e.g. powers) or ``"unit_signed"``
-            (``a = +-1``; ``sqrt``, ``log``).
-        shift: whether ``b`` is searched (``False``: ``b = 0``, e.g. ``exp``).
-        domain: optional ``(u_min, u_max) -> bool`` arrays test: where ``f`` is
+        numpy: vectorized NumPy implementation `u -> f(u)`.
+        sympy: `sympy expression -> sympy expression`.
+        complexity: used by the ranking rule (`"0"` is 0, `x` is 1, ...).
+        scale: how `a` is searched: `"free"` (`a > 0`; for odd or even
+            `f`), `"signed"` (either sign), `"unit"` (`a = 1`; for
+            `f(s u) = g(s) f(u)`, e.g. powers) or `"unit_signed"`
+            (`a = +-1`; `sqrt`, `log`).
+        shift: whether `b` is searched (`False`: `b = 0`, e.g. `exp`).
+        domain: optional `(u_min, u_max) -> bool` arrays test: where `f` is
             defined and smooth on the whole data interval.
-        period: optional period of ``f`` (``b`` is reported modulo it).
-        flip: ``f(u + period / 2) = -f(u)`` (``sin``, ``cos``): lets ``c > 0``.
+        period: optional period of `f` (`b` is reported modulo it).
+        flip: `f(u + period / 2) = -f(u)` (`sin`, `cos`): lets `c > 0`.
     """
 
     name: str
@@ -108,22 +109,22 @@ class SymbolicFunction(NamedTuple):
     complexity: float
     scale: str = "signed"
     shift: bool = True
-    domain: Optional[Callable] = None
-    period: Optional[float] = None
+    domain: Callable | None = None
+    period: float | None = None
     flip: bool = False
 
 
 class SymbolicFit(NamedTuple):
-    """A fit of one edge: ``phi(x) ~ c * f(a * x + b) + d``.
+    """A fit of one edge: `phi(x) ~ c * f(a * x + b) + d`.
 
-    ``name`` is None (and ``params`` None) when the edge keeps its numeric
-    spline: no library function reached the required ``R^2`` (then ``r2`` is
+    `name` is None (and `params` None) when the edge keeps its numeric
+    spline: no library function reached the required `R^2` (then `r2` is
     the best one found) or the edge was deliberately left numeric.
     """
 
-    name: Optional[str]
+    name: str | None
     r2: float
-    params: Optional[tuple]
+    params: tuple | None
 
     @property
     def fitted(self):
@@ -136,7 +137,7 @@ def _tan_domain(lo, hi):
 
 
 def _positive(lo, hi, strict=True):
-    """``u > 0`` on the data, with a relative margin so that rewriting ``a, b``
+    """`u > 0` on the data, with a relative margin so that rewriting `a, b`
     in the data's own coordinates cannot cross the domain edge by rounding."""
     margin = 1e-9 * (np.abs(lo) + np.abs(hi) + 1e-300)
     return lo > margin if strict else lo >= margin
@@ -144,7 +145,7 @@ def _positive(lo, hi, strict=True):
 
 _TWO_PI = 2.0 * math.pi
 
-#: The default library, ``name -> SymbolicFunction``.
+#: The default library, `name -> SymbolicFunction`.
 SYMBOLIC_LIB = {
     fn.name: fn
     for fn in [
@@ -205,11 +206,11 @@ def _resolve_lib(lib):
 
 # --------------------------------------------------------------- one function
 def _centred_values(fn, alpha, beta, t):
-    """``f(alpha t + beta)`` minus its mean for candidate arrays ``alpha``, ``beta`` ``(C,)``.
+    """`f(alpha t + beta)` minus its mean for candidate arrays `alpha`, `beta` `(C,)`.
 
     Returns:
-        ``(centred (C, N), sum of squares (C,), ok (C,))``; ``ok`` is False
-        where ``f`` is undefined or not finite on the data (those rows are 0).
+        `(centred (C, N), sum of squares (C,), ok (C,))`; `ok` is False
+        where `f` is undefined or not finite on the data (those rows are 0).
     """
     u = alpha[:, None] * t[None, :] + beta[:, None]
     with np.errstate(all="ignore"):
@@ -225,7 +226,7 @@ def _centred_values(fn, alpha, beta, t):
 
 
 def _r2_batch(fn, alpha, beta, t, yc, sst):
-    """``R^2`` of the best ``c f(alpha t + beta) + d`` per candidate (-inf: undefined)."""
+    """`R^2` of the best `c f(alpha t + beta) + d` per candidate (-inf: undefined)."""
     centred, sff, ok = _centred_values(fn, alpha, beta, t)
     sfy = centred @ yc
     with np.errstate(all="ignore"):
@@ -234,7 +235,7 @@ def _r2_batch(fn, alpha, beta, t, yc, sst):
 
 
 def _beta_bound(fn, alpha):
-    """Largest ``|beta|`` searched: beyond it a function only shows a tail (which
+    """Largest `|beta|` searched: beyond it a function only shows a tail (which
     mimics a simpler function with absurd constants)."""
     if fn.period is not None:
         return fn.period
@@ -269,7 +270,7 @@ def _grid(fn):
 
 
 def _search(fn, t, yc, sst):
-    """Best ``(alpha, beta)`` in standardized coordinates ``t`` in ``[-1, 1]``."""
+    """Best `(alpha, beta)` in standardized coordinates `t` in `[-1, 1]`."""
     grid = _grid(fn)
     r2 = _r2_batch(fn, grid[:, 0], grid[:, 1], t, yc, sst)
     if not np.any(np.isfinite(r2)):
@@ -292,8 +293,8 @@ def _search(fn, t, yc, sst):
 
 
 def _residuals(fn, alpha, beta, t, yc):
-    """Residuals of the best ``c f(alpha t + beta) + d`` per candidate, ``(C, N)``
-    (NaN rows where ``f`` is undefined on the data)."""
+    """Residuals of the best `c f(alpha t + beta) + d` per candidate, `(C, N)`
+    (NaN rows where `f` is undefined on the data)."""
     centred, sff, ok = _centred_values(fn, alpha, beta, t)
     coef = np.where(sff > 1e-300, (centred @ yc) / np.where(sff > 1e-300, sff, 1.0), 0.0)
     res = yc[None, :] - coef[:, None] * centred
@@ -349,7 +350,7 @@ def _refine(fn, start, free_alpha, free_beta, t, yc, sst):
 
 
 def _linear_fit(values, y):
-    """Least-squares ``c, d`` of ``y ~ c * values + d`` and its ``R^2``."""
+    """Least-squares `c, d` of `y ~ c * values + d` and its `R^2`."""
     mean_f, mean_y = values.mean(), y.mean()
     centred = values - mean_f
     sff = float(centred @ centred)
@@ -364,7 +365,7 @@ def _linear_fit(values, y):
 
 
 def _canonical(fn, a, b):
-    """Equivalent ``(a, b)`` in the documented canonical form (``c``, ``d`` refit after)."""
+    """Equivalent `(a, b)` in the documented canonical form (`c`, `d` refit after)."""
     if fn.scale == "unit":
         if not fn.shift:
             return 1.0, 0.0
@@ -383,16 +384,16 @@ def _is_constant(y):
 
 
 def fit_function(x, y, fn):
-    """Fit ``y ~ c * f(a * x + b) + d`` for one library function.
+    """Fit `y ~ c * f(a * x + b) + d` for one library function.
 
     Args:
-        x: ``(N,)`` input samples (N >= 2, not all equal).
-        y: ``(N,)`` target values.
-        fn: a :class:`SymbolicFunction` or the name of one in :data:`SYMBOLIC_LIB`.
+        x: `(N,)` input samples (N >= 2, not all equal).
+        y: `(N,)` target values.
+        fn: a `SymbolicFunction` or the name of one in `SYMBOLIC_LIB`.
 
     Returns:
-        ``(r2, (a, b, c, d))``; ``r2`` is ``-inf`` (and params None) when ``f``
-        cannot be evaluated on the data for any ``(a, b)`` tried.
+        `(r2, (a, b, c, d))`; `r2` is `-inf` (and params None) when `f`
+        cannot be evaluated on the data for any `(a, b)` tried.
     """
     if not isinstance(fn, SymbolicFunction):
         fn = _resolve_lib([fn])[fn]
@@ -437,7 +438,7 @@ def _score(r2, complexity):
 
 
 def _rank(results, lib):
-    """``[(name, r2, params)]`` -> best first under the documented rule (invalid dropped)."""
+    """`[(name, r2, params)]` -> best first under the documented rule (invalid dropped)."""
     names = list(lib)
     pool = [(name, r2, params) for name, r2, params in results if np.isfinite(r2)]
     ranked = []
@@ -456,7 +457,7 @@ def _fit_all(x, y, lib):
 
 # ---------------------------------------------------------------- model data
 def _model_edges(model, x, caller):
-    """Layers, their ``(P, n)`` per-feature order-statistic inputs and ``(P, n, m)`` phis."""
+    """Layers, their `(P, n)` per-feature order-statistic inputs and `(P, n, m)` phis."""
     if isinstance(model, KANDense):
         if not model.built:
             raise ValueError(f"{caller}: the KANDense layer is not built.")
@@ -492,26 +493,26 @@ def _format_params(params):
 
 
 def suggest_symbolic(model, layer_index, i, j, x, lib=None, top_k=5, verbose=True):
-    """Rank the library's functions for edge ``i -> j`` of a KANDense layer.
+    """Rank the library's functions for edge `i -> j` of a KANDense layer.
 
-    Each function ``f`` is fitted as ``c * f(a * x + b) + d`` to the edge's
-    values ``phi_ij`` on the samples of input ``i`` that reach the layer for
-    ``x`` (up to 1024 evenly spaced order statistics). See the module
+    Each function `f` is fitted as `c * f(a * x + b) + d` to the edge's
+    values `phi_ij` on the samples of input `i` that reach the layer for
+    `x` (up to 1024 evenly spaced order statistics). See the module
     docstring for the search, the canonical parameters and the ranking rule.
 
     Args:
-        model: a model with KANDense layers, or a single built ``KANDense``
-            (then ``x`` is that layer's input and ``layer_index`` must be 0).
+        model: a model with KANDense layers, or a single built `KANDense`
+            (then `x` is that layer's input and `layer_index` must be 0).
         layer_index: which KANDense of the model (0-based, KANDense layers only).
         i, j: the edge's input and output unit (0-based).
-        x: ``(N, n_in)`` samples of the model input.
-        lib: None (all of :data:`SYMBOLIC_LIB`), a list of names /
-            :class:`SymbolicFunction`, or a dict ``name -> SymbolicFunction``.
+        x: `(N, n_in)` samples of the model input.
+        lib: None (all of `SYMBOLIC_LIB`), a list of names /
+            `SymbolicFunction`, or a dict `name -> SymbolicFunction`.
         top_k: how many to return (None: all).
         verbose: print a table.
 
     Returns:
-        list of :class:`SymbolicFit` ``(name, r2, (a, b, c, d))``, best first.
+        list of `SymbolicFit` `(name, r2, (a, b, c, d))`, best first.
     """
     lib = _resolve_lib(lib)
     layers, inputs = _model_edges(model, x, "suggest_symbolic")
@@ -543,19 +544,19 @@ def auto_symbolic(model, x, lib=None, r2_threshold=0.9, verbose=1):
     """Pick a symbolic function for every unmasked edge of every KANDense.
 
     The edge gets the best-ranked function (see the module docstring) whose
-    ``R^2`` is at least ``r2_threshold``; an edge with none keeps its numeric
-    spline: its entry is ``SymbolicFit(None, best_r2, None)``. Masked
+    `R^2` is at least `r2_threshold`; an edge with none keeps its numeric
+    spline: its entry is `SymbolicFit(None, best_r2, None)`. Masked
     (pruned) edges are exactly 0 and get no entry. The model is not changed.
 
     Args:
         model: a model with KANDense layers (or a single built KANDense).
-        x: ``(N, n_in)`` samples of the model input.
-        lib: see :func:`suggest_symbolic`.
-        r2_threshold: minimum ``R^2`` for a symbolic edge.
+        x: `(N, n_in)` samples of the model input.
+        lib: see `suggest_symbolic`.
+        r2_threshold: minimum `R^2` for a symbolic edge.
         verbose: 0 silent, 1 one line per edge.
 
     Returns:
-        dict ``{(layer_index, i, j): SymbolicFit(name, r2, (a, b, c, d))}``.
+        dict `{(layer_index, i, j): SymbolicFit(name, r2, (a, b, c, d))}`.
     """
     lib = _resolve_lib(lib)
     layers, inputs = _model_edges(model, x, "auto_symbolic")
@@ -579,17 +580,17 @@ def auto_symbolic(model, x, lib=None, r2_threshold=0.9, verbose=1):
 
 def fix_symbolic(fits, layer_index, i, j, name, model=None, x=None, lib=None, params=None,
                  verbose=False):
-    """Pin edge ``(layer_index, i, j)`` of ``fits`` to the function ``name``.
+    """Pin edge `(layer_index, i, j)` of `fits` to the function `name`.
 
-    With ``model`` and ``x`` the parameters ``(a, b, c, d)`` are fitted on the
-    edge's values (and its ``R^2`` recorded); alternatively pass ``params``
-    explicitly (``R^2`` is then computed when ``model`` and ``x`` are given,
-    else NaN). ``name=None`` marks the edge as numeric (it keeps its spline in
-    :func:`symbolic_formula`). Only the ``fits`` dict is updated, in place:
+    With `model` and `x` the parameters `(a, b, c, d)` are fitted on the
+    edge's values (and its `R^2` recorded); alternatively pass `params`
+    explicitly (`R^2` is then computed when `model` and `x` are given,
+    else NaN). `name=None` marks the edge as numeric (it keeps its spline in
+    `symbolic_formula`). Only the `fits` dict is updated, in place:
     the model's numeric layers are **not** changed.
 
     Returns:
-        the new :class:`SymbolicFit` (also stored in ``fits``).
+        the new `SymbolicFit` (also stored in `fits`).
     """
     if not isinstance(fits, dict):
         raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
@@ -672,28 +673,28 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
                      r2_threshold=0.9):
     """Compose the per-edge fits into one sympy expression per model output.
 
-    Node ``j`` of layer ``l + 1`` is ``sum_i c*f(a*node_i + b) + d`` (+ bias)
+    Node `j` of layer `l + 1` is `sum_i c*f(a*node_i + b) + d` (+ bias)
     over the unmasked edges; an edge without a symbolic fit (or missing from
-    ``fits``) becomes an undefined function ``phi_{l}_{i}_{j}(node_i)`` so the
-    formula stays honest (:func:`evaluate_formula` evaluates it numerically
-    from the model). Each parameter is rounded to ``precision`` significant
+    `fits`) becomes an undefined function `phi_{l}_{i}_{j}(node_i)` so the
+    formula stays honest (`evaluate_formula` evaluates it numerically
+    from the model). Each parameter is rounded to `precision` significant
     digits before composing (whole numbers become integers), and the result
     is rounded again.
 
     Args:
-        model: a model that is a plain chain ``input -> KANDense -> ... ->
-            KANDense`` (Sequential or functional).
-        x: ``(N, n_in)`` samples of the model input, used to fit the edges
-            when ``fits`` is None (may be None otherwise).
-        fits: from :func:`auto_symbolic` / :func:`fix_symbolic`; None runs
-            ``auto_symbolic(model, x, lib, r2_threshold, verbose=0)``.
+        model: a model that is a plain chain `input -> KANDense -> ... ->
+            KANDense` (Sequential or functional).
+        x: `(N, n_in)` samples of the model input, used to fit the edges
+            when `fits` is None (may be None otherwise).
+        fits: from `auto_symbolic` / `fix_symbolic`; None runs
+            `auto_symbolic(model, x, lib, r2_threshold, verbose=0)`.
         simplify: multiply out small integer powers of sums where that makes
-            the formula shorter (by ``sympy.count_ops``). ``sympy.simplify`` is
+            the formula shorter (by `sympy.count_ops`). `sympy.simplify` is
             not run (it is slow); constants merge in any case.
         precision: significant digits of the printed constants.
         variables: names (or sympy Symbols) of the inputs; default
-            ``x_1 .. x_n``.
-        lib, r2_threshold: passed to :func:`auto_symbolic` when ``fits`` is None.
+            `x_1 .. x_n`.
+        lib, r2_threshold: passed to `auto_symbolic` when `fits` is None.
 
     Returns:
         a sympy expression (one output) or a list of them.
@@ -748,15 +749,15 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
 
 
 def _small_power(term, max_terms=60):
-    """An integer power (2..4) of a sum whose expansion has at most ``max_terms`` terms."""
+    """An integer power (2..4) of a sum whose expansion has at most `max_terms` terms."""
     return (term.is_Pow and term.exp.is_Integer and 1 < term.exp <= 4 and term.base.is_Add
             and math.comb(len(term.base.args) + int(term.exp) - 1, int(term.exp)) <= max_terms)
 
 
 def _tidy(expr):
-    """Multiply out small powers of sums when that makes ``expr`` shorter.
+    """Multiply out small powers of sums when that makes `expr` shorter.
 
-    Constants already merge as sympy builds the sums. ``sympy.simplify`` is
+    Constants already merge as sympy builds the sums. `sympy.simplify` is
     not called: it can take seconds even on small formulas.
     """
     expanded = expr.replace(_small_power, lambda term: sympy.expand(
@@ -765,21 +766,21 @@ def _tidy(expr):
 
 
 def evaluate_formula(expr, x, model=None, variables=None):
-    """Evaluate formula(s) on ``x`` with NumPy (``sympy.lambdify``).
+    """Evaluate formula(s) on `x` with NumPy (`sympy.lambdify`).
 
-    Undefined edge functions ``phi_{l}_{i}_{j}`` (numeric edges) are evaluated
-    from ``model``'s spline for that edge, which is then required.
+    Undefined edge functions `phi_{l}_{i}_{j}` (numeric edges) are evaluated
+    from `model`'s spline for that edge, which is then required.
 
     Args:
         expr: a sympy expression or a list of them (e.g. from
-            :func:`symbolic_formula`).
-        x: ``(N, n_in)`` inputs; column ``k`` is ``x_{k+1}`` (or
-            ``variables[k]``).
+            `symbolic_formula`).
+        x: `(N, n_in)` inputs; column `k` is `x_{k+1}` (or
+            `variables[k]`).
         model: the model the formula came from (for numeric edges).
-        variables: the input names used in :func:`symbolic_formula`.
+        variables: the input names used in `symbolic_formula`.
 
     Returns:
-        ``(N, n_out)`` float64 array.
+        `(N, n_out)` float64 array.
     """
     data = np.asarray(ops.convert_to_numpy(x), np.float64)
     if data.ndim != 2:
@@ -827,17 +828,17 @@ def _numeric_edge(name, model):
 
 
 def formula_r2(model, x, expr, variables=None):
-    """``R^2`` of formula(s) against the model's own outputs on ``x``.
+    """`R^2` of formula(s) against the model's own outputs on `x`.
 
     For a plain chain of KANDense layers the outputs are computed in float64
-    from the layers' weights (the same numbers as ``model(x)`` up to float32
+    from the layers' weights (the same numbers as `model(x)` up to float32
     rounding, without tracing the model); any other model is called directly.
 
     Args:
         model: the model the formula describes.
-        x: ``(N, n_in)`` inputs.
-        expr: a sympy expression or list, as returned by :func:`symbolic_formula`.
-        variables: the input names used in :func:`symbolic_formula`.
+        x: `(N, n_in)` inputs.
+        expr: a sympy expression or list, as returned by `symbolic_formula`.
+        variables: the input names used in `symbolic_formula`.
 
     Returns:
         a float (one output) or a list of floats, one per output.

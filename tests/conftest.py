@@ -43,7 +43,7 @@ def float64():
 
 
 def gradient_of(fn, x):
-    """``d fn(x) / dx`` for a scalar-valued ``fn`` of one tensor; NumPy in and out."""
+    """`d fn(x) / dx` for a scalar-valued `fn` of one tensor; NumPy in and out."""
     if BACKEND == "jax":
         import jax
 

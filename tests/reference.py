@@ -30,7 +30,7 @@ def weights(layer):
 
 
 def edge_functions(layer, x, activation=silu):
-    """phi_ij(x_bi): (B, n, m), the DESIGN.md formula term by term."""
+    """phi_ij(x_bi): (B, n, m), the docs/design.md formula term by term."""
     import keras
 
     w = {v.name: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in layer.weights}

@@ -101,12 +101,17 @@ def test_grid_written_behind_the_layers_back():
     # TensorFlow re-reads the small grid).
     np.testing.assert_allclose(to_numpy(model(x)), chain_reference(model, x), atol=1e-5)
     assert model.layers[0].uniform_grid is False
+    expected = "kan_dense_0.*keras_kan.sync_grids"
     if keras.config.backend() == "torch":  # eager predict notices the write itself
         stale = model.predict(x, verbose=0)
         np.testing.assert_allclose(stale, chain_reference(model, x), atol=1e-5)
-    else:  # the compiled predict baked in the closed form: a clear error, not wrong numbers
-        with pytest.raises(Exception, match="kan_dense_0.*keras_kan.sync_grids"):
+    elif keras.config.backend() == "tensorflow":  # the stale graph raises, naming the layer
+        with pytest.raises(Exception, match=expected):
             model.predict(x, verbose=0)
+    else:  # JAX: raising would lose the weights in Keras's predict loop; warn, NaN
+        with pytest.warns(RuntimeWarning, match=expected):
+            stale = model.predict(x, verbose=0)
+        assert np.all(np.isnan(stale))
     sync_grids(model)  # what keras_kan's own grid changes do
     assert model.layers[0].uniform_grid is False
     np.testing.assert_allclose(model.predict(x, verbose=0), chain_reference(model, x),

@@ -7,8 +7,7 @@ import pytest
 import reference
 from conftest import to_numpy
 
-from keras_kan import KAN, KANDense, prune, refine, update_grids
-from keras_kan import splines
+from keras_kan import KAN, KANDense, prune, refine, splines, update_grids
 from keras_kan.surgery import apply_pruning_masks, kan_layer_inputs, pruning_plan
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -288,7 +287,7 @@ def test_quickstart_prunes_to_the_one_node_the_function_needs():
     from keras_kan import KANRegularizer, fit_lbfgs
     from keras_kan.datasets import create_dataset
 
-    (x, y), _ = create_dataset(lambda v: np.exp(np.cos(np.pi * v[:, 0]) + v[:, 1] ** 2),
+    (x, y), _ = create_dataset("exp_cos_sq",
                                n_var=2, n_samples=1000, ranges=(0, 1), seed=0, test_split=0.2)
     model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
                 regularizer=KANRegularizer(l1=0.01, entropy=0.1))

@@ -12,7 +12,7 @@ from keras_kan import symbolic  # noqa: E402
 
 
 def _set_edges(layer, functions):
-    """Make edge (i, j) of ``layer`` a pure spline fit of ``functions[(i, j)]`` on [-1, 1]."""
+    """Make edge (i, j) of `layer` a pure spline fit of `functions[(i, j)]` on [-1, 1]."""
     n, m = layer.grid.shape[0], layer.units
     knots = np.asarray(keras.ops.convert_to_numpy(layer.grid), np.float64)
     grid = np.linspace(-1, 1, 400)

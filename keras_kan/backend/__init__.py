@@ -4,11 +4,11 @@ Everything else in keras_kan is written once against `keras.ops`. What cannot
 be (gradients for L-BFGS, the fastest exact spline basis, telling eager calls
 from traced ones) lives here, split by job:
 
-| module | job |
-| --- | --- |
-| `objective.py` | the compiled training objective and evaluation that `fit_lbfgs` calls, cached per model |
-| `common.py` | the loss call shared by every backend's objective |
-| `jax.py`, `tensorflow.py`, `torch.py` | one file per backend: its objective, its spline basis, its grid-write checks |
+- `objective.py`: the compiled training objective and evaluation that
+  `fit_lbfgs` calls, cached per model;
+- `common.py`: the loss call shared by every backend's objective;
+- `jax.py`, `tensorflow.py`, `torch.py`: one file per backend, each with its
+  objective, its spline basis and its grid-write checks.
 
 The module for `keras.backend.backend()` is chosen once, at import, as Keras
 chooses `keras/src/backend/<name>/`; this package re-exports its functions

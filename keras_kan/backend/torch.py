@@ -3,7 +3,7 @@
 import torch
 
 from keras_kan import splines
-from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
+from keras_kan.backend.common import ValueAndGrad, forward_loss
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "is_traced", "value_token",
            "check_grid_uniform", "sync_model_state"]

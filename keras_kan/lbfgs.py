@@ -13,10 +13,9 @@ As in pykan's own copy of that optimizer, a curvature pair `(s, y)` enters the
 history whenever `y.s > tolerance_ys` (pykan passes 1e-32; torch hard-codes
 1e-10, which at the tiny losses of a fine grid rejects every pair and stalls
 the optimizer). The line search's interval tolerance is 1e-9 (torch and
-pykan). Deliberate differences from torch: a trial point whose loss or
-gradient is not finite fails the sufficient-decrease test (torch continues
-with NaN); a curvature pair is only formed from a step actually taken; the
-fixed-step mode (`line_search=None`) always evaluates the new point.
+pykan). The algorithm itself, and where it deliberately differs from
+torch's, is in `keras_kan.lbfgs_core`; this module is the Keras-facing
+driver: data, callbacks, the step loop with its snapshot and rollback.
 """
 
 import math
@@ -25,13 +24,13 @@ import warnings
 import keras
 import numpy as np
 
-from keras_kan import backend as _backend
+from keras_kan import backend as kan_backend
+from keras_kan.lbfgs_core import LBFGS
 from keras_kan.surgery import sync_grids
+from keras_kan.validation import check_int, check_real
 
 __all__ = ["fit_lbfgs"]
 
-_C1, _C2, _MAX_LS = 1e-4, 0.9, 25  # torch's strong-Wolfe constants
-_LS_TOLERANCE = 1e-9  # torch's (and pykan's) line-search interval tolerance
 
 
 class _FlatParams:
@@ -85,207 +84,6 @@ def set_flat_weights(model, flat):
     params.set(flat)
 
 
-# --- the L-BFGS math ------------------------------------------------------------
-
-
-def _cubic_min(t1, f1, g1, t2, f2, g2, lo=None, hi=None):
-    """Minimizer in [lo, hi] of the cubic through (t1, f1, f'=g1), (t2, f2, f'=g2).
-
-    Nocedal & Wright (3.59); the midpoint of the interval when the cubic has no
-    real minimizer or a value is not finite.
-    """
-    if lo is None:
-        lo, hi = min(t1, t2), max(t1, t2)
-    if not all(map(math.isfinite, (t1, f1, g1, t2, f2, g2))) or t1 == t2:
-        return 0.5 * (lo + hi)
-    a = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
-    disc = a * a - g1 * g2
-    if disc < 0:
-        return 0.5 * (lo + hi)
-    b = math.copysign(math.sqrt(disc), t2 - t1)  # sign(t2 - t1) * sqrt(disc)
-    denom = g2 - g1 + 2.0 * b
-    if denom == 0:
-        return 0.5 * (lo + hi)
-    t = t2 - (t2 - t1) * (g2 + b - a) / denom
-    return min(max(t, lo), hi) if math.isfinite(t) else 0.5 * (lo + hi)
-
-
-class _Trial:
-    """A point on the search line: step t, loss f, gradient g, slope g.d."""
-
-    __slots__ = ("t", "f", "g", "gtd")
-
-    def __init__(self, t, f, g, gtd):
-        self.t, self.f, self.g, self.gtd = t, f, g, gtd
-
-
-def _strong_wolfe(phi, start, t, d, tolerance_change=_LS_TOLERANCE):
-    """Strong-Wolfe line search along d from `start` (a `_Trial` at t=0).
-
-    `phi(t)` evaluates a trial. Bracketing by extrapolation, then zoom by
-    safeguarded cubic interpolation (torch.optim.LBFGS's scheme). A trial whose
-    loss or gradient is not finite counts as a failed sufficient-decrease test,
-    so the search backs off towards the last finite point (torch would carry on
-    with NaN). Returns (accepted trial, evaluations, saw_non_finite).
-    """
-    f0, gtd0 = start.f, start.gtd
-    d_norm = float(np.max(np.abs(d))) if d.size else 0.0
-    armijo = lambda tr: not tr.f <= f0 + _C1 * tr.t * gtd0  # noqa: E731 (True for NaN/inf)
-    curvature = lambda tr: abs(tr.gtd) <= -_C2 * gtd0  # noqa: E731
-    new, prev = phi(t), start
-    evals, ls_iter, bracket, done = 1, 0, None, False
-    while ls_iter < _MAX_LS:
-        if armijo(new) or (ls_iter > 1 and new.f >= prev.f):
-            bracket = [prev, new]
-            break
-        if curvature(new):
-            bracket, done = [new], True
-            break
-        if new.gtd >= 0:
-            bracket = [prev, new]
-            break
-        t = _cubic_min(prev.t, prev.f, prev.gtd, new.t, new.f, new.gtd,
-                       new.t + 0.01 * (new.t - prev.t), new.t * 10.0)
-        prev, new = new, phi(t)
-        evals += 1
-        ls_iter += 1
-    if bracket is None:  # out of budget while extrapolating
-        bracket = [start, new]
-    saw_non_finite = not math.isfinite(new.f)
-
-    insufficient_progress = False
-    low, high = (0, 1) if bracket[0].f <= bracket[-1].f else (1, 0)
-    while not done and ls_iter < _MAX_LS and len(bracket) == 2:
-        a, b = bracket
-        if abs(b.t - a.t) * d_norm < tolerance_change:
-            break
-        t = _cubic_min(a.t, a.f, a.gtd, b.t, b.f, b.gtd)
-        t_lo, t_hi = min(a.t, b.t), max(a.t, b.t)
-        eps = 0.1 * (t_hi - t_lo)
-        if min(t_hi - t, t - t_lo) < eps:  # too close to an end: move inside
-            if insufficient_progress or t >= t_hi or t <= t_lo:
-                t = t_hi - eps if abs(t - t_hi) < abs(t - t_lo) else t_lo + eps
-                insufficient_progress = False
-            else:
-                insufficient_progress = True
-        else:
-            insufficient_progress = False
-        new = phi(t)
-        evals += 1
-        ls_iter += 1
-        saw_non_finite |= not math.isfinite(new.f)
-        if armijo(new) or new.f >= bracket[low].f:
-            bracket[high] = new
-            low, high = (0, 1) if bracket[0].f <= bracket[1].f else (1, 0)
-        else:
-            if curvature(new):
-                done = True
-            elif new.gtd * (bracket[high].t - bracket[low].t) >= 0:
-                bracket[high] = bracket[low]
-            bracket[low] = new
-    return bracket[low if len(bracket) == 2 else 0], evals, saw_non_finite
-
-
-def _two_loop(g, memory, h_diag):
-    """-H g for the L-BFGS inverse-Hessian approximation H (pairs (s, y, 1/y.s))."""
-    q = -g
-    alphas = []
-    for s, y, rho in reversed(memory):
-        alpha = rho * s.dot(q)
-        q -= alpha * y
-        alphas.append(alpha)
-    r = q * h_diag
-    for (s, y, rho), alpha in zip(memory, reversed(alphas)):
-        r += s * (alpha - rho * y.dot(r))
-    return r
-
-
-class _LBFGS:
-    """torch.optim.LBFGS's algorithm; its state persists across `step` calls."""
-
-    def __init__(self, history_size, max_iter, max_eval, line_search, tolerance_grad,
-                 tolerance_change, learning_rate, tolerance_ys=1e-32):
-        self.history_size, self.max_iter, self.max_eval = history_size, max_iter, max_eval
-        self.line_search, self.lr = line_search, learning_rate
-        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
-        self.tolerance_ys = tolerance_ys
-        self.n_iter = 0  # iterations over all steps (the very first one is scaled)
-        self.memory, self.h_diag = [], 1.0
-        self.prev_g = self.prev_s = None
-
-    def forget_last_move(self):
-        """Drop the pending pair: the next iteration adds no ``(s, y)`` to the memory."""
-        self.prev_g = self.prev_s = None
-
-    def step(self, evaluate, x, f, g):
-        """Up to `max_iter` iterations from x (loss f, gradient g already evaluated).
-
-        `evaluate(x) -> (f, g)` is the loss and gradient at x, with f = inf
-        when either is not finite; `evaluate.round(x)` rounds x to the
-        variables' precision (trial points are rounded, so the accepted point
-        is exactly what the model can hold).
-        Returns (x, f, g, evaluations, saw_non_finite) at the accepted point.
-        """
-        evals, saw_non_finite = 1, False
-        if np.max(np.abs(g), initial=0.0) <= self.tolerance_grad:
-            return x, f, g, evals, saw_non_finite
-        for n_iter in range(1, self.max_iter + 1):
-            self.n_iter += 1
-            if self.n_iter == 1:
-                d = -g
-            elif self.prev_g is None:  # after forget_last_move
-                d = _two_loop(g, self.memory, self.h_diag)
-            else:
-                y, s = g - self.prev_g, self.prev_s
-                ys = y.dot(s)
-                if ys > self.tolerance_ys:
-                    if len(self.memory) == self.history_size:
-                        self.memory.pop(0)
-                    self.memory.append((s, y, 1.0 / ys))
-                    self.h_diag = ys / y.dot(y)
-                d = _two_loop(g, self.memory, self.h_diag)
-            self.prev_g, self.prev_s = g, np.zeros_like(g)
-            f_prev = f
-            if self.n_iter == 1:
-                t = min(1.0, 1.0 / np.sum(np.abs(g))) * self.lr
-            else:
-                t = self.lr
-            gtd = g.dot(d)
-            if gtd > -self.tolerance_change:
-                break
-            if self.line_search == "strong_wolfe":
-                trials = {}
-
-                def phi(t_):
-                    x_t = evaluate.round(x + t_ * d)
-                    f_t, g_t = evaluate(x_t)
-                    trials[t_] = x_t
-                    return _Trial(t_, f_t, g_t, g_t.dot(d) if math.isfinite(f_t) else math.nan)
-
-                accepted, ls_evals, bad = _strong_wolfe(phi, _Trial(0.0, f, g, gtd), t, d)
-                saw_non_finite |= bad
-                t, f, g = accepted.t, accepted.f, accepted.g
-                x_new = trials.get(t, x)
-            else:  # fixed step t (torch's line_search_fn=None)
-                x_new = evaluate.round(x + t * d)
-                f_new, g_new = evaluate(x_new)
-                if not math.isfinite(f_new):
-                    return x, f_prev, self.prev_g, evals + 1, True
-                f, g, ls_evals = f_new, g_new, 1
-            self.prev_s = x_new - x
-            x = x_new
-            evals += ls_evals
-            if n_iter == self.max_iter or evals >= self.max_eval:
-                break
-            if np.max(np.abs(g), initial=0.0) <= self.tolerance_grad:
-                break
-            if np.max(np.abs(d * t), initial=0.0) <= self.tolerance_change:
-                break
-            if abs(f - f_prev) < self.tolerance_change:
-                break
-        return x, f, g, evals, saw_non_finite
-
-
 # --- data ------------------------------------------------------------------------
 
 
@@ -330,15 +128,15 @@ class _Objective:
     def __init__(self, model):
         self.variables = list(model.trainable_variables)
         self.params = _FlatParams(self.variables)
-        self.value_and_grad = _backend.value_and_grad_fn(model)
+        self.value_and_grad = kan_backend.value_and_grad_fn(model)
         self.round = self.params.round
         self.data = None
         self.last_f = None  # the raw loss of the last evaluation (may be NaN)
 
     def matches(self, model):
-        """Whether this objective still describes ``model``: same variables, and
+        """Whether this objective still describes `model`: same variables, and
         the same compiled function (a KANDense basis switch rebuilds it)."""
-        if _backend.value_and_grad_fn(model) is not self.value_and_grad:
+        if kan_backend.value_and_grad_fn(model) is not self.value_and_grad:
             return False
         variables = list(model.trainable_variables)
         return len(variables) == len(self.variables) and all(
@@ -394,8 +192,8 @@ def fit_lbfgs(
     `min(1, 1 / |g|_1)`), strong-Wolfe line search (c1=1e-4, c2=0.9, cubic
     interpolation; `line_search=None` takes fixed steps). The curvature history
     carries over from step to step, also when a callback moves the weights (a
-    grid update): only the pair that would span that jump is left out. The math runs in float64 NumPy on every
-    backend; the model's variables keep their dtype.
+    grid update): only the pair that would span that jump is left out. The math
+    runs in float64 NumPy on every backend; the model's variables keep their dtype.
 
     The objective is what `model.fit` minimizes: the compiled loss plus
     `model.losses` (e.g. `KANRegularizer` penalties), the model called with
@@ -444,6 +242,34 @@ def fit_lbfgs(
     `RuntimeWarning` naming the step and the model gets back the weights of
     the last finite step.
     """
+    _check_arguments(model, x, steps, history_size, max_iter, line_search, batch_size,
+                     tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                     tolerance_ys=tolerance_ys)
+    steps = int(steps)
+    max_eval = int(max_eval) if max_eval is not None else int(max_iter) * 5 // 4
+    verbose = 1 if verbose == "auto" else verbose
+
+    def new_optimizer():
+        return LBFGS(int(history_size), int(max_iter), max_eval, line_search, tolerance_grad,
+                     tolerance_change, learning_rate, tolerance_ys)
+
+    data = _TrainingData(x, y, sample_weight, batch_size)
+    _build(model, data.x, data.y, data.sample_weight, data.size)
+    val_data = _validation_tensors(validation_data)
+    if update_grid:
+        from keras_kan.callbacks import GridUpdate
+
+        every = max(1, int(stop_grid_update_step) // max(1, int(grid_update_num)))
+        grid_update = GridUpdate(every=every, stop_after=int(stop_grid_update_step))
+    else:
+        grid_update = None
+    callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
+    return _train(model, data, val_data, callback_list, new_optimizer, steps)
+
+
+def _check_arguments(model, x, steps, history_size, max_iter, line_search, batch_size,
+                     **tolerances):
+    """Clear errors for everything `fit_lbfgs` can tell before touching the model."""
     if not getattr(model, "compiled", False):
         raise ValueError(
             "fit_lbfgs: the model is not compiled; call model.compile(loss=...) first."
@@ -452,60 +278,76 @@ def fit_lbfgs(
         raise ValueError(
             f"fit_lbfgs: line_search must be 'strong_wolfe' or None, got {line_search!r}."
         )
-    if int(steps) < 0 or int(history_size) < 1 or int(max_iter) < 1:
-        raise ValueError("fit_lbfgs: steps must be >= 0, history_size and max_iter >= 1.")
-    for name, value in (("tolerance_grad", tolerance_grad), ("tolerance_change", tolerance_change),
-                        ("tolerance_ys", tolerance_ys)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
-            0 <= value < math.inf
-        ):
-            raise ValueError(f"fit_lbfgs: {name} must be a finite number >= 0, got {value!r}.")
+    check_int("steps", steps, 0)
+    check_int("history_size", history_size, 1)
+    check_int("max_iter", max_iter, 1)
+    for name, value in tolerances.items():
+        check_real(name, value, 0.0)
     if x is None:
         raise ValueError("fit_lbfgs: x is required (arrays or tensors).")
-    if batch_size is not None and int(batch_size) < 1:
-        raise ValueError(f"fit_lbfgs: batch_size must be None or >= 1, got {batch_size!r}.")
-    steps = int(steps)
-    max_eval = int(max_eval) if max_eval is not None else int(max_iter) * 5 // 4
-    if verbose == "auto":
-        verbose = 1
+    if batch_size is not None:
+        check_int("batch_size", batch_size, 1)
 
-    x, y, sample_weight = _to_arrays(x), _to_arrays(y), _to_arrays(sample_weight)
-    n = _num_samples(x)
-    full_batch = batch_size is None or int(batch_size) >= n
-    rng = None if full_batch else np.random.default_rng(np.random.randint(2**31 - 1))
-    _build(model, x, y, sample_weight, n)
 
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("fit_lbfgs: validation_data must be (x_val, y_val) or "
-                             "(x_val, y_val, sample_weight_val).")
-        val_x, val_y, val_sw = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
-        val_data = _to_tensors(_to_arrays((val_x, val_y, val_sw)))
+class _TrainingData:
+    """The training arrays (NumPy, `floatx`) and the batch each step trains on."""
+
+    def __init__(self, x, y, sample_weight, batch_size):
+        self.x, self.y = _to_arrays(x), _to_arrays(y)
+        self.sample_weight = _to_arrays(sample_weight)
+        self.size = _num_samples(self.x)
+        self.full_batch = batch_size is None or int(batch_size) >= self.size
+        self.batch_size = batch_size
+        self._rng = (None if self.full_batch
+                     else np.random.default_rng(np.random.randint(2**31 - 1)))
+        self._full = None
+
+    def next_batch(self):
+        """`(x, y, sample_weight)` tensors: all the data, or a fresh random mini-batch."""
+        if self.full_batch:
+            if self._full is None:
+                self._full = _to_tensors((self.x, self.y, self.sample_weight))
+            return self._full
+        index = np.sort(self._rng.choice(self.size, int(self.batch_size), replace=False))
+        return _to_tensors((_take(self.x, index), _take(self.y, index),
+                            _take(self.sample_weight, index)))
+
+
+def _validation_tensors(validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("fit_lbfgs: validation_data must be (x_val, y_val) or "
+                         "(x_val, y_val, sample_weight_val).")
+    val_x, val_y, val_sw = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+    return _to_tensors(_to_arrays((val_x, val_y, val_sw)))
+
+
+def _callback_list(model, callbacks, x, grid_update, verbose, steps):
+    """A `CallbackList` with History and a progress bar, as `Model.fit` makes one.
+
+    `GridUpdate`/`Pruning` callbacks without samples of their own get the
+    training inputs.
+    """
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
+    callbacks = list(callbacks) if callbacks else []
+    if grid_update is not None:
+        callbacks.append(grid_update)
+    for callback in callbacks:
+        if hasattr(callback, "use_training_inputs"):
+            callback.use_training_inputs(x)
+    return keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+        verbose=verbose, epochs=steps, steps=1,
+    )
+
+
+def _train(model, data, val_data, callback_list, new_optimizer, steps):
+    """The step loop: one L-BFGS step per epoch, with a snapshot to roll back to."""
     compile_config = model.get_compile_config()
     has_metrics = bool(compile_config.get("metrics") or compile_config.get("weighted_metrics"))
-
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        callback_list = callbacks
-    else:
-        callbacks = list(callbacks) if callbacks else []
-        if update_grid:
-            from keras_kan.callbacks import GridUpdate
-
-            every = max(1, int(stop_grid_update_step) // max(1, int(grid_update_num)))
-            callbacks.append(GridUpdate(every=every, stop_after=int(stop_grid_update_step)))
-        for callback in callbacks:  # GridUpdate / Pruning with x=None use the training data
-            if hasattr(callback, "use_training_inputs"):
-                callback.use_training_inputs(x)
-        callback_list = keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=verbose != 0, model=model,
-            verbose=verbose, epochs=steps, steps=1,
-        )
-
-    objective = _Objective(model)
-    opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
-                 tolerance_grad, tolerance_change, learning_rate, tolerance_ys)
-    full_data = _to_tensors((x, y, sample_weight)) if full_batch else None
-
+    objective, opt = _Objective(model), new_optimizer()
     model.stop_training = False
     logs = {}
     callback_list.on_train_begin()
@@ -516,17 +358,8 @@ def fit_lbfgs(
             callback_list.on_epoch_begin(step)
             callback_list.on_train_batch_begin(0)
             if not objective.matches(model):  # a callback replaced variables
-                objective = _Objective(model)
-                opt = _LBFGS(int(history_size), int(max_iter), max_eval, line_search,
-                             tolerance_grad, tolerance_change, learning_rate, tolerance_ys)
-            if full_batch:
-                objective.data = full_data
-            else:
-                index = np.sort(rng.choice(n, int(batch_size), replace=False))
-                objective.data = _to_tensors(
-                    (_take(x, index), _take(y, index), _take(sample_weight, index))
-                )
-
+                objective, opt = _Objective(model), new_optimizer()
+            objective.data = data.next_batch()
             x0 = objective.params.get()
             if accepted is not None and not np.array_equal(x0, accepted):
                 # A callback moved the weights (grid update, pruning, restore).
@@ -554,7 +387,7 @@ def fit_lbfgs(
                 metrics = _evaluate(model, *objective.data)
                 logs.update({k: v for k, v in metrics.items() if k != "loss"})
             callback_list.on_train_batch_end(0, logs)
-            if validation_data is not None:
+            if val_data is not None:
                 logs.update({f"val_{k}": v for k, v in _evaluate(model, *val_data).items()})
             callback_list.on_epoch_end(step, logs)
             if model.stop_training:
@@ -576,7 +409,7 @@ def _evaluate(model, x, y, sample_weight):
     compiled (`backend.evaluate_fn`), the metric updates run eagerly.
     """
     model.reset_metrics()
-    loss, y_pred = _backend.evaluate_fn(model)(x, y, sample_weight)
+    loss, y_pred = kan_backend.evaluate_fn(model)(x, y, sample_weight)
     results = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
     logs = {k: float(keras.ops.convert_to_numpy(v)) for k, v in results.items()}
     logs["loss"] = loss
@@ -600,7 +433,7 @@ def _build(model, x, y, sample_weight, n):
     )
     mapping = [(v, v.value) for v in model.variables]
     with keras.StatelessScope(state_mapping=mapping):
-        _backend.compute_loss(model, bx, by, y_pred, bsw, training=False)
+        kan_backend.compute_loss(model, bx, by, y_pred, bsw, training=False)
     # Build the (unused) compiled optimizer as `fit` would, so that a `.keras`
     # file saved after `fit_lbfgs` reloads without optimizer-mismatch warnings.
     optimizer = getattr(model, "optimizer", None)

@@ -11,7 +11,6 @@ from keras import ops
 from keras_kan import backend as kan_backend
 from keras_kan.lbfgs import fit_lbfgs, get_flat_weights, set_flat_weights
 
-
 # --- toy problems -----------------------------------------------------------------
 
 
@@ -400,7 +399,7 @@ def test_kan_reaches_paper_accuracy_with_grid_warm_start():
     from keras_kan import KAN, refine
     from keras_kan.datasets import create_dataset
 
-    train, test = create_dataset(lambda v: np.exp(np.sin(np.pi * v[:, 0]) + v[:, 1] ** 2),
+    train, test = create_dataset("exp_sin_sq",
                                  n_var=2, n_samples=2000, ranges=(-1, 1), seed=0,
                                  test_split=0.5)
     model = KAN([2, 1, 1], grid_size=3, seed=1)

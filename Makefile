@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-tensorflow test-jax test-torch bench clean
+.PHONY: venv demo test test-tensorflow test-jax test-torch lint bench clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 
 test-%: $(STAMP)
 	KERAS_BACKEND=$* $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Style and static checks (configuration in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[bench]"

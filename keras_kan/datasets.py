@@ -3,6 +3,7 @@
 import numpy as np
 
 from keras_kan.rng import torch_rand
+from keras_kan.validation import check_int, check_real
 
 __all__ = ["create_dataset", "FUNCTIONS"]
 
@@ -45,13 +46,9 @@ def create_dataset(f, n_var=2, n_samples=1000, ranges=(-1.0, 1.0), seed=0,
     if not callable(f):
         raise ValueError(f"Received an invalid value for argument `f`: expected a callable, "
                          f"got {f!r}.")
-    if int(n_var) < 1:
-        raise ValueError(f"Received an invalid value for argument `n_var`: expected >= 1, "
-                         f"got {n_var!r}.")
-    if int(n_samples) < 2:
-        raise ValueError(f"Received an invalid value for argument `n_samples`: expected "
-                         f">= 2, got {n_samples!r}.")
-    if not 0.0 < test_split < 1.0:
+    n_var = check_int("n_var", n_var, 1)
+    n_samples = check_int("n_samples", n_samples, 2)
+    if not 0.0 < check_real("test_split", test_split) < 1.0:
         raise ValueError(f"Received an invalid value for argument `test_split`: expected a "
                          f"fraction in (0, 1), got {test_split!r}.")
     ranges = np.asarray(ranges, dtype=np.float64)

@@ -7,8 +7,8 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import splines
-from keras_kan.regularizers import KANRegularizer, edge_scores
+from keras_kan import regularizers, splines
+from keras_kan.regularizers import edge_scores
 from keras_kan.rng import torch_rand
 from keras_kan.validation import check_grid_range, check_int, check_real, check_samples
 
@@ -110,14 +110,7 @@ class KANDense(keras.layers.Layer):
         self.scale_base_mu = check_real("scale_base_mu", scale_base_mu)
         self.scale_base_sigma = check_real("scale_base_sigma", scale_base_sigma, 0.0)
         self.grid_eps = check_real("grid_eps", grid_eps, 0.0, 1.0)
-        if isinstance(regularizer, dict):
-            regularizer = keras.saving.deserialize_keras_object(regularizer)
-        if regularizer is not None and not isinstance(regularizer, KANRegularizer):
-            raise ValueError(
-                "Received an invalid value for argument `regularizer`: expected a "
-                f"keras_kan.KANRegularizer or None, got {regularizer!r}."
-            )
-        self.regularizer = regularizer
+        self.regularizer = regularizers.get(regularizer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = None if seed is None else check_int("seed", seed, 0)
         self.seed_offset = check_int("seed_offset", seed_offset, 0)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_kan.layers import KANDense
+from keras_kan.validation import check_int
 
 __all__ = ["KAN"]
 
@@ -40,17 +41,14 @@ def KAN(width, seed=None, name=None, **layer_kwargs):
                 f"Received an invalid value for argument `width`: multiplication nodes "
                 f"({w!r}) are not supported; use plain integers, got {width!r}."
             )
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1:
             raise ValueError(
                 f"Received an invalid value for argument `width`: every width must be a "
                 f"positive integer, got {width!r}."
             )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(
-            f"Received an invalid value for argument `seed`: expected an int >= 0 or None, "
-            f"got {seed!r}."
-        )
-    if seed is None:  # still one stream for the whole model, drawn from NumPy's global state
+    if seed is not None:
+        seed = check_int("seed", seed, 0)
+    else:  # still one stream for the whole model, drawn from NumPy's global state
         seed = int(np.random.randint(0, 2**31 - 1))
     grid_size = layer_kwargs.get("grid_size", 5)
     layers = [keras.Input((width[0],))]

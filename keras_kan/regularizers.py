@@ -12,7 +12,7 @@ import math
 import keras
 from keras import ops
 
-__all__ = ["KANRegularizer", "edge_scores"]
+__all__ = ["KANRegularizer", "edge_scores", "get"]
 
 _STD_FLOOR = 1e-12  # variances below this count as 0 (keeps sqrt's gradient finite)
 
@@ -130,3 +130,19 @@ class KANRegularizer:
     def __repr__(self):
         return (f"KANRegularizer(l1={self.l1}, entropy={self.entropy}, coef={self.coef}, "
                 f"coef_diff={self.coef_diff})")
+
+
+def get(identifier):
+    """A `KANRegularizer` from itself, its config dict, or None (as `keras.regularizers.get`).
+
+    Raises:
+        ValueError: anything else, naming the value received.
+    """
+    if isinstance(identifier, dict):
+        identifier = keras.saving.deserialize_keras_object(identifier)
+    if identifier is not None and not isinstance(identifier, KANRegularizer):
+        raise ValueError(
+            "Received an invalid value for argument `regularizer`: expected a "
+            f"keras_kan.KANRegularizer or None, got {identifier!r}."
+        )
+    return identifier

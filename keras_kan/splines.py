@@ -17,6 +17,8 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_kan.validation import even_rows
+
 __all__ = [
     "uniform_knots",
     "extend_knots",
@@ -48,25 +50,14 @@ class _NumpyOps:
     abs = staticmethod(np.abs)
     all = staticmethod(np.all)
 
+    logical_and = staticmethod(np.logical_and)
+    greater_equal = staticmethod(np.greater_equal)
+    less = staticmethod(np.less)
+    greater = staticmethod(np.greater)
+
     @staticmethod
     def cast(x, dtype):
         return np.asarray(x).astype(dtype)
-
-    @staticmethod
-    def logical_and(a, b):
-        return np.logical_and(a, b)
-
-    @staticmethod
-    def greater_equal(a, b):
-        return np.greater_equal(a, b)
-
-    @staticmethod
-    def less(a, b):
-        return np.less(a, b)
-
-    @staticmethod
-    def greater(a, b):
-        return np.greater(a, b)
 
 
 def uniform_knots(grid_range, grid_size, spline_order, n_features=None):
@@ -394,6 +385,13 @@ def fit_coefficients(x, y, knots, spline_order, ridge=1e-8):
     ridge is relative and the solve stays well posed with fewer samples than
     basis functions, repeated samples or samples outside the knots).
 
+    Why not `np.linalg.lstsq`: it solves one system at a time (no batch axis
+    over features) and has no ridge, so a feature with fewer distinct samples
+    than basis functions gets a minimum-norm solution whose size depends on
+    rounding. The `(K, K)` normal equations are small and well conditioned
+    with the relative ridge; `tests/test_splines.py` checks the fits against
+    `scipy.interpolate` splines.
+
     Args:
         x: `(B, n)` sample locations.
         y: `(B, n, m)` target values of each edge `(i, j)` at `x_bi`.
@@ -478,8 +476,7 @@ def refit_coefficients(samples, old_knots, old_coefficients, new_knots, spline_o
         `(n, L' - k - 1, m)` float64.
     """
     x = np.sort(np.asarray(samples, dtype=np.float64), axis=0)
-    if x.shape[0] > max_samples:
-        x = x[np.round(np.linspace(0, x.shape[0] - 1, max_samples)).astype(int)]
+    x = x[even_rows(x.shape[0], max_samples)]
     old_coefficients = np.asarray(old_coefficients, np.float64)
     n, m = old_coefficients.shape[0], old_coefficients.shape[2]
     step = max(1, chunk_elements // max(1, x.shape[0] * m))

@@ -13,9 +13,9 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
+from keras_kan import regularizers
 from keras_kan.layers import KANDense
 from keras_kan.network import feeds, kan_layers, layer_inputs
-from keras_kan.regularizers import KANRegularizer
 from keras_kan.validation import check_int, check_real, check_samples
 
 __all__ = [
@@ -110,13 +110,7 @@ def set_regularizer(model, regularizer):
     Returns:
         `model`.
     """
-    if isinstance(regularizer, dict):
-        regularizer = keras.saving.deserialize_keras_object(regularizer)
-    if regularizer is not None and not isinstance(regularizer, KANRegularizer):
-        raise ValueError(
-            "Received an invalid value for argument `regularizer`: expected a "
-            f"keras_kan.KANRegularizer or None, got {regularizer!r}."
-        )
+    regularizer = regularizers.get(regularizer)
     for layer in kan_layers(model, "set_regularizer"):
         layer.regularizer = regularizer
     kan_backend.reset_compiled_functions(model)

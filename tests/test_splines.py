@@ -3,22 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import reference
 from conftest import BACKEND, gradient_of, to_numpy
 from scipy.interpolate import BSpline
 
 from keras_kan import splines
-
-
-def scipy_basis(x, knots, k):
-    """(B, n) x, (n, L) knots -> (B, n, L-k-1) via scipy basis elements, 0 outside."""
-    b, n = x.shape
-    n_basis = knots.shape[1] - k - 1
-    out = np.zeros((b, n, n_basis))
-    for i in range(n):
-        for p in range(n_basis):
-            element = BSpline.basis_element(knots[i, p : p + k + 2], extrapolate=False)
-            out[:, i, p] = np.nan_to_num(element(x[:, i]), nan=0.0)
-    return out
 
 
 def random_knots(rng, n, length, spread=2.0):
@@ -37,7 +26,7 @@ def test_basis_matches_scipy_float64(k, uniform):
     else:
         knots = random_knots(rng, n, g + 2 * k + 1)
     x = rng.uniform(knots[:, 0].min() - 0.5, knots[:, -1].max() + 0.5, size=(400, n))
-    expected = scipy_basis(x, knots, k)
+    expected = reference.basis(x, knots, k)
     got = splines.bspline_basis_numpy(x, knots, k)
     assert got.shape == (400, n, g + k)
     np.testing.assert_allclose(got, expected, atol=1e-10, rtol=0)
@@ -48,7 +37,7 @@ def test_backend_basis_matches_scipy(k):
     rng = np.random.default_rng(0)
     knots = random_knots(rng, 4, 6 + 2 * k + 1)
     x = rng.uniform(-2.5, 2.5, size=(300, 4))
-    expected = scipy_basis(x, knots, k)
+    expected = reference.basis(x, knots, k)
     got = to_numpy(splines.bspline_basis(keras.ops.convert_to_tensor(x, "float32"),
                                          keras.ops.convert_to_tensor(knots, "float32"), k))
     np.testing.assert_allclose(got, expected, atol=2e-6, rtol=0)
@@ -61,7 +50,7 @@ def test_backend_basis_float64_matches_scipy(float64, k):
     x = rng.uniform(-2.5, 2.5, size=(300, 2))
     got = to_numpy(splines.bspline_basis(keras.ops.convert_to_tensor(x, "float64"),
                                          keras.ops.convert_to_tensor(knots, "float64"), k))
-    np.testing.assert_allclose(got, scipy_basis(x, knots, k), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(got, reference.basis(x, knots, k), atol=1e-10, rtol=0)
 
 
 def test_partition_of_unity_inside_grid_and_zero_outside():
@@ -86,7 +75,7 @@ def test_repeated_knots_give_no_nan():
                                                  keras.ops.convert_to_tensor(knots, "float32"),
                                                  k))):
         assert np.all(np.isfinite(basis))
-        np.testing.assert_allclose(basis, scipy_basis(x, knots, k), atol=1e-6)
+        np.testing.assert_allclose(basis, reference.basis(x, knots, k), atol=1e-6)
 
 
 def test_backend_basis_has_finite_gradients_with_repeated_knots():
@@ -130,6 +119,21 @@ def test_fit_coefficients_recovers_spline_exactly():
     np.testing.assert_allclose(splines.spline_values_numpy(x, knots, fitted, k), y, atol=1e-8)
 
 
+def test_fit_coefficients_equals_scipy_least_squares_spline():
+    """The batched ridge-free normal equations give scipy's `make_lsq_spline` coefficients."""
+    from scipy.interpolate import make_lsq_spline
+
+    rng = np.random.default_rng(7)
+    k, g = 3, 7
+    knots = random_knots(rng, 2, g + 2 * k + 1)
+    x = np.sort(rng.uniform(knots[:, k].max(), knots[:, g + k].min(), size=(400, 2)), axis=0)
+    y = np.sin(3 * x)[:, :, None] + 0.1 * rng.normal(size=(400, 2, 1))
+    fitted = splines.fit_coefficients(x, y, knots, k, ridge=0.0)
+    for i in range(2):
+        expected = make_lsq_spline(x[:, i], y[:, i, 0], knots[i], k).c
+        np.testing.assert_allclose(fitted[i, :, 0], expected, rtol=1e-7, atol=1e-9)
+
+
 def test_fit_coefficients_is_finite_when_underdetermined():
     knots = splines.uniform_knots((-1, 1), 10, 3, n_features=1)
     x = np.array([[0.1], [0.1], [0.5]])
@@ -158,7 +162,7 @@ def test_uniform_closed_form_matches_scipy(k, path):
         x[7] = knots[:, -1]
     got = to_numpy(basis(keras.ops.convert_to_tensor(x, "float32"),
                          keras.ops.convert_to_tensor(knots, "float32"), k))
-    np.testing.assert_allclose(got, scipy_basis(x.astype("float32").astype(np.float64),
+    np.testing.assert_allclose(got, reference.basis(x.astype("float32").astype(np.float64),
                                                 knots, k), atol=5e-6, rtol=0)
 
 
@@ -174,7 +178,7 @@ def test_non_finite_inputs(uniform):
     got = to_numpy(spline_basis(keras.ops.convert_to_tensor(x),
                                 keras.ops.convert_to_tensor(knots, "float32"), 3, uniform))
     np.testing.assert_array_equal(got[1], 0.0)
-    np.testing.assert_allclose(got[2], scipy_basis(x[2:].astype(np.float64), knots, 3)[0],
+    np.testing.assert_allclose(got[2], reference.basis(x[2:].astype(np.float64), knots, 3)[0],
                                atol=5e-6)
     model = KAN([2, 2], seed=0)
     if not uniform:
@@ -204,7 +208,7 @@ def test_general_basis_matches_scipy(k, kind):
     x[:3] = knots[:, 0], knots[:, -1], knots[:, 0] - 1e-3  # the ends of the knot span
     got = to_numpy(spline_basis(keras.ops.convert_to_tensor(x, "float32"),
                                 keras.ops.convert_to_tensor(knots, "float32"), k, uniform=False))
-    np.testing.assert_allclose(got, scipy_basis(x.astype("float32").astype(np.float64),
+    np.testing.assert_allclose(got, reference.basis(x.astype("float32").astype(np.float64),
                                                 knots, k), atol=2e-5, rtol=0)
 
 
@@ -212,7 +216,6 @@ def test_general_basis_matches_scipy(k, kind):
 @pytest.mark.parametrize("kind", ["uniform", "data"])
 def test_basis_input_gradient_matches_derivative(k, kind, float64):
     """d/dx of the backend's basis (both paths) equals the B-spline derivative (scipy)."""
-    from scipy.interpolate import BSpline
 
     from keras_kan.backend import spline_basis
 

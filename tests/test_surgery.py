@@ -10,8 +10,6 @@ from conftest import to_numpy
 from keras_kan import KAN, KANDense, prune, refine, splines, update_grids
 from keras_kan.surgery import apply_pruning_masks, kan_layer_inputs, pruning_plan
 
-BACKENDS = ("tensorflow", "jax", "torch")
-
 
 def trained_looking_layer(units=3, grid_size=5, seed=0, n=2):
     """A built layer with random (not near-zero) splines."""

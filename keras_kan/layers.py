@@ -275,18 +275,23 @@ class KANDense(keras.layers.Layer):
         return (token is not None and seen is not None and token[0] is seen[0]
                 and token[1:] == seen[1:])
 
-    def _use_closed_form(self, x):
-        """`(x, uniform)` for a call: a runtime check in traced code, a re-read in eager code."""
+    def _basis_knots(self, x):
+        """`(knots, uniform)` for a call on `x`.
+
+        Traced code for the closed form gets knots behind a run-time check
+        (see `uniform_grid`); eager code re-reads the grid if it was written.
+        """
         if not self._uniform_grid:
-            return x, False
+            return self.grid, False
         if kan_backend.is_traced(x):
             message = (f"KANDense '{self.name}': its grid is no longer evenly spaced, but this "
                        "compiled function assumed it is. After writing grids yourself "
                        "(set_weights, assign), call keras_kan.sync_grids(model).")
-            return kan_backend.check_grid_uniform(x, splines.is_uniform(self.grid), message), True
+            ok = splines.is_uniform(self.grid)
+            return kan_backend.check_grid_uniform(self.grid, ok, message), True
         if self._grid_unchanged():
-            return x, True
-        return x, self.sync_grid()
+            return self.grid, True
+        return self.grid, self.sync_grid()
 
     # ----------------------------------------------------------------- forward
     def features(self, x):
@@ -301,8 +306,8 @@ class KANDense(keras.layers.Layer):
         """
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
-        x, uniform = self._use_closed_form(x)
-        basis = kan_backend.spline_basis(x, self.grid, self.spline_order, uniform)
+        knots, uniform = self._basis_knots(x)
+        basis = kan_backend.spline_basis(x, knots, self.spline_order, uniform)
         base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
         return ops.concatenate([basis, base], axis=-1)
 

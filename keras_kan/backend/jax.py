@@ -111,8 +111,8 @@ def value_token(variable):
     return None if value is None or isinstance(value, jax.core.Tracer) else (value,)
 
 
-def check_grid_uniform(x, ok, message):
-    """`x`, or NaN with a `RuntimeWarning(message)` at run time if `ok` is false.
+def check_grid_uniform(knots, ok, message):
+    """`knots`, or NaN with a `RuntimeWarning(message)` at run time if `ok` is false.
 
     Raising inside a compiled step is not safe here: Keras's JAX `predict`
     and `train_on_batch` detach the model's variables while a step runs and
@@ -126,7 +126,7 @@ def check_grid_uniform(x, ok, message):
             warnings.warn(message, RuntimeWarning, stacklevel=1)
 
     jax.debug.callback(check, ok)
-    return x + jnp.where(ok, 0.0, jnp.nan).astype(x.dtype)
+    return knots + jnp.where(ok, 0.0, jnp.nan).astype(knots.dtype)
 
 
 def sync_model_state(model):

@@ -102,14 +102,14 @@ def value_token(variable):
     return None
 
 
-def check_grid_uniform(x, ok, message):
-    """`x`, after a check that raises `InvalidArgumentError(message)` if `ok` is false.
+def check_grid_uniform(knots, ok, message):
+    """`knots`, after a check that raises `InvalidArgumentError(message)` if `ok` is false.
 
-    XLA drops assertions, so under `jit_compile=True` a failed check turns `x`
-    into NaN instead: loud, never silently wrong numbers.
+    XLA drops assertions, so under `jit_compile=True` a failed check turns the
+    knots (and so every output) into NaN instead: loud, never silently wrong.
     """
     with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-        return x + tf.where(ok, tf.zeros((), x.dtype), tf.constant(np.nan, x.dtype))
+        return knots + tf.where(ok, tf.zeros((), knots.dtype), tf.constant(np.nan, knots.dtype))
 
 
 def sync_model_state(model):

@@ -92,11 +92,11 @@ def value_token(variable):
     return (value, value._version)
 
 
-def check_grid_uniform(x, ok, message):
-    """`x`; under `torch.compile` a failed check raises `RuntimeError(message)`."""
-    if x.device.type != "meta":
+def check_grid_uniform(knots, ok, message):
+    """`knots`; under `torch.compile` a failed check raises `RuntimeError(message)`."""
+    if ok.device.type != "meta":
         torch._assert_async(ok, message)
-    return x
+    return knots
 
 
 def sync_model_state(model):

@@ -134,6 +134,11 @@ def main(out_dir):
                 r["prune_widths"] = [layer.units for layer in pruned.layers]
                 r["variables_after_prune"] = variable_specs(pruned)
             else:
+                try:  # 255 samples do not split over the 2-device batch axis
+                    keras_kan.fit_lbfgs(refined, x[:255], y[:255], steps=1, verbose=0)
+                    r["uneven_batch_error"] = None
+                except ValueError as error:
+                    r["uneven_batch_error"] = str(error)
                 # fit_lbfgs runs (with grid updates) and its objective saw sharded data.
                 keras_kan.fit_lbfgs(refined, x, y, steps=2, max_iter=5, verbose=0,
                                     update_grid=True, grid_update_num=2, stop_grid_update_step=2)

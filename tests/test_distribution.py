@@ -43,7 +43,8 @@ def crossload(backend, out_dir, name):
     done = subprocess.run([sys.executable, os.path.join(HERE, "crossload.py"),
                            os.path.join(out_dir, name), os.path.join(out_dir, "io.npz")],
                           env=environment, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"loading on {backend} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"loading on {backend} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
 
 
 # --- layout_map: the keys (any backend, no devices needed) ---------------------------
@@ -158,6 +159,7 @@ def test_jax_fit_lbfgs_runs_model_parallel(jax_run):
     assert r["fit_lbfgs_y_sharding"] == ["batch", None]
     assert r["fit_lbfgs_weight_shardings"][0] == SHARDED["spline_kernel"]
     check_specs("model_parallel", r["variables_after_fit_lbfgs"])
+    assert "255 samples" in r["uneven_batch_error"] and "multiple of 2" in r["uneven_batch_error"]
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)

@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from keras_kan import callbacks, datasets
+from keras_kan import callbacks, datasets, distribution
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN
@@ -28,5 +28,6 @@ __all__ = [
     "set_regularizer",
     "callbacks",
     "datasets",
+    "distribution",
     "__version__",
 ]

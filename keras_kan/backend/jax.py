@@ -64,15 +64,19 @@ def make_value_and_grad(model_ref):
         value_and_grad = jax.jit(value_and_grad)
 
     def at(weights, x, y, sample_weight=None):
-        # NumPy arguments go straight to the compiled function (one transfer).
-        loss, flat, updates = value_and_grad(
-            list(weights), [v.value for v in non_trainable], x, y, sample_weight
-        )
+        # NumPy arguments go straight to the compiled function (one transfer);
+        # under a keras.distribution they are first laid out on its mesh.
+        args = (list(weights), [v.value for v in non_trainable], x, y, sample_weight)
+        args = _distribute(args, trainable, strict=True)
+        result.input_shardings = _shardings(args)
+        loss, flat, updates = value_and_grad(*args)
         for i, value in updates.items():
             non_trainable[i].assign(value)
         return float(loss), to_float64(flat)
 
-    return ValueAndGrad(at, lambda: [v.value for v in trainable])
+    result = ValueAndGrad(at, lambda: [v.value for v in trainable])
+    result.input_shardings = None
+    return result
 
 
 def make_evaluate(model_ref):
@@ -89,12 +93,71 @@ def make_evaluate(model_ref):
         run = jax.jit(run)
 
     def evaluate(x, y, sample_weight=None):
-        (loss, y_pred), updates = run([v.value for v in variables], x, y, sample_weight)
+        values = [v.value for v in variables]
+        _, x, y, sample_weight = _distribute((values, x, y, sample_weight), (), strict=False)
+        (loss, y_pred), updates = run(values, x, y, sample_weight)
         for i, value in updates.items():
             variables[i].assign(value)
         return float(loss), y_pred
 
     return evaluate
+
+
+# --- keras.distribution ----------------------------------------------------------
+
+
+def _distribute(args, trainable, strict):
+    """`(weights, non_trainable, x, y, sample_weight)` laid out for the active distribution.
+
+    Without a `keras.distribution` the arguments are returned as they are.
+    Under one, every trainable value gets its variable's sharding and the
+    data arrays are split along their batch axis as the distribution's
+    `get_data_layout` says (as `model.fit` does), so the compiled objective
+    runs data parallel (and model parallel where the variables are sharded).
+    The data are the global batch, the same on every process. A batch that
+    does not split evenly raises (`strict`) or stays as it is.
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return args
+    weights, non_train, *data = args
+    weights = [_put(w, v.value.sharding) for w, v in zip(weights, trainable)]
+    mesh = distribution.device_mesh
+    shards = mesh.shape[list(mesh.axis_names).index(distribution.batch_dim_name)]
+
+    def place(a):
+        if a is None:
+            return None
+        shape = tuple(a.shape)
+        if not shape or shape[0] % shards:
+            if strict and shape:
+                raise ValueError(
+                    f"fit_lbfgs under {type(distribution).__name__}: the batch of {shape[0]} "
+                    f"samples does not split evenly across the {shards} devices of the mesh "
+                    f"axis '{distribution.batch_dim_name}'; use a multiple of {shards} samples "
+                    "(or of batch_size)."
+                )
+            return a
+        return _put(a, distribution.get_data_layout(shape).backend_layout)
+
+    return (weights, non_train, *keras.tree.map_structure(place, data))
+
+
+def _put(a, sharding):
+    """`a` (NumPy or a JAX array) as a global array with `sharding`."""
+    if isinstance(a, jax.Array):
+        if a.sharding.is_equivalent_to(sharding, a.ndim):
+            return a
+        if a.is_fully_addressable:
+            return jax.device_put(a, sharding)
+    host = jax.device_get(a) if isinstance(a, jax.Array) else a
+    return jax.make_array_from_callback(tuple(host.shape), sharding, lambda index: host[index])
+
+
+def _shardings(args):
+    """The shardings of the arrays in `args` (None for other leaves)."""
+    return jax.tree.map(lambda a: getattr(a, "sharding", None), args,
+                        is_leaf=lambda a: a is None)
 
 
 # --- grid state -----------------------------------------------------------------

@@ -78,6 +78,13 @@ def main(out_dir):
         results["variable_types"] = sorted({type(v.value).__name__ for v in model.variables})
         results["fit_weights_rel_err"] = max_rel(weights(model), weights(reference))
         results["grids_moved"] = bool(not model.layers[0].uniform_grid)
+        before = weights(model)
+        try:
+            keras_kan.fit_lbfgs(model, x, y, steps=1, verbose=0)
+            results["fit_lbfgs_error"] = None
+        except ValueError as error:
+            results["fit_lbfgs_error"] = str(error)
+        results["fit_lbfgs_left_weights"] = bool(max_rel(weights(model), before) == 0.0)
         expected = np.asarray(model.predict(x2, verbose=0), np.float64)
         path = os.path.join(out_dir, "mirrored.keras")
         model.save(path)

@@ -204,6 +204,13 @@ def test_tf_mirrored_fit_matches_single_device(tf_run):
     assert r["fit_weights_rel_err"] < 1e-5
 
 
+def test_tf_mirrored_fit_lbfgs_is_a_clear_error(tf_run):
+    """fit_lbfgs is not supported under tf.distribute: it says so and changes nothing."""
+    _, r = tf_run
+    assert "fit_lbfgs does not run under a tf.distribute strategy" in r["fit_lbfgs_error"]
+    assert r["fit_lbfgs_left_weights"]
+
+
 def test_tf_mirrored_edge_score_penalty_is_per_replica(tf_run):
     """Each replica scores edges on its half of the batch: close, not equal (see README)."""
     _, r = tf_run

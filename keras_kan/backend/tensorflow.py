@@ -41,6 +41,15 @@ def _compile(model, fn):
 def make_value_and_grad(model_ref):
     model = model_ref()
     trainable = list(model.trainable_variables)
+    if tf.distribute.has_strategy() or any(
+        isinstance(v.value, tf.distribute.DistributedValues) for v in trainable
+    ):
+        raise ValueError(
+            "fit_lbfgs does not run under a tf.distribute strategy (its full-batch "
+            "objective is evaluated outside a replica context). Train with model.fit under "
+            "the strategy, or run fit_lbfgs on a model built without one (or on JAX with "
+            "keras.distribution, where the objective is sharded)."
+        )
     sizes = [int(np.prod(v.shape)) for v in trainable]
 
     def value_and_grad(flat_weights, x, y, sample_weight):

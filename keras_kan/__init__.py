@@ -10,6 +10,15 @@ from keras_kan.surgery import prune, refine, sync_grids, update_grids
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `keras_kan.tuner` needs the optional keras-tuner: import it on first use only.
+    if name == "tuner":
+        import importlib
+
+        return importlib.import_module("keras_kan.tuner")
+    raise AttributeError(f"module 'keras_kan' has no attribute {name!r}")
+
 __all__ = [
     "KANDense",
     "KAN",

@@ -11,6 +11,7 @@ size and width when it loads those weights, so ``get_best_models``,
 ``reload`` and Hyperband's resumed trials give back the trained model.
 """
 
+import itertools
 import math
 
 import keras
@@ -203,7 +204,7 @@ class HyperKAN(keras_tuner.HyperModel):
         if grid_schedule is not None:
             schedule = list(grid_schedule) if isinstance(grid_schedule, (list, tuple)) else None
             if not schedule or not all(_is_int(g, 1) for g in schedule) or any(
-                    b <= a for a, b in zip(schedule, schedule[1:])):
+                    b <= a for a, b in itertools.pairwise(schedule)):
                 raise ValueError(
                     "Received an invalid value for argument `grid_schedule`: expected a "
                     f"list of increasing grid sizes like [3, 5, 10], got {grid_schedule!r}."
@@ -253,11 +254,10 @@ class HyperKAN(keras_tuner.HyperModel):
         """A built, compiled ``keras.Sequential`` for the hyperparameters ``hp``."""
         depth = self._value(hp, "depth", self.depth,
                             lambda: hp.Int("depth", *_DEFAULTS["depth"]))
-        units = []
-        for i in range(depth):
-            low, high, step = _DEFAULTS["hidden_units"]
-            units.append(self._value(hp, f"units_{i}", self.hidden_units,
-                                     lambda i=i: hp.Int(f"units_{i}", low, high, step=step)))
+        low, high, step = _DEFAULTS["hidden_units"]
+        units = [self._value(hp, f"units_{i}", self.hidden_units,
+                             lambda i=i: hp.Int(f"units_{i}", low, high, step=step))
+                 for i in range(depth)]
         grid_size = self._value(hp, "grid_size", self.grid_size,
                                 lambda: hp.Choice("grid_size", _DEFAULTS["grid_size"]))
         spline_order = self._value(hp, "spline_order", self.spline_order,
@@ -281,7 +281,7 @@ class HyperKAN(keras_tuner.HyperModel):
         widths = [self.input_shape[0], *[int(u) for u in units], self.output_units]
         layers = [keras.Input(self.input_shape)]
         offset = 0
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
             layers.append(KANDense(
                 n_out, grid_size=int(grid_size), spline_order=int(spline_order),
                 grid_range=self.grid_range, base_activation=self.base_activation,

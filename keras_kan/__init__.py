@@ -1,5 +1,6 @@
 """keras_kan: Kolmogorov–Arnold Networks for Keras 3 (TensorFlow, JAX, PyTorch)."""
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 from keras_kan import callbacks, datasets, distribution
@@ -14,6 +15,14 @@ try:
     __version__ = version("keras-kan")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
+
+
+def __getattr__(name):
+    # `keras_kan.tuner` needs the optional keras-tuner: import it on first use only.
+    if name == "tuner":
+        return importlib.import_module("keras_kan.tuner")
+    raise AttributeError(f"module 'keras_kan' has no attribute {name!r}")
+
 
 __all__ = [
     "KANDense",

@@ -537,21 +537,70 @@ class KANDense(keras.layers.Layer):
             store[name] = ops.convert_to_numpy(variable)
 
     def load_own_variables(self, store):
-        variables = self._named_variables()
+        """Load weights by name; adopt a stored grid size or width that differs.
+
+        Weights saved after `keras_kan.refine` (another `grid_size`) or
+        `keras_kan.prune` (fewer `units`, or fewer inputs after a
+        pruned layer) load into a layer built from the original config: the
+        layer takes the stored shapes and recreates its variables (see
+        `_adopt_stored_shapes`). This is how KerasTuner's weight
+        checkpoints of a refined or pruned trial reload into the model built
+        from the trial's hyperparameters. Load into a freshly built model, as
+        KerasTuner and `keras.saving.load_model` do; a model that already
+        ran compiled functions needs `keras_kan.sync_grids` after such
+        a load, and a fresh `compile` before training again.
+        """
         keys = set(store.keys())
-        missing = [name for name in variables if name not in keys]
+        missing = [name for name in self._named_variables() if name not in keys]
         if missing:
             raise ValueError(
                 f"Layer '{self.name}': the saved weights have no {missing} "
                 f"(found {sorted(keys)})."
             )
-        for name, variable in variables.items():
+        self._adopt_stored_shapes(store)
+        for name, variable in self._named_variables().items():
             value = np.asarray(store[name])
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(
                     f"Layer '{self.name}': saved weight '{name}' has shape "
-                    f"{tuple(value.shape)} but the layer expects {tuple(variable.shape)}. "
-                    "Build the layer with the saved config (grid_size, units) first."
+                    f"{tuple(value.shape)} but the layer expects {tuple(variable.shape)}, "
+                    "and the saved weights are not those of this layer on another "
+                    f"grid_size or width (spline_order={self.spline_order}, "
+                    f"use_bias={self.use_bias}). Build the layer with the saved config "
+                    "first."
                 )
             variable.assign(value)
         self._adopt_grid(np.asarray(store["grid"]))
+
+    def _adopt_stored_shapes(self, store):
+        """Recreate the variables in the shapes of `store` when they differ.
+
+        Only a consistent set is adopted: `grid (n, G+2k+1)`,
+        `spline_kernel (n, G+k, m)`, `(n, m)` kernels and mask, `bias (m,)`,
+        for this layer's `spline_order` k and some `G >= 1`, `n, m >= 1`. The
+        layer then takes `grid_size=G`, `units=m` and `n` inputs (so
+        `get_config` and `input_spec` follow). Anything else is left to the
+        shape check of `load_own_variables`.
+        """
+        if not self.built:
+            return
+        shapes = {name: tuple(np.shape(store[name])) for name in self._named_variables()}
+        grid, kernel = shapes["grid"], shapes["spline_kernel"]
+        if len(grid) != 2 or len(kernel) != 3:
+            return
+        n, g, m = grid[0], grid[1] - 2 * self.spline_order - 1, kernel[2]
+        if min(n, g, m) < 1 or (n, g, m) == (self.input_dim, self.grid_size, self.units):
+            return
+        previous = (self.units, self.grid_size)
+        self.units, self.grid_size = int(m), int(g)
+        if shapes != self._shapes(n):
+            self.units, self.grid_size = previous
+            return
+        for name in list(self._named_variables()):
+            delattr(self, name)  # untracks the variable (keras Layer.__delattr__)
+        # Rebuild with the stored values as initial values (no random draws).
+        # As Keras's own layers do to add state after `build` (Dense.quantize):
+        # unlock the tracker; `build` locks it again.
+        self._initial_weights = {name: np.asarray(store[name]) for name in shapes}
+        self._tracker.unlock()
+        self.build((None, int(n)))

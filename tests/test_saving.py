@@ -70,12 +70,27 @@ def test_weights_are_saved_by_name(tmp_path):
 
 
 def test_shape_mismatch_is_a_clear_error(tmp_path):
-    model = KAN([2, 3, 1], grid_size=5, seed=0)
+    model = KAN([2, 3, 1], grid_size=5, spline_order=3, seed=0)
     path = str(tmp_path / "m.weights.h5")
     model.save_weights(path)
-    other = KAN([2, 3, 1], grid_size=7, seed=0)
-    with pytest.raises(ValueError, match="grid_size"):
+    # Another spline order is not the same layer on another grid: no adoption.
+    other = KAN([2, 3, 1], grid_size=5, spline_order=2, seed=0)
+    with pytest.raises(ValueError, match="spline_order=2"):
         other.load_weights(path)
+
+
+def test_other_grid_size_and_width_are_adopted_on_load(tmp_path):
+    """Weights of a refined / pruned model load into the original architecture."""
+    model = KAN([2, 3, 1], grid_size=7, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 2)).astype("float32")
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    other = KAN([2, 5, 1], grid_size=3, seed=1)
+    other.load_weights(path)
+    assert [layer.grid_size for layer in other.layers] == [7, 7]
+    assert [layer.units for layer in other.layers] == [3, 1]
+    assert other.layers[1].get_config()["units"] == 1
+    np.testing.assert_array_equal(to_numpy(other(x)), to_numpy(model(x)))
 
 
 @pytest.mark.parametrize("saved_on", BACKENDS)

@@ -1,0 +1,345 @@
+"""KerasTuner searches over KANs: HyperKAN's space, real searches, reloads of refined or
+pruned trials."""
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from typing import ClassVar
+
+import keras
+import numpy as np
+import pytest
+
+keras_tuner = pytest.importorskip("keras_tuner")
+
+from conftest import BACKEND, to_numpy  # noqa: E402
+
+from keras_kan import KANDense, KANRegularizer, prune  # noqa: E402
+from keras_kan.tuner import HyperKAN  # noqa: E402
+
+RNG = np.random.default_rng(0)
+X = RNG.uniform(-1, 1, (64, 3)).astype("float32")
+Y = (np.sin(np.pi * X[:, :1]) + X[:, 1:2] ** 2).astype("float32")  # x2 is irrelevant
+X_VAL = RNG.uniform(-1, 1, (32, 3)).astype("float32")
+Y_VAL = (np.sin(np.pi * X_VAL[:, :1]) + X_VAL[:, 1:2] ** 2).astype("float32")
+PROBE = RNG.uniform(-1.2, 1.2, (16, 3)).astype("float32")
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records (val_loss, the model's class, config and weights) after every epoch.
+
+    The list is a class attribute: KerasTuner deep-copies the callbacks given to
+    `search`, and the copies must write to the same place.
+    """
+
+    records: ClassVar[list] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        Recorder.records.append((logs["val_loss"], type(self.model), self.model.get_config(),
+                                 self.model.get_weights()))
+
+
+@pytest.fixture(autouse=True)
+def _clear_records():
+    Recorder.records = []
+
+
+def kan_shapes(model):
+    return [(layer.units, layer.grid_size) for layer in model.layers
+            if isinstance(layer, KANDense)]
+
+
+def trained_model(tuner):
+    """The best trial's model at its best epoch, as it was trained (rebuilt from a record)."""
+    score = tuner.oracle.get_best_trials(1)[0].score
+    matches = [r for r in Recorder.records if r[0] == score]
+    assert matches, (score, [r[0] for r in Recorder.records])
+    _, cls, config, weights = matches[0]
+    model = cls.from_config(config)
+    model.set_weights(weights)
+    return model
+
+
+def assert_best_model_is_the_trained_one(tuner, tmp_path):
+    trained = trained_model(tuner)
+    expected = to_numpy(trained(PROBE))
+    best = tuner.get_best_models(1)[0]
+    assert kan_shapes(best) == kan_shapes(trained)
+    np.testing.assert_allclose(to_numpy(best(PROBE)), expected, rtol=1e-6, atol=1e-6)
+    path = str(tmp_path / "best.keras")
+    best.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_allclose(to_numpy(again(PROBE)), expected, rtol=1e-6, atol=1e-6)
+    return best
+
+
+def search(tuner, epochs=2, **kwargs):
+    tuner.search(X, Y, epochs=epochs, validation_data=(X_VAL, Y_VAL), callbacks=[Recorder()],
+                 verbose=0, **kwargs)
+
+
+# ------------------------------------------------------------------- the space
+def full_space(hypermodel):
+    """The hyperparameters of `hypermodel`, every conditional one registered."""
+    hp = keras_tuner.HyperParameters()
+    hp.values["depth"] = 3  # so that units_0..units_2 are registered
+    hypermodel.build(hp)
+    return hp
+
+
+def sample(space, seed):
+    """Random values for every hyperparameter of `space` (conditions kept)."""
+    hp = space.copy()
+    rng = np.random.default_rng(seed)
+    for param in hp.space:
+        hp.values[param.name] = param.random_sample(int(rng.integers(2**31)))
+    return hp
+
+
+def test_random_hyperparameters_build_valid_compiled_models():
+    hypermodel = HyperKAN((3,), 2, seed=0)
+    seen = {"depth": set(), "grid_size": set(), "spline_order": set(), "optimizer": set(),
+            "regularized": set()}
+    space = full_space(hypermodel)
+    for seed in range(12):
+        hp = sample(space, seed)
+        model = hypermodel.build(hp)
+        v = hp.values
+        assert model.built and model.compiled
+        kans = [layer for layer in model.layers if isinstance(layer, KANDense)]
+        assert len(kans) == v["depth"] + 1
+        assert [layer.units for layer in kans] == [v[f"units_{i}"] for i in
+                                                    range(v["depth"])] + [2]
+        assert {layer.grid_size for layer in kans} == {v["grid_size"]}
+        assert {layer.spline_order for layer in kans} == {v["spline_order"]}
+        regularizer = kans[0].regularizer
+        if v["l1"] == 0 and v["entropy"] == 0:
+            assert regularizer is None
+        else:
+            assert isinstance(regularizer, KANRegularizer)
+            assert (regularizer.l1, regularizer.entropy) == (v["l1"], v["entropy"])
+        if v["optimizer"] == "lbfgs":
+            assert not hp.is_active("learning_rate")
+        else:
+            assert isinstance(model.optimizer, keras.optimizers.Adam)
+            np.testing.assert_allclose(float(model.optimizer.learning_rate),
+                                       v["learning_rate"], rtol=1e-6)
+        assert model.loss == "mse"
+        assert model.output_shape == (None, 2)
+        if seed < 2:
+            assert model(X[:4]).shape == (4, 2)
+        for key in ("depth", "grid_size", "spline_order", "optimizer"):
+            seen[key].add(v[key])
+        seen["regularized"].add(regularizer is not None)
+    assert seen == {"depth": {1, 2, 3}, "grid_size": {3, 5, 10}, "spline_order": {1, 2, 3},
+                    "optimizer": {"adam", "lbfgs"}, "regularized": {False, True}}
+
+
+def test_fixed_and_narrowed_arguments_are_honoured():
+    hypermodel = HyperKAN(3, classes=3, depth=2, hidden_units=[4, 6], grid_size=7,
+                          spline_order=2, l1=[0.0, 1e-3], entropy=0.0, optimizer="lbfgs",
+                          seed=1)
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    space = {p.name: p for p in hp.space}
+    assert sorted(space) == ["depth", "entropy", "grid_size", "l1", "optimizer",
+                             "spline_order", "units_0", "units_1"]
+    for name, value in (("depth", 2), ("grid_size", 7), ("spline_order", 2),
+                        ("entropy", 0.0), ("optimizer", "lbfgs")):
+        assert isinstance(space[name], keras_tuner.engine.hyperparameters.Fixed), name
+        assert space[name].value == value
+    assert list(space["units_0"].values) == [4, 6]
+    assert list(space["l1"].values) == [0.0, 1e-3]
+    assert model.loss == "sparse_categorical_crossentropy"
+    probs = to_numpy(model(X[:5]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert [layer.units for layer in model.layers if isinstance(layer, KANDense)] == [4, 4, 3]
+
+    narrowed = HyperKAN((3,), 1, optimizer=["sgd", "adam"], learning_rate=[0.01, 0.05],
+                        grid_schedule=[2, 4])
+    hp = keras_tuner.HyperParameters()
+    narrowed.build(hp)
+    space = {p.name: p for p in hp.space}
+    assert list(space["optimizer"].values) == ["sgd", "adam"]
+    assert list(space["learning_rate"].values) == [0.01, 0.05]
+    assert space["grid_size"].value == 2
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"input_shape": (3, 2), "output_units": 1}, "input_shape"),
+    ({"input_shape": (3,)}, "output_units"),
+    ({"input_shape": (3,), "output_units": 1, "depth": -1}, "depth"),
+    ({"input_shape": (3,), "output_units": 1, "hidden_units": []}, "hidden_units"),
+    ({"input_shape": (3,), "output_units": 1, "optimizer": "no_such"}, "optimizer"),
+    ({"input_shape": (3,), "output_units": 1, "l1": -1.0}, "l1"),
+    ({"input_shape": (3,), "output_units": 1, "grid_schedule": [5, 3]}, "grid_schedule"),
+    ({"input_shape": (3,), "output_units": 1, "grid_schedule": [3, 5], "grid_size": 3},
+     "grid_size"),
+    ({"input_shape": (3,), "classes": 1}, "classes"),
+])
+def test_invalid_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        HyperKAN(**kwargs)
+
+
+def test_tuner_without_keras_tuner_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras_tuner", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "keras_kan.tuner")
+    with pytest.raises(ImportError, match=re.escape("pip install keras-kan[tuner]")):
+        importlib.import_module("keras_kan.tuner")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="backend-independent import check (a new "
+                    "interpreter costs ~10 s here): run once, on JAX")
+def test_keras_kan_imports_without_keras_tuner():
+    code = (
+        "import sys; sys.modules['keras_tuner'] = None\n"
+        "import keras_kan\n"
+        "try:\n"
+        "    keras_kan.tuner\n"
+        "except ImportError as e:\n"
+        "    print('ERROR', e)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ERROR" in out.stdout and "pip install keras-kan[tuner]" in out.stdout, out.stdout
+
+
+# ------------------------------------------------------------------- searches
+def test_random_search_with_hyperkan(tmp_path):
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[3, 4], grid_size=[3, 5],
+                          optimizer=["adam", "lbfgs"], learning_rate=0.05,
+                          lbfgs_options={"max_iter": 5})
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=3, seed=3,
+                                     directory=str(tmp_path), project_name="kan")
+    search(tuner)
+    assert len(tuner.oracle.trials) == 3
+    assert_best_model_is_the_trained_one(tuner, tmp_path)
+
+
+def test_random_search_with_a_plain_build_function(tmp_path):
+    def build(hp):
+        model = keras.Sequential([
+            keras.Input((3,)),
+            KANDense(hp.Int("units", 2, 4), grid_size=hp.Choice("grid", [3, 5])),
+            KANDense(1),
+        ])
+        model.compile(keras.optimizers.Adam(0.05), "mse")
+        return model
+
+    tuner = keras_tuner.RandomSearch(build, objective="val_loss", max_trials=3, seed=1,
+                                     directory=str(tmp_path), project_name="plain")
+    search(tuner)
+    assert len(tuner.oracle.trials) == 3
+    assert_best_model_is_the_trained_one(tuner, tmp_path)
+
+
+def test_refined_trial_reloads_and_resumes(tmp_path):
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],
+                          spline_order=3, optimizer=["adam", "lbfgs"], learning_rate=0.05,
+                          l1=0.0, entropy=0.0, lbfgs_options={"max_iter": 5})
+
+    def make(overwrite):
+        return keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=2, seed=0,
+                                        directory=str(tmp_path), project_name="refine",
+                                        overwrite=overwrite)
+
+    tuner = make(True)
+    search(tuner, epochs=3)
+    best = assert_best_model_is_the_trained_one(tuner, tmp_path)
+    assert kan_shapes(best) == [(3, 6), (1, 6)]  # built on grid 3, trained on to grid 6
+    assert tuner.get_best_hyperparameters(1)[0].values["grid_size"] == 3
+    expected = to_numpy(best(PROBE))
+
+    fresh = make(False)  # reloads the oracle and the checkpoints from disk
+    again = fresh.get_best_models(1)[0]
+    assert kan_shapes(again) == [(3, 6), (1, 6)]
+    np.testing.assert_allclose(to_numpy(again(PROBE)), expected, rtol=1e-6, atol=1e-6)
+
+
+class PruningHyperModel(keras_tuner.HyperModel):
+    """A user's own hypermodel: a functional KAN that is pruned before its last epochs."""
+
+    def build(self, hp):
+        inputs = keras.Input((3,))
+        hidden = KANDense(4, grid_size=hp.Choice("grid", [3, 4]), seed=0, name="hidden")(inputs)
+        out_layer = KANDense(1, grid_size=3, seed=1, name="out")
+        outputs = out_layer(hidden)
+        # Hidden nodes 2 and 3 feed nothing: pruning removes them.
+        out_layer.edge_mask.assign(np.array([[1.0], [1.0], [0.0], [0.0]], "float32"))
+        model = keras.Model(inputs, outputs)
+        model.compile(keras.optimizers.Adam(0.05), "mse")
+        return model
+
+    def fit(self, hp, model, x, y, callbacks=None, **kwargs):
+        keep = [c for c in callbacks if getattr(c, "filepath", None) is None]
+        model.fit(x, y, callbacks=keep, **kwargs)
+        model = prune(model, x, node_threshold=0.0, edge_threshold=0.0, verbose=False)
+        return model.fit(x, y, callbacks=callbacks, **kwargs)
+
+
+def test_pruned_trial_reloads_and_resumes(tmp_path):
+    def make(overwrite):
+        return keras_tuner.RandomSearch(PruningHyperModel(), objective="val_loss",
+                                        max_trials=2, seed=0, directory=str(tmp_path),
+                                        project_name="prune", overwrite=overwrite)
+
+    tuner = make(True)
+    search(tuner, epochs=1)
+    best = assert_best_model_is_the_trained_one(tuner, tmp_path)
+    assert [layer.units for layer in best.layers if isinstance(layer, KANDense)] == [2, 1]
+    assert best.get_layer("out").grid.shape[0] == 2
+    expected = to_numpy(best(PROBE))
+    again = make(False).get_best_models(1)[0]
+    assert [layer.units for layer in again.layers if isinstance(layer, KANDense)] == [2, 1]
+    np.testing.assert_allclose(to_numpy(again(PROBE)), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_hyperband_with_a_grid_schedule(tmp_path):
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[2, 3], grid_schedule=[3, 6],
+                          optimizer="adam", learning_rate=[0.02, 0.05], l1=0.0,
+                          entropy=0.0, spline_order=3)
+    tuner = keras_tuner.Hyperband(hypermodel, objective="val_loss", max_epochs=2, factor=2,
+                                  seed=0, directory=str(tmp_path), project_name="hb")
+    search(tuner)
+    trials = list(tuner.oracle.trials.values())
+    resumed = [t for t in trials if t.hyperparameters.values.get("tuner/trial_id")]
+    assert resumed, "Hyperband resumed no trial"
+    assert all(t.status == "COMPLETED" for t in trials), [t.status for t in trials]
+    best = assert_best_model_is_the_trained_one(tuner, tmp_path)
+    assert {grid for _, grid in kan_shapes(best)} == {6}
+
+
+def test_bayesian_optimization(tmp_path):
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[2, 3, 4], grid_size=[3, 5],
+                          optimizer="adam", l1=0.0, entropy=[0.0, 1e-3], spline_order=3)
+    tuner = keras_tuner.BayesianOptimization(hypermodel, objective="val_loss", max_trials=3,
+                                             num_initial_points=2, seed=0,
+                                             directory=str(tmp_path), project_name="bo")
+    search(tuner)
+    assert len(tuner.oracle.trials) == 3
+    assert_best_model_is_the_trained_one(tuner, tmp_path)
+
+
+def test_executions_per_trial(tmp_path):
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],
+                          optimizer="adam", learning_rate=0.05, l1=0.0, entropy=0.0,
+                          spline_order=[2, 3])
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=1,
+                                     executions_per_trial=2, seed=0,
+                                     directory=str(tmp_path), project_name="exec")
+    search(tuner)
+    trial = tuner.oracle.get_best_trials(1)[0]
+    # Two executions of two stages of one epoch; the score averages the last stages.
+    finals = Recorder.records[1::2]
+    assert len(Recorder.records) == 2 * 2
+    np.testing.assert_allclose(trial.score, np.mean([r[0] for r in finals]), rtol=1e-6)
+    best = tuner.get_best_models(1)[0]
+    assert kan_shapes(best) == [(3, 6), (1, 6)]
+    # The checkpoint is the best final-stage epoch over both executions of the trial.
+    loss = best.evaluate(X_VAL, Y_VAL, verbose=0)
+    np.testing.assert_allclose(loss, min(r[0] for r in finals), rtol=1e-4)

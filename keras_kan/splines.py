@@ -196,7 +196,9 @@ def local_bspline_basis(x, knots, spline_order):
     offsets = ops.arange(-k + 1, k + 1, dtype="int32")
     rows = ops.arange(n, dtype="int32") * length
     index = ops.clip(ops.expand_dims(j, -1) + offsets, 0, length - 1) + ops.expand_dims(rows, -1)
-    near = ops.take(ops.reshape(knots, (-1,)), index)  # (..., n, 2k)
+    # A row gather from an (n*L, 1) column, not `take` on a flat vector: the
+    # flat form lowers to `aten::ravel` on PyTorch, which `torch.onnx` cannot export.
+    near = ops.take(ops.reshape(knots, (-1, 1)), index, axis=0)[..., 0]  # (..., n, 2k)
 
     def t(d):  # t_{j+d}
         return near[..., d + k - 1]

@@ -167,6 +167,16 @@ def _safe_reciprocal(d):
     return ops.where(positive, 1.0 / ops.where(positive, d, 1.0), 0.0)
 
 
+def _clip_index(i, high):
+    """``clip(i, 0, high)`` for int tensors, written so no converter sees a ReLU6.
+
+    TensorFlow rewrites ``clip(i, 0, 6)`` into ``Relu6``, which LiteRT has no
+    int32 kernel for (the conversion then needs a Flex op); clipping ``i + 1``
+    to ``[1, high + 1]`` gives the same integers without that pattern.
+    """
+    return ops.clip(i + 1, 1, high + 1) - 1
+
+
 def local_bspline_basis(x, knots, spline_order):
     """The ``k+1`` possibly non-zero bases at each ``x``, for any knots (``keras.ops``).
 
@@ -191,11 +201,11 @@ def local_bspline_basis(x, knots, spline_order):
     count = ops.sum(ops.cast(ops.expand_dims(x, -1) >= knots, "int32"), axis=-1)
     j = count - 1  # (..., n): interval index, -1 below t_0, L-1 at or above t_{L-1}
     inside = ops.logical_and(j >= 0, j <= length - 2)
-    j = ops.clip(j, 0, length - 2)
+    j = _clip_index(j, length - 2)
     # Knots t_{j+d}, d = -k+1 .. k (clipped at the ends: only masked bases use those).
     offsets = ops.arange(-k + 1, k + 1, dtype="int32")
     rows = ops.arange(n, dtype="int32") * length
-    index = ops.clip(ops.expand_dims(j, -1) + offsets, 0, length - 1) + ops.expand_dims(rows, -1)
+    index = _clip_index(ops.expand_dims(j, -1) + offsets, length - 1) + ops.expand_dims(rows, -1)
     # A row gather from an (n*L, 1) column, not `take` on a flat vector: the
     # flat form lowers to `aten::ravel` on PyTorch, which `torch.onnx` cannot export.
     near = ops.take(ops.reshape(knots, (-1, 1)), index, axis=0)[..., 0]  # (..., n, 2k)
@@ -231,8 +241,11 @@ def expand_local_basis(values, first, n_basis):
     index = ops.arange(n_basis, dtype="int32")
     out = None
     for m in range(values.shape[-1]):
-        hit = ops.expand_dims(first + m, -1) == index
-        term = ops.where(hit, ops.expand_dims(values[..., m], -1), 0.0)
+        # A one-hot product, not a select: the same numbers (``values`` is finite), and
+        # int8 quantizers do not tie the sum's scale to one term's range as they do
+        # for a select (which made a full-integer LiteRT model clip the basis).
+        hit = ops.cast(ops.expand_dims(first + m, -1) == index, values.dtype)
+        term = hit * ops.expand_dims(values[..., m], -1)
         out = term if out is None else out + term
     return ops.cast(out, values.dtype)
 

@@ -10,6 +10,16 @@ from keras_kan.surgery import prune, refine, sync_grids, update_grids
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `keras_kan.export` loads on first use: importing it here would make
+    # `python -m keras_kan.export` run a module that is already imported.
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("keras_kan.export")
+    raise AttributeError(f"module 'keras_kan' has no attribute {name!r}")
+
 __all__ = [
     "KANDense",
     "KAN",

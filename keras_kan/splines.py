@@ -209,7 +209,7 @@ def local_bspline_basis(x, knots, spline_order):
     """
     k = spline_order
     knots = ops.cast(knots, x.dtype)
-    n, length = knots.shape[0], knots.shape[-1]
+    length = knots.shape[-1]
     count = ops.sum(ops.cast(ops.expand_dims(x, -1) >= knots, "int32"), axis=-1)
     j = count - 1  # (..., n): interval index, -1 below t_0, L-1 at or above t_{L-1}
     inside = ops.logical_and(j >= 0, j <= length - 2)

@@ -214,7 +214,7 @@ def test_runtime_matches_keras(exported, kinds, kind, artifact, record_property)
 @tf_only
 @pytest.mark.parametrize("kind", KINDS)
 def test_litert_variants_builtin_only_and_int8_bounded(exported, kinds, kind, record_property):
-    _, reference, x_cal = kinds[kind]
+    _, reference, _ = kinds[kind]
     x = _data(200, 21)
     want = to_numpy(reference(x)).astype(np.float32)
     for variant in ("litert", "litert_dynamic", "litert_int8"):
@@ -274,7 +274,7 @@ def test_serving_layout_and_saved_model_cli(exported, kinds, tmp_path):
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed next to this Python")
     shown = subprocess.run([cli, "show", "--all", "--dir", written["saved_model"]],
-                           capture_output=True, text=True, timeout=120)
+                           check=False, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
     assert "signature_def['serving_default']" in text
@@ -327,7 +327,7 @@ def test_cli_exports_a_model_saved_on_this_backend(tmp_path):
                "--quantize", "dynamic", "--quantize", "int8",
                "--calibration", str(tmp_path / "calibration.npy")]
     done = subprocess.run(command, env=_env("tensorflow"), cwd=str(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     name = f"trained_on_{BACKEND}"
     _check_all(model, str(out), name)
@@ -340,7 +340,7 @@ def test_cli_reruns_itself_under_tensorflow(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "keras_kan.export", path, str(out),
                            "--format", "litert"],
-                          env=_env(BACKEND), cwd=str(tmp_path), capture_output=True,
+                          env=_env(BACKEND), cwd=str(tmp_path), check=False, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "re-running with KERAS_BACKEND=tensorflow" in done.stderr
@@ -402,15 +402,15 @@ def saved(tmp_path_factory):
     ("version", "argument `version`"),
 ])
 def test_bad_input_is_rejected_before_writing(saved, tmp_path, case, match):
-    folder, path = saved
+    _, path = saved
     out = tmp_path / "out"
     kwargs = {}
     if case == "not_keras":
         path = str(tmp_path / "m.h5")
-        open(path, "wb").write(b"x")
+        (tmp_path / "m.h5").write_bytes(b"x")
     elif case == "fake_keras":
         path = str(tmp_path / "fake.keras")
-        open(path, "w").write("not a zip")
+        (tmp_path / "fake.keras").write_text("not a zip")
     elif case == "missing":
         path = str(tmp_path / "missing.keras")
     elif case == "format":
@@ -473,6 +473,6 @@ def test_import_keras_kan_loads_no_export_dependency():
             "'ai_edge_litert') if m in sys.modules))")
     backend = "jax" if ON_TF else BACKEND  # Keras itself imports TensorFlow on TF
     done = subprocess.run([sys.executable, "-c", code], env=_env(backend),
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"

@@ -17,10 +17,15 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 
+# Submodules with optional dependencies load on first use: `keras_kan.tuner` needs
+# keras-tuner; `keras_kan.export` needs TensorFlow, onnx, ... (and importing it here
+# would make `python -m keras_kan.export` run a module that is already imported).
+_LAZY_SUBMODULES = ("tuner", "export")
+
+
 def __getattr__(name):
-    # `keras_kan.tuner` needs the optional keras-tuner: import it on first use only.
-    if name == "tuner":
-        return importlib.import_module("keras_kan.tuner")
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"keras_kan.{name}")
     raise AttributeError(f"module 'keras_kan' has no attribute {name!r}")
 
 

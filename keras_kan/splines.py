@@ -155,6 +155,28 @@ def _safe_reciprocal(d):
     return ops.where(positive, 1.0 / ops.where(positive, d, 1.0), 0.0)
 
 
+def _clip_index(i, high):
+    """``clip(i, 0, high)`` for int tensors, written so no converter sees a ReLU6.
+
+    TensorFlow rewrites ``clip(i, 0, 6)`` into ``Relu6``, which LiteRT has no
+    int32 kernel for (the conversion then needs a Flex op); clipping ``i + 1``
+    to ``[1, high + 1]`` gives the same integers without that pattern.
+    """
+    return ops.clip(i + 1, 1, high + 1) - 1
+
+
+def _gather_rows(table, index):
+    """``table[i, index[..., i, :]]`` for ``table`` ``(n, W)``, ``index`` ``(..., n, c)``.
+
+    A row gather from an ``(n*W, 1)`` column, not ``take`` on a flat vector:
+    the flat form lowers to ``aten::ravel`` on PyTorch, which ``torch.onnx``
+    cannot export.
+    """
+    n, width = table.shape[0], table.shape[-1]
+    rows = ops.expand_dims(ops.arange(n, dtype="int32") * width, -1)
+    return ops.take(ops.reshape(table, (-1, 1)), index + rows, axis=0)[..., 0]
+
+
 def local_bspline_basis(x, knots, spline_order):
     """The `k+1` possibly non-zero bases at each `x`, for any knots (`keras.ops`).
 
@@ -175,31 +197,33 @@ def local_bspline_basis(x, knots, spline_order):
     """
     k = spline_order
     knots = ops.cast(knots, x.dtype)
-    n, length = knots.shape[0], knots.shape[-1]
+    length = knots.shape[-1]
     count = ops.sum(ops.cast(ops.expand_dims(x, -1) >= knots, "int32"), axis=-1)
     j = count - 1  # (..., n): interval index, -1 below t_0, L-1 at or above t_{L-1}
     inside = ops.logical_and(j >= 0, j <= length - 2)
-    j = ops.clip(j, 0, length - 2)
-    # Knots t_{j+d}, d = -k+1 .. k (clipped at the ends: only masked bases use those).
+    j = _clip_index(j, length - 2)
+    # Knots t_{j+d}, d = -k+1 .. k (clipped at the ends: only dropped bases use those).
     offsets = ops.arange(-k + 1, k + 1, dtype="int32")
-    rows = ops.arange(n, dtype="int32") * length
-    index = ops.clip(ops.expand_dims(j, -1) + offsets, 0, length - 1) + ops.expand_dims(rows, -1)
-    near = ops.take(ops.reshape(knots, (-1,)), index)  # (..., n, 2k)
+    near = _gather_rows(knots, _clip_index(ops.expand_dims(j, -1) + offsets, length - 1))
 
     def t(d):  # t_{j+d}
         return near[..., d + k - 1]
 
     level = [ops.ones_like(x)]  # B_{j,0}
     for r in range(1, k + 1):
+        # 1 / (t_{q+r} - t_q) for q = j-r+1 .. j, from a per-knot table: no division
+        # of per-sample values (an int8 LiteRT DIV fails on a divisor quantized to
+        # zero). Every basis kept in the end reads in-range q; clipped ones are dropped.
+        table = _safe_reciprocal(knots[:, r:] - knots[:, :-r])  # (n, L-r)
+        steps = ops.arange(-r + 1, 1, dtype="int32")
+        inv = _gather_rows(table, _clip_index(ops.expand_dims(j, -1) + steps, length - r - 1))
         nxt = []
         for s in range(r + 1):  # basis p = j - r + s
             value = 0.0
             if s >= 1:  # (x - t_p) / (t_{p+r} - t_p) * B_{p,r-1}
-                lo, hi = t(s - r), t(s)
-                value = (x - lo) * _safe_reciprocal(hi - lo) * level[s - 1]
+                value = (x - t(s - r)) * inv[..., s - 1] * level[s - 1]
             if s <= r - 1:  # (t_{p+r+1} - x) / (t_{p+r+1} - t_{p+1}) * B_{p+1,r-1}
-                lo, hi = t(s - r + 1), t(s + 1)
-                value = value + (hi - x) * _safe_reciprocal(hi - lo) * level[s]
+                value = value + (t(s + 1) - x) * inv[..., s] * level[s]
             nxt.append(value)
         level = nxt
     values = ops.where(ops.expand_dims(inside, -1), ops.stack(level, axis=-1), 0.0)
@@ -217,8 +241,11 @@ def expand_local_basis(values, first, n_basis):
     index = ops.arange(n_basis, dtype="int32")
     out = None
     for m in range(values.shape[-1]):
-        hit = ops.expand_dims(first + m, -1) == index
-        term = ops.where(hit, ops.expand_dims(values[..., m], -1), 0.0)
+        # A one-hot product, not a select: the same numbers (``values`` is finite), and
+        # int8 quantizers do not tie the sum's scale to one term's range as they do
+        # for a select (which made a full-integer LiteRT model clip the basis).
+        hit = ops.cast(ops.expand_dims(first + m, -1) == index, values.dtype)
+        term = hit * ops.expand_dims(values[..., m], -1)
         out = term if out is None else out + term
     return ops.cast(out, values.dtype)
 

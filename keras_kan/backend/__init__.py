@@ -8,7 +8,9 @@ from traced ones) lives here, split by job:
   `fit_lbfgs` calls, cached per model;
 - `common.py`: the loss call shared by every backend's objective;
 - `jax.py`, `tensorflow.py`, `torch.py`: one file per backend, each with its
-  objective, its spline basis and its grid-write checks.
+  objective, its spline basis and its grid-write checks;
+- `export_tensorflow.py`, `export_torch.py`: the file writers behind
+  `keras_kan.export` (imported by it when needed, never here).
 
 The module for `keras.backend.backend()` is chosen once, at import, as Keras
 chooses `keras/src/backend/<name>/`; this package re-exports its functions

@@ -39,6 +39,8 @@ import zipfile
 import keras
 import numpy as np
 
+from keras_kan.surgery import sync_grids
+
 __all__ = ["export_model", "main", "FORMATS", "QUANTIZATIONS", "INPUT_NAME", "OUTPUT_NAME"]
 
 FORMATS = ("saved_model", "litert", "onnx")
@@ -407,6 +409,7 @@ def _float32_model(model):
     config = _float32_policies(keras.saving.serialize_keras_object(model))
     twin = keras.saving.deserialize_keras_object(config)
     twin.set_weights(model.get_weights())
+    sync_grids(twin)  # the weights were written behind the layers' back
     return twin
 
 

@@ -474,6 +474,11 @@ def edge_values_numpy(layer, inputs):
     return out.reshape(-1, n, m)
 
 
+def function_names(layer):
+    """`(n, units)` object array of each edge's function name ("" for none)."""
+    return layer._symbolic_names.copy()
+
+
 def weights_by_name(layer):
     """The symbolic weights as NumPy copies, by name."""
     return {w: np.asarray(ops.convert_to_numpy(getattr(layer, w)))

@@ -9,6 +9,8 @@ from keras_kan.models import KAN
 from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, set_regularizer, sync_grids, update_grids
+from keras_kan.symbolic_edges import add_symbolic
+from keras_kan.attribution import feature_scores, prune_input
 
 try:
     __version__ = version("keras-kan")
@@ -26,6 +28,9 @@ __all__ = [
     "update_grids",
     "sync_grids",
     "set_regularizer",
+    "add_symbolic",
+    "feature_scores",
+    "prune_input",
     "callbacks",
     "datasets",
     "__version__",

@@ -32,7 +32,7 @@ w / (1 - w) * complexity` (lower is better) with `w = weight_simple`
 `10**0.5 ~ 3.2` times smaller unexplained variance, and fits better than
 `R^2 = 1 - 1e-6` all count as exact, so the simplest exact one wins.
 Candidates whose scores are within 0.05 of the best remaining one are ordered
-by complexity, then by the smaller `|b|`, then library order. An edge whose values are constant is
+by complexity, then a zero shift `b` first, then library order. An edge whose values are constant is
 fitted exactly by every function; the rule then picks `"0"` (a constant).
 """
 
@@ -85,6 +85,7 @@ __all__ = [
 _EPS_R2 = 1e-6  # 1 - R^2 below this counts as an exact fit in the ranking
 _WEIGHT_SIMPLE = 1.0 / 3.0  # w / (1 - w) = 0.5 decades of unexplained variance per unit
 _TIE = 0.05  # scores this close are ranked by complexity
+_ZERO_SHIFT = 1e-2  # |b| up to this counts as no shift when breaking ties
 _SEARCH_POINTS = 160  # order statistics used while searching (a, b)
 _FIT_POINTS = 1024  # order statistics used for the final (c, d) and R^2
 
@@ -469,8 +470,8 @@ def _score(r2, complexity, weight_simple=_WEIGHT_SIMPLE):
 def _rank(results, lib, weight_simple=_WEIGHT_SIMPLE):
     """`[(name, r2, params)]` -> best first under the documented rule (invalid dropped).
 
-    Near-ties go to the lower complexity, then the smaller shift `|b|`
-    (`cos(pi x)` rather than `sin(pi x + pi/2)`), then library order.
+    Near-ties go to the lower complexity, then to a zero shift `b` (`|b| <=
+    0.01`: `cos(pi x)` rather than `sin(pi x + pi/2)`), then library order.
     """
     names = list(lib)
     pool = [(name, r2, params) for name, r2, params in results if np.isfinite(r2)]
@@ -480,7 +481,8 @@ def _rank(results, lib, weight_simple=_WEIGHT_SIMPLE):
         best = min(scores)
         close = [k for k, s in enumerate(scores) if s <= best + _TIE]
         pick = min(close, key=lambda k: (lib[pool[k][0]].complexity,
-                                         round(abs(pool[k][2][1]), 2), names.index(pool[k][0])))
+                                         abs(pool[k][2][1]) > _ZERO_SHIFT,
+                                         names.index(pool[k][0])))
         ranked.append(pool.pop(pick))
     return [SymbolicFit(name, float(r2), params) for name, r2, params in ranked]
 

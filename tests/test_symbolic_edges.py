@@ -165,6 +165,7 @@ def register_cosh2():
                                 lambda u: sympy.cosh(2 * u), complexity=3)
 
 
+@pytest.mark.slow  # two fresh interpreters (other backends): ~40 s on 2 shared cores
 def test_save_load_safe_mode_on_every_backend(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype("float32")
     plain = mixed_model()

@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from keras_kan import callbacks, datasets
+from keras_kan.attribution import feature_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN
@@ -10,7 +11,6 @@ from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, set_regularizer, sync_grids, update_grids
 from keras_kan.symbolic_edges import add_symbolic
-from keras_kan.attribution import feature_scores, prune_input
 
 try:
     __version__ = version("keras-kan")

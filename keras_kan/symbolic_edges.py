@@ -41,7 +41,6 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -49,6 +48,7 @@ __all__ = [
     "SYMBOLIC_WEIGHT_NAMES",
     "EdgeFunction",
     "add_symbolic",
+    "remove_symbolic",
     "get_function",
     "registered_names",
 ]
@@ -147,10 +147,29 @@ def _tan(xp, u):
     return xp.sin(u) / safe
 
 
-def _unit_clip(fn_name):
-    def f(xp, u):
-        return getattr(xp, fn_name)(xp.clip(u, -1.0 + _UNIT_MARGIN, 1.0 - _UNIT_MARGIN))
-    return f
+# arcsin, arccos, arctanh, arctan through atan2 / log: LiteRT has no builtin
+# ASIN, ACOS, ATANH (or ATAN), and these forms export with builtin ops only.
+def _unit(xp, u):
+    return xp.clip(u, -1.0 + _UNIT_MARGIN, 1.0 - _UNIT_MARGIN)
+
+
+def _arcsin(xp, u):
+    v = _unit(xp, u)
+    return xp.arctan2(v, xp.sqrt(1.0 - v * v))
+
+
+def _arccos(xp, u):
+    v = _unit(xp, u)
+    return xp.arctan2(xp.sqrt(1.0 - v * v), v)
+
+
+def _arctanh(xp, u):
+    v = _unit(xp, u)
+    return 0.5 * xp.log((1.0 + v) / (1.0 - v))
+
+
+def _arctan(xp, u):
+    return xp.arctan2(u, xp.ones_like(u))
 
 
 def _exp(xp, u):
@@ -162,7 +181,7 @@ def _gaussian(xp, u):
 
 
 def _zero(xp, u):
-    return xp.zeros_like(u)
+    return u * 0.0  # not zeros_like: TensorFlow gives no gradient through that
 
 
 def _identity(xp, u):
@@ -233,10 +252,10 @@ _BUILTINS = {
     "tanh": (_elementary("tanh"), "tanh(x)", 3, dict(scale=_FREE)),
     "sgn": (_elementary("sign"), "sign(x)", 3, dict(scale=_UNIT)),
     "sign": (_elementary("sign"), "sign(x)", 3, dict(scale=_UNIT)),
-    "arcsin": (_unit_clip("arcsin"), "asin(x)", 4, dict(scale=_FREE, domain=_unit_closed)),
-    "arccos": (_unit_clip("arccos"), "acos(x)", 4, dict(scale=_SIGNED, domain=_unit_closed)),
-    "arctan": (_elementary("arctan"), "atan(x)", 4, dict(scale=_FREE)),
-    "arctanh": (_unit_clip("arctanh"), "atanh(x)", 4, dict(scale=_FREE, domain=_unit_open)),
+    "arcsin": (_arcsin, "asin(x)", 4, dict(scale=_FREE, domain=_unit_closed)),
+    "arccos": (_arccos, "acos(x)", 4, dict(scale=_SIGNED, domain=_unit_closed)),
+    "arctan": (_arctan, "atan(x)", 4, dict(scale=_FREE)),
+    "arctanh": (_arctanh, "atanh(x)", 4, dict(scale=_FREE, domain=_unit_open)),
     "gaussian": (_gaussian, "exp(-x**2)", 3, dict(scale=_FREE)),
 }
 
@@ -292,6 +311,15 @@ def add_symbolic(name, fn_keras, fn_sympy, complexity=2, fn_numpy=None):
     entry = EdgeFunction(name, fn_keras, fn_numpy, fn_sympy, float(complexity))
     _REGISTRY[name] = entry
     return entry
+
+
+def remove_symbolic(name):
+    """Unregister a function added with `add_symbolic` (built-ins stay)."""
+    entry = get_function(name)
+    if entry.builtin:
+        raise ValueError(f"Received an invalid value for argument `name`: {name!r} is a "
+                         "built-in symbolic function and cannot be removed.")
+    del _REGISTRY[name]
 
 
 def _lambdify(fn_sympy):

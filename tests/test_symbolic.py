@@ -118,8 +118,8 @@ def test_unfitted_edge_becomes_a_function_symbol():
 
     model = _model({(0, 0): sin_edge, (1, 0): wiggle}, 2)
     x = _x(features=2)
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.95, inplace=False,
-                                  verbose=0)
+    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.95,
+                                  inplace=False, verbose=0)
     assert fits[(0, 0, 0)].fitted
     assert not fits[(0, 1, 0)].fitted and fits[(0, 1, 0)].params is None
     assert fits[(0, 1, 0)].r2 < 0.95
@@ -159,8 +159,8 @@ def test_pruned_deep_model_and_multiple_outputs():
     first.edge_mask.assign(np.array([[1, 0, 1], [0, 1, 0]], "float32"))
     second.edge_mask.assign(np.array([[1, 0], [0, 0], [1, 1]], "float32"))
     x = _x(200, features=2)
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.0, inplace=False,
-                                  verbose=0)
+    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.0,
+                                  inplace=False, verbose=0)
     assert sorted(fits) == [(0, 0, 0), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 2, 0), (1, 2, 1)]
     assert all(fit.fitted for fit in fits.values())
     exprs = symbolic.symbolic_formula(model, x, fits=fits)

@@ -167,10 +167,17 @@ def register_cosh2():
 
 @pytest.mark.slow  # two fresh interpreters (other backends): ~40 s on 2 shared cores
 def test_save_load_safe_mode_on_every_backend(tmp_path):
-    x = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype("float32")
     plain = mixed_model()
     custom = mixed_model()
     register_cosh2()
+    try:
+        save_and_load_everywhere(tmp_path, plain, custom)
+    finally:
+        symbolic_edges.remove_symbolic("cosh2")
+
+
+def save_and_load_everywhere(tmp_path, plain, custom):
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype("float32")
     symbolic.fix_symbolic(custom, 1, 0, 0, "cosh2", fit_params=False, params=(1, 0, 0.1, 0),
                           verbose=False)
     paths = {}
@@ -283,3 +290,29 @@ def test_attribution_example_finds_x1_and_x4():
     assert sorted(order[:2].tolist()) == [0, 3], scores
     assert scores[order[1]] >= 10 * scores[order[2]], scores
     assert kept.tolist() == [0, 3] and diff <= 1e-5
+
+
+# ------------------------------------------------------------------- export
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="model.export to LiteRT runs on TensorFlow")
+def test_litert_export_of_every_library_function_uses_builtin_ops(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    names = sorted(symbolic_edges.registered_names(builtin=True))
+    model = KAN([len(names), 1], seed=0)
+    for i, name in enumerate(names):  # arguments in [0.6, 1.4]: away from every pole
+        symbolic.fix_symbolic(model, 0, i, 0, name, fit_params=False,
+                              params=(0.4, 1.0, 0.5, 0.1), mode="both" if i % 2 else "symbolic",
+                              verbose=False)
+    x = np.random.default_rng(0).uniform(-1, 1, (16, len(names))).astype("float32")
+    path = str(tmp_path / "symbolic.tflite")
+    model.export(path, format="litert", verbose=False)
+    interpreter = Interpreter(model_path=path)
+    used = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not any(op.startswith("FLEX") or op == "CUSTOM" for op in used), used
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    np.testing.assert_allclose(interpreter.get_tensor(out["index"]), to_numpy(model(x)),
+                               rtol=1e-5, atol=1e-5)

@@ -409,7 +409,7 @@ def build(layer, n, m, values):
         variable = layer.add_weight(
             name=weight, shape=(n, m), trainable=weight != "symbolic_mask",
             initializer=lambda shape, dtype=None, v=value: ops.cast(v, dtype),
-            autocast=weight != "symbolic_mask")
+            autocast=False)  # read in full precision, cast explicitly (mixed precision)
         setattr(layer, weight, variable)
     names = np.full((n, m), "", dtype=object)
     for i, j, name in layer._symbolic_spec:

@@ -316,3 +316,15 @@ def test_litert_export_of_every_library_function_uses_builtin_ops(tmp_path):
     interpreter.invoke()
     np.testing.assert_allclose(interpreter.get_tensor(out["index"]), to_numpy(model(x)),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_precision_evaluates_symbolic_edges_in_float32():
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 2)).astype("float32")
+    outputs = []
+    for policy in ("float32", "mixed_float16"):
+        keras.config.set_dtype_policy(policy)
+        model = KAN([2, 1], seed=0)
+        symbolic.fix_symbolic(model, 0, 0, 0, "exp", fit_params=False,
+                              params=(1.0, 0.0, 1.0, 1e-3), verbose=False)
+        outputs.append(to_numpy(model(x)))
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-2)

@@ -20,10 +20,6 @@ _HALF_DTYPES = ("float16", "bfloat16")
 WEIGHT_NAMES = ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias")
 
 
-def _bessel(count, ddof):
-    return math.sqrt(count / (count - ddof)) if count - ddof > 0 else 1.0
-
-
 @keras.saving.register_keras_serializable(package="keras_kan")
 class KANDense(keras.layers.Layer):
     """Kolmogorov–Arnold layer: a learnable B-spline on every input-output edge.
@@ -377,12 +373,8 @@ class KANDense(keras.layers.Layer):
             inputs: `(..., n)` samples of this layer's input (at least 2).
         """
         x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype), (-1, self.input_dim))
-        if self._symbolic_groups:  # symbolic edges count too (scored on their values)
-            phi = self.edge_activations(x)
-            ddof = 1 if int(x.shape[0]) > 1 else 0
-            return ops.divide(ops.std(phi, axis=0) * _bessel(x.shape[0], ddof),
-                              ops.expand_dims(ops.std(x, axis=0) * _bessel(x.shape[0], ddof),
-                                              -1) + 0.1)
+        if symbolic_edges.any_symbolic(self):  # scored on their values too
+            return symbolic_edges.edge_scores(self, x)
         feats = ops.cast(self.features(x), self.variable_dtype)
         return edge_scores(feats, self.effective_kernel(), x)
 

@@ -605,7 +605,11 @@ def auto_symbolic(model, x, lib=None, r2_threshold=0.9, weight_simple=_WEIGHT_SI
             decades of unexplained variance per unit of complexity (default
             1/3: 0.5 decades).
         verbose: 0 silent, 1 one line per edge.
-        inplace: write the choices into the model.
+        inplace: write the choices into the model. Then each hidden node
+            whose edges are all symbolic is rescaled (exactly, the model
+            function does not change) so that its first outgoing edge reads
+            `f(1 * h + 0)`: well-conditioned constants for the training that
+            follows (no `a = 10` against `c = 0.1`).
         mode: `"symbolic"` or `"both"` (see `fix_symbolic`).
 
     Returns:
@@ -1120,6 +1124,10 @@ def _auto_in_place(model, x, lib, r2_threshold, weight_simple, verbose, mode):
                     print(_describe(index, i, j, fit, "fixed") if fit.fitted else
                           f"kept   layer {index} edge {i} -> {j}: numeric (best R^2 = "
                           f"{fit.r2:.4f} < {r2_threshold})")
+    if is_plain_chain(model, layers) if not isinstance(model, KANDense) else False:
+        for layer, after in zip(layers[:-1], layers[1:]):  # exact rescaling, see below
+            for j in range(layer.units):
+                symbolic_edges.normalize_node(layer, after, j)
     symbolic_edges.reset_model(model, before)
     return fits
 

@@ -484,6 +484,21 @@ def edge_values(layer, x):
     return ops.reshape(total, (-1, n, m))
 
 
+def any_symbolic(layer):
+    """Whether some edge of the built `layer` has a symbolic function."""
+    return bool(layer._symbolic_groups)
+
+
+def edge_scores(layer, x):
+    """pykan's `std(phi_ij) / (std(x_i) + 0.1)` (unbiased) on the full edge values
+    (numeric + symbolic parts), `(n, units)`; `x` is `(B, n)`."""
+    phi = layer.edge_activations(x)
+    count = int(x.shape[0])
+    bessel = math.sqrt(count / (count - 1)) if count > 1 else 1.0
+    std_x = ops.std(ops.cast(x, phi.dtype), axis=0) * bessel
+    return ops.std(phi, axis=0) * bessel / (ops.expand_dims(std_x, -1) + 0.1)
+
+
 def edge_values_numpy(layer, inputs):
     """Every edge's symbolic part in float64 NumPy `(N, n, units)`, or None."""
     if not layer._symbolic_groups:
@@ -580,6 +595,50 @@ def set_edge(layer, i, j, name, params=None, mode="symbolic"):
             for weight, value in zip(_PARAMS, params):
                 _assign_entry(getattr(layer, weight), i, j, float(value))
     regroup(layer)
+
+
+def normalize_node(layer, next_layer, j):
+    """Rescale hidden node `j` (output `j` of `layer`, input `j` of `next_layer`)
+    so that its first outgoing symbolic edge reads `f(1 * h + 0)`; exact.
+
+    With `h' = s h + t` (`s, t` that edge's `a, b`), the incoming edges get
+    `c *= s`, `d *= s` (+ `t` on one of them, the bias `*= s`) and every
+    outgoing edge `a x + b -> (a / s) x + (b - a t / s)`. Better-conditioned
+    constants for training (no `a = 10` against `c = 0.1`), and a cleaner
+    formula. Only done when every edge at the node is purely symbolic (a
+    numeric part would change); returns whether it was done.
+    """
+    names_in, names_out = layer._symbolic_names[:, j], next_layer._symbolic_names[j, :]
+    mask_in = np.asarray(ops.convert_to_numpy(layer.edge_mask))[:, j]
+    mask_out = np.asarray(ops.convert_to_numpy(next_layer.edge_mask))[j, :]
+    sym_in = np.asarray(ops.convert_to_numpy(layer.symbolic_mask))[:, j]
+    sym_out = np.asarray(ops.convert_to_numpy(next_layer.symbolic_mask))[j, :]
+    live_in = (names_in != "") & (sym_in != 0)
+    live_out = (names_out != "") & (sym_out != 0)
+    if mask_in.any() or mask_out.any() or not live_in.any() or not live_out.any():
+        return False
+    p_in = {w: np.array(ops.convert_to_numpy(getattr(layer, w)), np.float64) for w in _PARAMS}
+    p_out = {w: np.array(ops.convert_to_numpy(getattr(next_layer, w)), np.float64)
+             for w in _PARAMS}
+    first = int(np.flatnonzero(live_out)[0])
+    scale, shift = p_out["symbolic_a"][j, first], p_out["symbolic_b"][j, first]
+    if scale == 0 or not np.isfinite(scale):
+        return False
+    rows = np.flatnonzero(live_in)
+    p_in["symbolic_c"][rows, j] *= scale
+    p_in["symbolic_d"][rows, j] *= scale
+    p_in["symbolic_d"][rows[0], j] += shift
+    cols = np.flatnonzero(live_out)
+    p_out["symbolic_b"][j, cols] -= p_out["symbolic_a"][j, cols] * shift / scale
+    p_out["symbolic_a"][j, cols] /= scale
+    for params, target in ((p_in, layer), (p_out, next_layer)):
+        for w, value in params.items():
+            getattr(target, w).assign(value.astype(getattr(target, w).dtype))
+    if layer.bias is not None:
+        bias = np.array(ops.convert_to_numpy(layer.bias), np.float64)
+        bias[j] *= scale
+        layer.bias.assign(bias.astype(layer.bias.dtype))
+    return True
 
 
 def _assign_entry(variable, i, j, value):

@@ -1124,7 +1124,7 @@ def _auto_in_place(model, x, lib, r2_threshold, weight_simple, verbose, mode):
                     print(_describe(index, i, j, fit, "fixed") if fit.fitted else
                           f"kept   layer {index} edge {i} -> {j}: numeric (best R^2 = "
                           f"{fit.r2:.4f} < {r2_threshold})")
-    if is_plain_chain(model, layers) if not isinstance(model, KANDense) else False:
+    if not isinstance(model, KANDense) and is_plain_chain(model, layers):
         for layer, after in zip(layers[:-1], layers[1:]):  # exact rescaling, see below
             for j in range(layer.units):
                 symbolic_edges.normalize_node(layer, after, j)

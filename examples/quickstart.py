@@ -87,7 +87,8 @@ def plot(model, x, name):
 
 
 def symbolic_stage(model, train, test, steps=50):
-    """auto_symbolic in place + `steps` L-BFGS steps on a, b, c, d (needs sympy).
+    """auto_symbolic in place, a float64 least-squares polish of a, b, c, d, then
+    `steps` L-BFGS steps (needs sympy).
 
     Returns:
         `(formula, test RMSE)`, or None without sympy.
@@ -98,6 +99,8 @@ def symbolic_stage(model, train, test, steps=50):
         return None
     symbolic.auto_symbolic(model, train[0])
     report("auto_symbolic", model, train, test)
+    # a, b, c, d of all edges jointly in float64 (float32 training alone can stall ~1e-5)
+    symbolic.polish_symbolic(model, *train)
     fit_lbfgs(model, *train, steps=steps, validation_data=test, verbose=0)
     report(f"symbolic + {steps} steps", model, train, test)
     expr = symbolic.symbolic_formula(model)

@@ -17,6 +17,7 @@ user selected is left alone (pass `show=True` to display through pyplot).
 
 import math
 import os
+import re
 
 import numpy as np
 from keras import ops
@@ -98,7 +99,9 @@ def symbolic_labels(layer):
         inner = ("x" if abs(a - 1) < 5e-4 else f"{a:.3g}x") + (
             f"{b:+.3g}" if abs(b) >= 5e-4 else "")
         name = str(names[i, j])
-        core = name.replace("x", f"({inner})") if "x" in name else f"{name}({inner})"
+        variable = re.compile(r"(?<![a-z])x(?![a-z])")  # the `x` of "x^2", "1/x"; not "exp"
+        core = (variable.sub(f"({inner})", name) if variable.search(name)
+                else f"{name}({inner})")
         outer = f"{c:.3g}*" if abs(c - 1) >= 5e-4 else ""
         labels[(int(i), int(j))] = f"{outer}{core}" + (f"{d:+.3g}" if abs(d) >= 5e-4 else "")
     return labels

@@ -328,3 +328,18 @@ def test_mixed_precision_evaluates_symbolic_edges_in_float32():
                               params=(1.0, 0.0, 1.0, 1e-3), verbose=False)
         outputs.append(to_numpy(model(x)))
     np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-2)
+
+
+def test_plot_marks_symbolic_edges_and_shows_attribution_scores():
+    pytest.importorskip("matplotlib")
+    model = mixed_model()
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype("float32")
+    fig = keras_kan.plot_kan(model, x, show_scores="attribution")
+    insets = {ax.get_label(): ax for ax in fig.axes}
+    assert insets["kan_edge_0_0_0"].get_title() == "0.5*sin(2x+0.1)+0.2"
+    assert insets["kan_edge_1_1_0"].get_title() == "exp(0.5x)-1"
+    assert insets["kan_edge_0_1_0"].get_title() == ""  # numeric edge
+    assert insets["kan_edge_0_0_0"].lines[0].get_color() == "#c0392b"
+    labels = [t.get_text() for t in insets["kan_network"].texts]
+    scores = keras_kan.feature_scores(model, x)
+    assert f"$x_{{1}}$ ({scores[0]:.2g})" in labels

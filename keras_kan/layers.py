@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import regularizers, splines
+from keras_kan import regularizers, splines, symbolic_edges
 from keras_kan.regularizers import edge_scores
 from keras_kan.rng import torch_rand
 from keras_kan.validation import check_grid_range, check_int, check_real, check_samples
@@ -66,6 +66,10 @@ class KANDense(keras.layers.Layer):
         seed_offset: draws of the seed's stream to skip first. `KAN` gives
             every layer the model's seed and the number of draws made by the
             layers before it, so a model draws from one stream, as pykan does.
+        symbolic_functions: `[[i, j, name], ...]`, the edges that carry a
+            symbolic function `c * f(a * x + b) + d` and its registered name
+            (see `keras_kan.symbolic_edges`); usually set by
+            `keras_kan.symbolic.fix_symbolic` / `auto_symbolic`.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Input shape:
@@ -78,7 +82,9 @@ class KANDense(keras.layers.Layer):
     Weights (saved by these names): `grid (n, G+2k+1)` (non-trainable),
     `spline_kernel (n, K, units)`, `base_kernel (n, units)`,
     `spline_scale (n, units)`, `edge_mask (n, units)` (non-trainable),
-    `bias (units,)` when `use_bias`.
+    `bias (units,)` when `use_bias`; `symbolic_mask (n, units)`
+    (non-trainable), `symbolic_a`, `symbolic_b`, `symbolic_c`,
+    `symbolic_d` `(n, units)` (trainable while some edge is symbolic).
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class KANDense(keras.layers.Layer):
         bias_initializer="zeros",
         seed=None,
         seed_offset=0,
+        symbolic_functions=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -119,6 +126,7 @@ class KANDense(keras.layers.Layer):
         self._uniform_grid = None  # explicit state, see `uniform_grid`
         self._grid_token = None  # the grid's write token when `_uniform_grid` was set
         self._initial_weights = None  # set by `from_weights`: values to build with
+        self._symbolic_spec = symbolic_edges.check_spec(symbolic_functions)
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -171,6 +179,7 @@ class KANDense(keras.layers.Layer):
         if self.use_bias:
             initializer = const("bias") if "bias" in values else self.bias_initializer
             self.bias = self.add_weight(name="bias", shape=(m,), initializer=initializer)
+        symbolic_edges.build(self, n, m, values)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n})
         self._adopt_grid(values["grid"])
 
@@ -326,6 +335,9 @@ class KANDense(keras.layers.Layer):
         width = n * (self.num_basis + 1)
         flat = ops.reshape(ops.cast(feats, self.compute_dtype), (-1, width))
         outputs = ops.matmul(flat, ops.reshape(ops.cast(kernel, self.compute_dtype), (width, m)))
+        symbolic = symbolic_edges.output(self, ops.cast(x, feats.dtype))
+        if symbolic is not None:  # only when some edge is symbolic
+            outputs = outputs + ops.cast(symbolic, self.compute_dtype)
         if self.bias is not None:
             outputs = outputs + self.bias
         if training and self.regularizer is not None:
@@ -355,7 +367,9 @@ class KANDense(keras.layers.Layer):
         """
         x = ops.reshape(ops.convert_to_tensor(inputs, self.compute_dtype), (-1, self.input_dim))
         feats = self.features(x)
-        return ops.einsum("bnp,npm->bnm", feats, ops.cast(self.effective_kernel(), feats.dtype))
+        phi = ops.einsum("bnp,npm->bnm", feats, ops.cast(self.effective_kernel(), feats.dtype))
+        symbolic = symbolic_edges.edge_values(self, ops.cast(x, feats.dtype))
+        return phi if symbolic is None else phi + symbolic
 
     def edge_scores(self, inputs):
         """pykan's edge importance `std(phi_ij) / (std(x_i) + 0.1)`, shape `(n, units)`.
@@ -364,6 +378,8 @@ class KANDense(keras.layers.Layer):
             inputs: `(..., n)` samples of this layer's input (at least 2).
         """
         x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype), (-1, self.input_dim))
+        if symbolic_edges.any_symbolic(self):  # scored on their values too
+            return symbolic_edges.edge_scores(self, x)
         feats = ops.cast(self.features(x), self.variable_dtype)
         return edge_scores(feats, self.effective_kernel(), x)
 
@@ -463,8 +479,10 @@ class KANDense(keras.layers.Layer):
 
     def get_weights_by_name(self):
         """The layer's weights as NumPy copies in their own dtypes, by name (`WEIGHT_NAMES`)."""
-        return {name: np.asarray(ops.convert_to_numpy(getattr(self, name)))
-                for name in WEIGHT_NAMES if getattr(self, name, None) is not None}
+        values = {name: np.asarray(ops.convert_to_numpy(getattr(self, name)))
+                  for name in WEIGHT_NAMES if getattr(self, name, None) is not None}
+        values.update(symbolic_edges.weights_by_name(self))
+        return values
 
     def get_subset(self, in_ids, out_ids):
         """A new layer with only the edges `in_ids -> out_ids` (pykan's `get_subset`).
@@ -484,12 +502,14 @@ class KANDense(keras.layers.Layer):
                       (("in_ids", in_ids, self.input_dim), ("out_ids", out_ids, self.units)))
         values = self.get_weights_by_name()
         values["grid"] = values["grid"][rows]
-        for name in ("spline_kernel", "base_kernel", "spline_scale", "edge_mask"):
+        for name in ("spline_kernel", "base_kernel", "spline_scale", "edge_mask",
+                     *symbolic_edges.SYMBOLIC_WEIGHT_NAMES):
             values[name] = values[name][rows][..., cols]
         if "bias" in values:
             values["bias"] = values["bias"][cols]
         config = self.get_config()
         config["units"] = int(cols.size)
+        config["symbolic_functions"] = symbolic_edges.subset_spec(self, rows, cols)
         return type(self).from_weights(config, values)
 
     def _check_ids(self, name, ids, size):
@@ -523,6 +543,7 @@ class KANDense(keras.layers.Layer):
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "seed": self.seed,
                 "seed_offset": self.seed_offset,
+                "symbolic_functions": symbolic_edges.config_value(self),
             }
         )
         return config
@@ -535,6 +556,7 @@ class KANDense(keras.layers.Layer):
         """Store weights by name (not creation order), so shapes can change safely."""
         for name, variable in self._named_variables().items():
             store[name] = ops.convert_to_numpy(variable)
+        symbolic_edges.save_variables(self, store)
 
     def load_own_variables(self, store):
         """Load weights by name; adopt a stored grid size or width that differs.
@@ -570,6 +592,7 @@ class KANDense(keras.layers.Layer):
                     "first."
                 )
             variable.assign(value)
+        symbolic_edges.load_variables(self, store)  # optional: older files have none
         self._adopt_grid(np.asarray(store["grid"]))
 
     def _adopt_stored_shapes(self, store):

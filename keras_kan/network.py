@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 from scipy.special import expit
 
-from keras_kan import splines
+from keras_kan import splines, symbolic_edges
 from keras_kan.layers import KANDense
 from keras_kan.validation import check_samples, even_rows
 
@@ -161,12 +161,14 @@ def base_values(layer, inputs):
     return np.asarray(ops.convert_to_numpy(values), np.float64)
 
 
-def edge_values(layer, inputs):
+def edge_values(layer, inputs, include_symbolic=True):
     """Every edge's `phi_ij(x_i)` in float64, like `layer.edge_activations`.
 
     Args:
         layer: a built KANDense.
         inputs: `(N, n)` float64 samples of its input.
+        include_symbolic: add the symbolic part of symbolic edges (False:
+            the numeric part `edge_mask * phi` only).
 
     Returns:
         `(N, n, units)` float64; the sum over axis 1 (plus the bias) is the
@@ -177,7 +179,9 @@ def edge_values(layer, inputs):
     basis = splines.bspline_basis_numpy(inputs, knots, layer.spline_order)  # (N, n, K)
     base = base_values(layer, inputs)[..., None]  # (N, n, 1)
     kernel = np.asarray(ops.convert_to_numpy(layer.effective_kernel()), np.float64)
-    return np.einsum("bnp,npm->bnm", np.concatenate([basis, base], axis=-1), kernel)
+    phi = np.einsum("bnp,npm->bnm", np.concatenate([basis, base], axis=-1), kernel)
+    symbolic = symbolic_edges.edge_values_numpy(layer, inputs) if include_symbolic else None
+    return phi if symbolic is None else phi + symbolic
 
 
 def layer_output(layer, phi):

@@ -17,10 +17,12 @@ user selected is left alone (pass `show=True` to display through pyplot).
 
 import math
 import os
+import re
 
 import numpy as np
 from keras import ops
 
+from keras_kan import symbolic_edges
 from keras_kan.network import (
     chain_inputs,
     edge_values,
@@ -41,6 +43,7 @@ _TITLE = 0.35  # extra inches for a title
 _MAX_WIDTH = 20.0  # inches: default figures never get wider
 _MIN_INSET = 0.12  # inches: narrower insets are skipped (plain edges instead)
 _LEVEL_GAP = 0.12  # inches between staggered rows of insets in a crowded layer
+_SYMBOLIC_COLOR = "#c0392b"  # symbolic edges (red, as pykan draws them)
 
 
 def _require_matplotlib():
@@ -83,7 +86,28 @@ def _file_format(to_file, canvas_class):
     return path, extension
 
 
-def _collect(model, layers, inputs, show_scores, max_points):
+def symbolic_labels(layer):
+    """`{(i, j): "c*f(a*x+b)+d"}` for the layer's symbolic edges (3 significant digits)."""
+    names = symbolic_edges.function_names(layer)
+    params = {w: np.asarray(ops.convert_to_numpy(getattr(layer, w)), np.float64)
+              for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES}
+    labels = {}
+    for i, j in zip(*np.nonzero(names != "")):
+        if params["symbolic_mask"][i, j] == 0:
+            continue
+        a, b, c, d = (params[w][i, j] for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES[1:])
+        inner = ("x" if abs(a - 1) < 5e-4 else f"{a:.3g}x") + (
+            f"{b:+.3g}" if abs(b) >= 5e-4 else "")
+        name = str(names[i, j])
+        variable = re.compile(r"(?<![a-z])x(?![a-z])")  # the `x` of "x^2", "1/x"; not "exp"
+        core = (variable.sub(f"({inner})", name) if variable.search(name)
+                else f"{name}({inner})")
+        outer = f"{c:.3g}*" if abs(c - 1) >= 5e-4 else ""
+        labels[(int(i), int(j))] = f"{outer}{core}" + (f"{d:+.3g}" if abs(d) >= 5e-4 else "")
+    return labels
+
+
+def _collect(model, layers, inputs, show_scores, max_points, attribution=None):
     """Rows of nodes and, per KAN layer, its live edges, curves and opacities."""
     rows, bands = [], []
     for index, (layer, layer_in) in enumerate(zip(layers, inputs)):
@@ -91,9 +115,15 @@ def _collect(model, layers, inputs, show_scores, max_points):
         if index == 0 or not feeds(model, layers[index - 1], layer):
             rows.append(n)  # a new input row (first layer, or other layers in between)
         rows.append(m)
+        symbolic = symbolic_labels(layer)
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
-        scores = np.where(mask != 0, np.nan_to_num(score_edges(layer_in, edge_values(
-            layer, layer_in))), 0.0)
+        for i, j in symbolic:  # symbolic edges are live too
+            mask[i, j] = 1.0
+        if attribution is not None:
+            scores = np.where(mask != 0, attribution[index], 0.0)
+        else:
+            scores = np.where(mask != 0, np.nan_to_num(score_edges(layer_in, edge_values(
+                layer, layer_in))), 0.0)
         top = scores.max() if scores.size else 0.0
         if not show_scores:
             alpha = np.ones_like(scores)
@@ -104,6 +134,7 @@ def _collect(model, layers, inputs, show_scores, max_points):
             "layer_index": index, "in_row": len(rows) - 2, "alpha": alpha, "xs": xs,
             "phis": edge_values(layer, xs),
             "edges": [(i, j) for i in range(n) for j in range(m) if mask[i, j] != 0],
+            "symbolic": symbolic,
         })
     return rows, bands
 
@@ -158,10 +189,10 @@ class _Lines:
     def __init__(self):
         self.segments, self.colors, self.widths = [], [], []
 
-    def add(self, start, end, alpha):
+    def add(self, start, end, alpha, symbolic=False):
         alpha = float(np.clip(alpha, 0.0, 1.0))
         self.segments.append((start, end))
-        self.colors.append((0.0, 0.0, 0.0, alpha))
+        self.colors.append((0.75, 0.1, 0.1, alpha) if symbolic else (0.0, 0.0, 0.0, alpha))
         self.widths.append(0.4 + 1.4 * alpha)
 
 
@@ -178,7 +209,7 @@ def _draw_gap(fig, ax, geo, gap, lines):
     levels = spec["levels"]
     if levels == 0:
         for i, j in band["edges"]:
-            lines.add((x_in[i], y0), (x_out[j], y1), alpha[i, j])
+            lines.add((x_in[i], y0), (x_out[j], y1), alpha[i, j], (i, j) in band["symbolic"])
         return
     inset_w, inset_h = spec["inset_w"], spec["inset_h"] * geo["scale"]
     level_gap = _LEVEL_GAP * geo["scale"]
@@ -187,14 +218,19 @@ def _draw_gap(fig, ax, geo, gap, lines):
         a = float(alpha[i, j])
         cx = geo["left"] + spec["slot"] * (e + 0.5)
         lo = bottom + (e % levels) * (inset_h + level_gap)
-        lines.add((x_in[i], y0), (cx, lo), a)
-        lines.add((cx, lo + inset_h), (x_out[j], y1), a)
+        red = (i, j) in band["symbolic"]
+        lines.add((x_in[i], y0), (cx, lo), a, red)
+        lines.add((cx, lo + inset_h), (x_out[j], y1), a, red)
         inset = fig.add_axes(
             ((cx - inset_w / 2) / width, lo / height, inset_w / width, inset_h / height),
             label=f"kan_edge_{band['layer_index']}_{i}_{j}",
         )
-        inset.plot(band["xs"][:, i], band["phis"][:, i, j], color="#1b3f8f",
+        label = band["symbolic"].get((i, j))
+        inset.plot(band["xs"][:, i], band["phis"][:, i, j],
+                   color=_SYMBOLIC_COLOR if label else "#1b3f8f",
                    alpha=max(a, 0.04), lw=0.6 + 1.0 * a)
+        if label:  # pykan draws symbolic edges red; the formula goes above the curve
+            inset.set_title(label, fontsize=5.5, color=_SYMBOLIC_COLOR, pad=1.5)
         inset.set_xticks([])
         inset.set_yticks([])
         inset.margins(x=0.04, y=0.12)
@@ -236,7 +272,11 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
     `s = std(phi_ij) / (std(x_i) + 0.1)` on `x` (the same score as
     `layer.edge_scores` and pruning) sets its opacity `tanh(3 s / max_s)`
     (`max_s` per layer) and its line width, so the edges that matter stand
-    out. Masked (pruned) edges are not drawn. Nodes with no live edge are grey.
+    out. With `show_scores="attribution"` the opacities follow
+    `keras_kan.feature_scores`' edge scores instead (normalized per layer)
+    and every input is labelled with its feature score. Masked (pruned) edges
+    are not drawn. Nodes with no live edge are grey. Symbolic edges are drawn
+    in red with their formula `c*f(a*x+b)+d` above the curve.
 
     Crowded layers stagger their insets over up to four levels; layers with
     too many edges even for that are drawn with plain node-to-node lines. KAN
@@ -250,8 +290,9 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
         to_file: optional path; the format follows the extension (`.png`,
             `.pdf`, `.svg`, ...). Parent directories are created.
         figsize: `(width, height)` in inches; default grows with the network.
-        show_scores: scale opacity and width by edge importance (else all
-            unmasked edges are drawn alike).
+        show_scores: True: scale opacity and width by edge importance;
+            `"attribution"`: by attribution scores, inputs labelled with
+            their feature scores; False: all unmasked edges alike.
         title: optional title above the network.
         max_points: points per edge curve (>= 2).
         input_names, output_names: optional node labels (strings, mathtext
@@ -286,8 +327,17 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
     out_labels = _names(output_names, layers[-1].units, "y", "output_names")
     cap = max(2000, 4_000_000 // max(layer.input_dim * layer.units for layer in layers))
     data = data[even_rows(data.shape[0], cap)]
+    attribution = None
+    if isinstance(show_scores, str):
+        if show_scores != "attribution":
+            raise ValueError(f"Received an invalid value for argument `show_scores`: expected "
+                             f"True, False or 'attribution', got {show_scores!r}.")
+        from keras_kan.attribution import feature_scores
+
+        inputs_scored, _, attribution = feature_scores(model, data, return_all=True)
+        in_labels = [f"{label} ({score:.2g})" for label, score in zip(in_labels, inputs_scored)]
     rows, bands = _collect(model, layers, chain_inputs(model, layers, data), show_scores,
-                           max_points)
+                           max_points, attribution)
     geo = _layout(rows, bands, figsize, title)
 
     if show:

@@ -27,11 +27,12 @@ reported in a canonical form: `a = 1` for scale-free functions (powers,
 `(-pi, pi]` for `sin`/`cos`.
 
 **Ranking rule.** Each candidate gets `score = log10(1 - R^2 + 1e-6) +
-0.5 * complexity` (lower is better): one extra unit of complexity must buy a
+w / (1 - w) * complexity` (lower is better) with `w = weight_simple`
+(default 1/3, i.e. 0.5 per unit): one extra unit of complexity must buy a
 `10**0.5 ~ 3.2` times smaller unexplained variance, and fits better than
 `R^2 = 1 - 1e-6` all count as exact, so the simplest exact one wins.
 Candidates whose scores are within 0.05 of the best remaining one are ordered
-by complexity, then library order. An edge whose values are constant is
+by complexity, then a zero shift `b` first, then library order. An edge whose values are constant is
 fitted exactly by every function; the rule then picks `"0"` (a constant).
 """
 
@@ -52,6 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
         "`pip install keras-kan[symbolic]` (or `pip install sympy`)."
     ) from error
 
+from keras_kan import symbolic_edges
 from keras_kan.layers import KANDense
 from keras_kan.network import (
     chain_inputs,
@@ -62,7 +64,8 @@ from keras_kan.network import (
     model_samples,
     quantile_samples,
 )
-from keras_kan.validation import check_int, check_samples, even_rows
+from keras_kan.symbolic_edges import add_symbolic
+from keras_kan.validation import check_int, check_real, check_samples, even_rows
 
 __all__ = [
     "SYMBOLIC_LIB",
@@ -72,14 +75,18 @@ __all__ = [
     "suggest_symbolic",
     "auto_symbolic",
     "fix_symbolic",
+    "unfix_symbolic",
+    "polish_symbolic",
+    "add_symbolic",
     "symbolic_formula",
     "evaluate_formula",
     "formula_r2",
 ]
 
 _EPS_R2 = 1e-6  # 1 - R^2 below this counts as an exact fit in the ranking
-_COMPLEXITY_WEIGHT = 0.5  # decades of unexplained variance per unit of complexity
+_WEIGHT_SIMPLE = 1.0 / 3.0  # w / (1 - w) = 0.5 decades of unexplained variance per unit
 _TIE = 0.05  # scores this close are ranked by complexity
+_ZERO_SHIFT = 1e-2  # |b| up to this counts as no shift when breaking ties
 _SEARCH_POINTS = 160  # order statistics used while searching (a, b)
 _FIT_POINTS = 1024  # order statistics used for the final (c, d) and R^2
 
@@ -176,9 +183,31 @@ SYMBOLIC_LIB = {
 }
 
 
+def _from_registry(name):
+    """A `SymbolicFunction` for a name registered in `keras_kan.symbolic_edges`."""
+    entry = symbolic_edges.get_function(name)
+    return SymbolicFunction(name, entry.numpy, symbolic_edges.sympy_function(entry),
+                            entry.complexity, **(entry.fit or {}))
+
+
+# pykan 0.2.8's names that the table above lacks (same evaluation as the
+# layers' singularity-safe functions; `domain` keeps fits inside the domain).
+SYMBOLIC_LIB.update({name: _from_registry(name)
+                     for name in symbolic_edges.registered_names(builtin=True)
+                     if name not in SYMBOLIC_LIB})
+
+
+def _full_lib():
+    """`SYMBOLIC_LIB` plus the functions users registered with `add_symbolic`."""
+    lib = dict(SYMBOLIC_LIB)
+    for name in symbolic_edges.registered_names(builtin=False):
+        lib[name] = _from_registry(name)
+    return lib
+
+
 def _resolve_lib(lib):
     if lib is None:
-        return dict(SYMBOLIC_LIB)
+        return _full_lib()
     if isinstance(lib, dict):
         items = lib
     elif isinstance(lib, str):
@@ -188,11 +217,11 @@ def _resolve_lib(lib):
         for entry in lib:
             if isinstance(entry, SymbolicFunction):
                 items[entry.name] = entry
-            elif entry in SYMBOLIC_LIB:
-                items[entry] = SYMBOLIC_LIB[entry]
+            elif entry in _full_lib():
+                items[entry] = _full_lib()[entry]
             else:
                 raise ValueError(
-                    f"Unknown symbolic function {entry!r}; known: {sorted(SYMBOLIC_LIB)}."
+                    f"Unknown symbolic function {entry!r}; known: {sorted(_full_lib())}."
                 )
     if not items:
         raise ValueError("`lib` is empty.")
@@ -433,26 +462,35 @@ def fit_function(x, y, fn):
     return r2, (float(a), float(b), float(c), float(d))
 
 
-def _score(r2, complexity):
-    return math.log10(max(1.0 - r2, 0.0) + _EPS_R2) + _COMPLEXITY_WEIGHT * complexity
+def _score(r2, complexity, weight_simple=_WEIGHT_SIMPLE):
+    """`log10(1 - R^2 + 1e-6) + w / (1 - w) * complexity` (the module's rule)."""
+    per_unit = weight_simple / (1.0 - weight_simple)
+    return math.log10(max(1.0 - r2, 0.0) + _EPS_R2) + per_unit * complexity
 
 
-def _rank(results, lib):
-    """`[(name, r2, params)]` -> best first under the documented rule (invalid dropped)."""
+def _rank(results, lib, weight_simple=_WEIGHT_SIMPLE):
+    """`[(name, r2, params)]` -> best first under the documented rule (invalid dropped).
+
+    Near-ties go to the lower complexity, then to a zero shift `b` (`|b| <=
+    0.01`: `cos(pi x)` rather than `sin(pi x + pi/2)`), then library order.
+    """
     names = list(lib)
     pool = [(name, r2, params) for name, r2, params in results if np.isfinite(r2)]
     ranked = []
     while pool:
-        scores = [_score(r2, lib[name].complexity) for name, r2, _ in pool]
+        scores = [_score(r2, lib[name].complexity, weight_simple) for name, r2, _ in pool]
         best = min(scores)
         close = [k for k, s in enumerate(scores) if s <= best + _TIE]
-        pick = min(close, key=lambda k: (lib[pool[k][0]].complexity, names.index(pool[k][0])))
+        pick = min(close, key=lambda k: (lib[pool[k][0]].complexity,
+                                         abs(pool[k][2][1]) > _ZERO_SHIFT,
+                                         names.index(pool[k][0])))
         ranked.append(pool.pop(pick))
     return [SymbolicFit(name, float(r2), params) for name, r2, params in ranked]
 
 
-def _fit_all(x, y, lib):
-    return _rank([(name, *fit_function(x, y, fn)) for name, fn in lib.items()], lib)
+def _fit_all(x, y, lib, weight_simple=_WEIGHT_SIMPLE):
+    return _rank([(name, *fit_function(x, y, fn)) for name, fn in lib.items()], lib,
+                 weight_simple)
 
 
 # ---------------------------------------------------------------- model data
@@ -540,24 +578,47 @@ def _choose(ranked, r2_threshold):
     return SymbolicFit(None, float(best), None)
 
 
-def auto_symbolic(model, x, lib=None, r2_threshold=0.9, verbose=1):
+def auto_symbolic(model, x, lib=None, r2_threshold=0.9, weight_simple=_WEIGHT_SIMPLE, verbose=1,
+                  inplace=True, mode="symbolic"):
     """Pick a symbolic function for every unmasked edge of every KANDense.
 
     The edge gets the best-ranked function (see the module docstring) whose
     `R^2` is at least `r2_threshold`; an edge with none keeps its numeric
     spline: its entry is `SymbolicFit(None, best_r2, None)`. Masked
-    (pruned) edges are exactly 0 and get no entry. The model is not changed.
+    (pruned) edges are exactly 0 and get no entry.
+
+    With `inplace=True` (the default, pykan's `auto_symbolic`) the chosen
+    functions are written into the model: each such edge becomes
+    `c * f(a * x + b) + d` with trainable `a, b, c, d` (its numeric part is
+    masked off, or kept beside it with `mode="both"`), layer by layer, each
+    layer fitted on the values that reach it after the layers before it were
+    made symbolic. Edges that are already symbolic are skipped. Compiled
+    functions are rebuilt (and a built optimizer replaced by a fresh one of
+    the same configuration). With `inplace=False` the model is not changed
+    (the fits are only returned, for analysis).
 
     Args:
         model: a model with KANDense layers (or a single built KANDense).
         x: `(N, n_in)` samples of the model input.
         lib: see `suggest_symbolic`.
         r2_threshold: minimum `R^2` for a symbolic edge.
+        weight_simple: `w` in [0, 1) of the ranking rule: `w / (1 - w)`
+            decades of unexplained variance per unit of complexity (default
+            1/3: 0.5 decades).
         verbose: 0 silent, 1 one line per edge.
+        inplace: write the choices into the model. Then each hidden node
+            whose edges are all symbolic is rescaled (exactly, the model
+            function does not change) so that its first outgoing edge reads
+            `f(1 * h + 0)`: well-conditioned constants for the training that
+            follows (no `a = 10` against `c = 0.1`).
+        mode: `"symbolic"` or `"both"` (see `fix_symbolic`).
 
     Returns:
         dict `{(layer_index, i, j): SymbolicFit(name, r2, (a, b, c, d))}`.
     """
+    weight_simple = _check_weight_simple(weight_simple)
+    if inplace:
+        return _auto_in_place(model, x, lib, r2_threshold, weight_simple, verbose, mode)
     lib = _resolve_lib(lib)
     layers, inputs = _model_edges(model, x, "auto_symbolic")
     fits = {}
@@ -568,7 +629,8 @@ def auto_symbolic(model, x, lib=None, r2_threshold=0.9, verbose=1):
             for j in range(phis.shape[2]):
                 if mask[i, j] == 0:
                     continue
-                fit = _choose(_fit_all(xs[:, i], phis[:, i, j], lib), r2_threshold)
+                fit = _choose(_fit_all(xs[:, i], phis[:, i, j], lib, weight_simple),
+                              r2_threshold)
                 fits[(index, i, j)] = fit
                 if verbose:
                     what = (f"{fit.name:<8} R^2 = {fit.r2:.6f}  {_format_params(fit.params)}"
@@ -578,10 +640,25 @@ def auto_symbolic(model, x, lib=None, r2_threshold=0.9, verbose=1):
     return fits
 
 
-def fix_symbolic(fits, layer_index, i, j, name, model=None, x=None, lib=None, params=None,
-                 verbose=False):
-    """Pin edge `(layer_index, i, j)` of `fits` to the function `name`.
+def fix_symbolic(fits, layer_index, i, j, name, fit_params=True, x=None, params=None,
+                 mode="symbolic", lib=None, verbose=None, model=None):
+    """Make edge `i -> j` of a KANDense symbolic: `c * f(a * x + b) + d`.
 
+    **In a model** (`fits` is a `keras.Model` or a built `KANDense`;
+    pykan's `fix_symbolic`): the edge of layer `layer_index` (index among the
+    model's KANDense layers, the layer itself, or its name) gets the function
+    `name` in place. With `fit_params=True`, `(a, b, c, d)` are fitted (see
+    `fit_function`) to the edge's numeric function on the values that reach
+    it for `x`; else `params` (default `(1, 0, 1, 0)`) are used. `mode` is
+    `"symbolic"` (the numeric part is masked off) or `"both"` (the two
+    parts add up). `name=None` makes the edge numeric again
+    (`unfix_symbolic`). The choice and its `R^2` are printed unless
+    `verbose=False`. Compiled functions are rebuilt (a built optimizer is
+    replaced by a fresh one of the same configuration when the trainable
+    variables change).
+
+    **In a dict** (`fits` is the dict of `auto_symbolic(..., inplace=False)`,
+    for analysis): only the dict entry `(layer_index, i, j)` changes.
     With `model` and `x` the parameters `(a, b, c, d)` are fitted on the
     edge's values (and its `R^2` recorded); alternatively pass `params`
     explicitly (`R^2` is then computed when `model` and `x` are given,
@@ -590,10 +667,14 @@ def fix_symbolic(fits, layer_index, i, j, name, model=None, x=None, lib=None, pa
     the model's numeric layers are **not** changed.
 
     Returns:
-        the new `SymbolicFit` (also stored in `fits`).
+        the new `SymbolicFit` (also stored in `fits` for the dict form).
     """
+    if isinstance(fits, (keras.Model, KANDense)):
+        return _fix_in_model(fits, layer_index, i, j, name, fit_params, x, params, mode, lib,
+                             True if verbose is None else verbose)
     if not isinstance(fits, dict):
-        raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
+        raise ValueError(f"`fits` must be a model, a KANDense or the dict returned by "
+                         f"auto_symbolic(..., inplace=False), got {fits!r}.")
     lib = dict(SYMBOLIC_LIB, **(_resolve_lib(lib) if lib is not None else {}))
     if name is not None and name not in lib:
         raise ValueError(f"Unknown symbolic function {name!r}; known: {sorted(lib)}.")
@@ -641,8 +722,10 @@ def fix_symbolic(fits, layer_index, i, j, name, model=None, x=None, lib=None, pa
 
 
 # ------------------------------------------------------------------- formulas
-def _round_number(value, precision):
+def _round_number(value, precision, chop=0.0):
     value = float(value)
+    if abs(value) < chop:
+        return sympy.Integer(0)
     if value == 0 or not math.isfinite(value):
         return sympy.Float(value) if value else sympy.Integer(0)
     rounded = float(f"{value:.{precision}g}")
@@ -651,9 +734,21 @@ def _round_number(value, precision):
     return sympy.Float(rounded)
 
 
-def _round_expr(expr, precision):
+def _round_expr(expr, precision, chop=0.0):
     floats = expr.atoms(sympy.Float)
-    return expr.xreplace({f: _round_number(f, precision) for f in floats}) if floats else expr
+    return expr.xreplace({f: _round_number(f, precision, chop)
+                          for f in floats}) if floats else expr
+
+
+def _fold_exp_constants(expr):
+    """`exp(k + u) -> e^k exp(u)` for a number `k`, so the factor merges with
+    the constants outside (`c * exp(a * (u + d))` becomes one factor)."""
+    def split(term):
+        const, rest = term.args[0].as_coeff_Add()
+        return sympy.exp(const) * sympy.exp(rest)
+
+    return expr.replace(lambda e: isinstance(e, sympy.exp) and e.args[0].is_Add
+                        and e.args[0].as_coeff_Add()[0] != 0, split)
 
 
 def _variables(variables, n):
@@ -669,9 +764,18 @@ def _edge_name(layer_index, i, j):
     return f"phi_{layer_index}_{i}_{j}"
 
 
-def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=None, lib=None,
-                     r2_threshold=0.9):
+def symbolic_formula(model, x=None, fits=None, simplify=True, precision=4, variables=None,
+                     lib=None, r2_threshold=0.9, verbose=True, chop=1e-6):
     """Compose the per-edge fits into one sympy expression per model output.
+
+    With `fits=None` (the usual case after `auto_symbolic` / `fix_symbolic`)
+    the formula is read from the model's own symbolic edges: a symbolic edge
+    contributes `c*f(a*node_i + b) + d` with its trained parameters, and
+    every edge whose numeric part is still active (numeric or "both" edges)
+    contributes `phi_{l}_{i}_{j}(node_i)`, an undefined function standing
+    for that edge's numeric part; these are listed when `verbose`. With a
+    `fits` dict (from `auto_symbolic(..., inplace=False)`) the formula is
+    composed from the dict instead.
 
     Node `j` of layer `l + 1` is `sum_i c*f(a*node_i + b) + d` (+ bias)
     over the unmasked edges; an edge without a symbolic fit (or missing from
@@ -684,17 +788,21 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
     Args:
         model: a model that is a plain chain `input -> KANDense -> ... ->
             KANDense` (Sequential or functional).
-        x: `(N, n_in)` samples of the model input, used to fit the edges
-            when `fits` is None (may be None otherwise).
-        fits: from `auto_symbolic` / `fix_symbolic`; None runs
-            `auto_symbolic(model, x, lib, r2_threshold, verbose=0)`.
+        x: unused (kept for the older call form `symbolic_formula(model, x)`).
+        fits: None (read the model) or a dict from
+            `auto_symbolic(..., inplace=False)` / `fix_symbolic(dict, ...)`.
         simplify: multiply out small integer powers of sums where that makes
             the formula shorter (by `sympy.count_ops`). `sympy.simplify` is
             not run (it is slow); constants merge in any case.
         precision: significant digits of the printed constants.
         variables: names (or sympy Symbols) of the inputs; default
             `x_1 .. x_n`.
-        lib, r2_threshold: passed to `auto_symbolic` when `fits` is None.
+        lib: extra `SymbolicFunction`s a `fits` dict refers to.
+        r2_threshold: unused (kept for compatibility).
+        verbose: print the numeric edges left in the formula.
+        chop: constants of a formula read from the model whose magnitude is
+            below this become 0 (float32 noise such as `(x - 3e-8)**2`);
+            0 keeps everything.
 
     Returns:
         a sympy expression (one output) or a list of them.
@@ -707,11 +815,7 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
             "branches."
         )
     precision = check_int("precision", precision, 1)
-    if fits is None:
-        if x is None:
-            raise ValueError("symbolic_formula needs `x` to fit the edges when `fits` is None.")
-        fits = auto_symbolic(model, x, lib=lib, r2_threshold=r2_threshold, verbose=0)
-    elif not isinstance(fits, dict):
+    if fits is not None and not isinstance(fits, dict):
         raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
     all_fns = dict(SYMBOLIC_LIB, **(_resolve_lib(lib) if lib is not None else {}))
     nodes = _variables(variables, layers[0].input_dim)
@@ -721,6 +825,19 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
         bias = (np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
                 if getattr(layer, "bias", None) is not None else np.zeros(m))
         outputs = []
+        if fits is None:
+            numeric_edges = []
+            for j in range(m):
+                total = _round_number(bias[j], precision)
+                for i in range(n):
+                    total += _model_edge_term(layer, index, i, j, nodes[i], precision,
+                                              numeric_edges)
+                outputs.append(total)
+            if numeric_edges and verbose:
+                print(f"symbolic_formula: layer {index} still has {len(numeric_edges)} numeric "
+                      f"edge(s), kept as functions: {', '.join(numeric_edges)}")
+            nodes = outputs
+            continue
         for j in range(m):
             total = _round_number(bias[j], precision)
             for i in range(n):
@@ -742,10 +859,30 @@ def symbolic_formula(model, x, fits=None, simplify=True, precision=4, variables=
         nodes = outputs
     result = []
     for expr in nodes:
+        if fits is None:  # from the model: fold constants, drop float32 noise
+            expr = _fold_exp_constants(_round_expr(expr, 15, chop))
         if simplify:
             expr = _tidy(expr)
-        result.append(_round_expr(expr, precision))
+        result.append(_round_expr(expr, precision, chop))
     return result[0] if len(result) == 1 else result
+
+
+def _model_edge_term(layer, index, i, j, node, precision, numeric_edges):
+    """Edge `i -> j`'s term read from the layer: symbolic part + numeric part."""
+    term = sympy.Integer(0)
+    name = symbolic_edges.function_names(layer)[i, j]
+    if name:
+        params = [float(ops.convert_to_numpy(getattr(layer, w))[i, j])
+                  for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES]
+        # exact constants here; the whole formula is rounded once at the end
+        smask, a, b, c, d = (sympy.Float(v) if v else sympy.Integer(0) for v in params)
+        if smask != 0:
+            fn = symbolic_edges.sympy_function(symbolic_edges.get_function(name))
+            term += smask * ((c * fn(a * node + b) if c != 0 else 0) + d)
+    if _mask(layer)[i, j] != 0:
+        numeric_edges.append(_edge_name(index, i, j))
+        term += sympy.Function(_edge_name(index, i, j))(node)
+    return term
 
 
 def _small_power(term, max_terms=60):
@@ -822,7 +959,7 @@ def _numeric_edge(name, model):
         u = np.broadcast_to(np.asarray(u, np.float64), np.shape(u)).reshape(-1)
         inputs = np.zeros((u.size, n))
         inputs[:, i] = u
-        return edge_values(layer, inputs)[:, i, j]
+        return edge_values(layer, inputs, include_symbolic=False)[:, i, j]
 
     return phi
 
@@ -860,3 +997,262 @@ def formula_r2(model, x, expr, variables=None):
         sse = float(((target[:, k] - pred[:, k]) ** 2).sum())
         scores.append(1.0 - sse / sst if sst > 0 else float(sse <= 1e-12 * target.shape[0]))
     return scores[0] if len(scores) == 1 else scores
+
+
+# ------------------------------------------------------ symbolic edges in place
+def _check_weight_simple(value):
+    value = check_real("weight_simple", value, 0.0)
+    if value >= 1.0:
+        raise ValueError(f"Received an invalid value for argument `weight_simple`: expected "
+                         f"a number in [0, 1), got {value!r}.")
+    return value
+
+
+def _find_layer(model, layer):
+    """`(layers, index, layer)` for a layer given by index, object or name."""
+    layers = [model] if isinstance(model, KANDense) else kan_layers(model, "fix_symbolic")
+    if isinstance(layer, KANDense):
+        for index, candidate in enumerate(layers):
+            if candidate is layer:
+                return layers, index, layer
+        raise ValueError(f"Received an invalid value for argument `layer`: KANDense "
+                         f"'{layer.name}' is not in the model.")
+    if isinstance(layer, str):
+        for index, candidate in enumerate(layers):
+            if candidate.name == layer:
+                return layers, index, candidate
+        raise ValueError(f"Received an invalid value for argument `layer`: no KANDense named "
+                         f"{layer!r} (have {[c.name for c in layers]}).")
+    index = check_int("layer", layer, 0, len(layers) - 1)
+    return layers, index, layers[index]
+
+
+def _numeric_values(layer, xs, edges):
+    """Unmasked numeric edge values `(P, n, m)` (the spline even where `edge_mask` is 0)."""
+    saved = np.asarray(ops.convert_to_numpy(layer.edge_mask))
+    if all(saved[i, j] != 0 for i, j in edges):
+        return edge_values(layer, xs, include_symbolic=False)
+    unmasked = saved.copy()
+    for i, j in edges:
+        unmasked[i, j] = 1
+    layer.edge_mask.assign(unmasked)
+    try:
+        return edge_values(layer, xs, include_symbolic=False)
+    finally:
+        layer.edge_mask.assign(saved)
+
+
+def _layer_samples(model, x, index):
+    """`(P, n)` order statistics of what reaches KAN layer `index` now."""
+    _, inputs = _model_edges(model, x, "fix_symbolic")
+    return quantile_samples(inputs[index], _FIT_POINTS)
+
+
+def _trainable(model):
+    return list(model.trainable_variables)
+
+
+def _describe(index, i, j, fit, prefix):
+    return (f"{prefix} layer {index} edge {i} -> {j}: {fit.name:<8} R^2 = {fit.r2:.6f}  "
+            f"{_format_params(fit.params)}")
+
+
+def _fix_in_model(model, layer, i, j, name, fit_params, x, params, mode, lib, verbose):
+    layers, index, layer = _find_layer(model, layer)
+    check_int("i", i, 0, layer.input_dim - 1)
+    check_int("j", j, 0, layer.units - 1)
+    i, j = int(i), int(j)
+    before = _trainable(model)
+    if name is None:
+        symbolic_edges.set_edge(layer, i, j, None)
+        symbolic_edges.reset_model(model, before)
+        if verbose:
+            print(f"unfixed layer {index} edge {i} -> {j}: numeric")
+        return SymbolicFit(None, float("nan"), None)
+    fns = _resolve_lib(lib)
+    fn = fns[name] if name in fns else _from_registry(name)
+    r2 = float("nan")
+    if params is not None:
+        params = tuple(float(v) for v in params)
+        if len(params) != 4:
+            raise ValueError(f"Received an invalid value for argument `params`: expected "
+                             f"(a, b, c, d), got {params!r}.")
+    if fit_params and params is None:
+        if x is None:
+            raise ValueError("fix_symbolic with fit_params=True needs `x` (samples of the "
+                             "model input) to fit (a, b, c, d); or pass fit_params=False.")
+        xs = _layer_samples(model, x, index)
+        ys = _numeric_values(layer, xs, [(i, j)])[:, i, j]
+        r2, params = fit_function(xs[:, i], ys, fn)
+        if params is None:
+            raise ValueError(f"{name!r} cannot be evaluated on the values reaching edge "
+                             f"{i} -> {j} of layer {index} (outside its domain).")
+    elif params is None:
+        params = (1.0, 0.0, 1.0, 0.0)
+    symbolic_edges.set_edge(layer, i, j, name, params, mode)
+    symbolic_edges.reset_model(model, before)
+    fit = SymbolicFit(name, float(r2), params)
+    if verbose:
+        print(_describe(index, i, j, fit, "fixed"))
+    return fit
+
+
+def _auto_in_place(model, x, lib, r2_threshold, weight_simple, verbose, mode):
+    lib = _resolve_lib(lib)
+    layers = [model] if isinstance(model, KANDense) else kan_layers(model, "auto_symbolic")
+    before = _trainable(model)
+    fits = {}
+    for index, layer in enumerate(layers):
+        mask = _mask(layer)
+        names = symbolic_edges.function_names(layer)
+        xs = _layer_samples(model, x, index)  # after the layers before were made symbolic
+        phis = edge_values(layer, xs, include_symbolic=False)
+        for i in range(mask.shape[0]):
+            for j in range(mask.shape[1]):
+                if names[i, j]:
+                    if verbose:
+                        print(f"layer {index} edge {i} -> {j}: already symbolic "
+                              f"({names[i, j]}), skipped")
+                    continue
+                if mask[i, j] == 0:
+                    continue
+                fit = _choose(_fit_all(xs[:, i], phis[:, i, j], lib, weight_simple),
+                              r2_threshold)
+                fits[(index, i, j)] = fit
+                if fit.fitted:
+                    symbolic_edges.set_edge(layer, i, j, fit.name, fit.params, mode)
+                if verbose:
+                    print(_describe(index, i, j, fit, "fixed") if fit.fitted else
+                          f"kept   layer {index} edge {i} -> {j}: numeric (best R^2 = "
+                          f"{fit.r2:.4f} < {r2_threshold})")
+    if not isinstance(model, KANDense) and is_plain_chain(model, layers):
+        for layer, after in zip(layers[:-1], layers[1:]):  # exact rescaling, see below
+            for j in range(layer.units):
+                symbolic_edges.normalize_node(layer, after, j)
+    symbolic_edges.reset_model(model, before)
+    return fits
+
+
+def unfix_symbolic(model, layer=None, i=None, j=None, verbose=True):
+    """Make symbolic edges numeric again, in place (pykan's `unfix_symbolic`).
+
+    The edge's numeric spline (kept all along) is switched back on
+    (`edge_mask` 1) and its symbolic part off.
+
+    Args:
+        model: a model with KANDense layers, or a built KANDense.
+        layer: index among the KANDense layers, the layer or its name; None:
+            every layer.
+        i, j: the edge; None: every symbolic edge of the layer(s).
+        verbose: print what changed.
+
+    Returns:
+        the number of edges made numeric.
+    """
+    layers = [model] if isinstance(model, KANDense) else kan_layers(model, "unfix_symbolic")
+    targets = range(len(layers)) if layer is None else [_find_layer(model, layer)[1]]
+    before = _trainable(model)
+    count = 0
+    for index in targets:
+        current = layers[index]
+        names = symbolic_edges.function_names(current)
+        if i is not None or j is not None:
+            if i is None or j is None:
+                raise ValueError("unfix_symbolic needs both `i` and `j`, or neither.")
+            check_int("i", i, 0, current.input_dim - 1)
+            check_int("j", j, 0, current.units - 1)
+            edges = [(int(i), int(j))]
+        else:
+            edges = list(zip(*np.nonzero(names != "")))
+        for a, b in edges:
+            symbolic_edges.set_edge(current, int(a), int(b), None)
+            count += 1
+            if verbose:
+                print(f"unfixed layer {index} edge {a} -> {b}: numeric")
+    symbolic_edges.reset_model(model, before)
+    return count
+
+
+def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
+    """Fit every symbolic edge's `a, b, c, d` jointly to data, in float64, in place.
+
+    A plain chain is evaluated in float64 NumPy (numeric parts from the
+    layers' splines, symbolic parts from the library's NumPy functions) and
+    all symbolic parameters are fitted together to `y` with
+    `scipy.optimize.least_squares` (trust-region reflective). In float32, the
+    loss near an exact formula is so flat and noisy (outputs round at
+    ~1e-7 relative) that gradient training of `a, b, c, d` can stall at
+    RMSE ~1e-5; this solve does not. Parameters are written back in the
+    variables' dtype; compiled functions keep working (no structure change).
+
+    Args:
+        model: a plain chain of KANDense layers with symbolic edges.
+        x: `(N, n_in)` inputs; y: `(N, n_out)` or `(N,)` targets.
+        max_nfev: the most function evaluations.
+        verbose: print the RMSE before and after.
+
+    Returns:
+        the float64 RMSE after the fit.
+    """
+    layers = kan_layers(model, "polish_symbolic")
+    if not is_plain_chain(model, layers):
+        raise ValueError("polish_symbolic needs a plain chain of KANDense layers.")
+    data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
+    target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(data.shape[0], -1)
+    slots = []  # (layer index, name, rows, cols) per symbolic weight block in use
+    for index, layer in enumerate(layers):
+        names = symbolic_edges.function_names(layer)
+        rows, cols = np.nonzero(names != "")
+        if rows.size:
+            slots.append((index, rows, cols))
+    if not slots:
+        raise ValueError("polish_symbolic: the model has no symbolic edge.")
+    params0 = {(index, w): np.asarray(ops.convert_to_numpy(getattr(layers[index], w)),
+                                      np.float64)
+               for index, _, _ in slots for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES}
+
+    def unpack(vector):
+        values = {key: value.copy() for key, value in params0.items()}
+        k = 0
+        for index, rows, cols in slots:
+            for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES[1:]:
+                values[(index, w)][rows, cols] = vector[k:k + rows.size]
+                k += rows.size
+        return values
+
+    def forward(values):
+        current = data
+        for index, layer in enumerate(layers):
+            phi = edge_values(layer, current, include_symbolic=False)
+            names = symbolic_edges.function_names(layer)
+            out = phi.sum(axis=1)
+            if getattr(layer, "bias", None) is not None:
+                out = out + np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
+            for i, j in zip(*np.nonzero(names != "")):
+                mask, a, b, c, d = (values[(index, w)][i, j]
+                                    for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES)
+                fn = symbolic_edges.get_function(names[i, j]).numpy
+                with np.errstate(all="ignore"):
+                    out[:, j] += mask * (c * fn(a * current[:, i] + b) + d)
+            current = out
+        return current
+
+    start = np.concatenate([params0[(index, w)][rows, cols] for index, rows, cols in slots
+                            for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES[1:]])
+
+    def residuals(vector):
+        res = (forward(unpack(vector)) - target).reshape(-1)
+        return np.where(np.isfinite(res), res, 1e3)
+
+    before = float(np.sqrt(np.mean(residuals(start) ** 2)))
+    result = least_squares(residuals, start, method="trf", x_scale="jac", ftol=1e-15,
+                           xtol=1e-15, gtol=1e-15, max_nfev=int(max_nfev))
+    best = result.x if np.mean(result.fun ** 2) <= before ** 2 else start
+    for (index, w), value in unpack(best).items():
+        variable = getattr(layers[index], w)
+        variable.assign(value.astype(variable.dtype))
+    after = float(np.sqrt(np.mean(residuals(best) ** 2)))
+    if verbose:
+        print(f"polish_symbolic: RMSE {before:.3e} -> {after:.3e} (float64, "
+              f"{result.nfev} evaluations)")
+    return after

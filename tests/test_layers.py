@@ -134,8 +134,9 @@ def test_fit_changes_every_trainable_weight_and_lowers_loss():
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)
     for v in model.trainable_variables:
         assert not np.allclose(to_numpy(v), before[v.path]), v.path
-    for v in model.non_trainable_variables:  # grid and mask stay put
-        assert v.name in ("grid", "edge_mask")
+    for v in model.non_trainable_variables:  # grid and masks stay put; no symbolic edge
+        assert v.name in ("grid", "edge_mask", "symbolic_mask", "symbolic_a", "symbolic_b",
+                          "symbolic_c", "symbolic_d")
     assert model.evaluate(x, y, verbose=0) < first
 
 

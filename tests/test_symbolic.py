@@ -90,7 +90,8 @@ def test_constant_edge_prefers_zero():
 def test_formula_of_a_two_input_model():
     model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)
     x = _x(features=2)
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin", "exp", "tanh"], verbose=0)
+    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin", "exp", "tanh"], verbose=0,
+                                  inplace=False)
     assert [fits[(0, 0, 0)].name, fits[(0, 1, 0)].name] == ["sin", "x^2"]
     expr = symbolic.symbolic_formula(model, x, fits=fits)
     x1, x2 = sympy.symbols("x_1 x_2")
@@ -118,7 +119,7 @@ def test_unfitted_edge_becomes_a_function_symbol():
     model = _model({(0, 0): sin_edge, (1, 0): wiggle}, 2)
     x = _x(features=2)
     fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.95,
-                                  verbose=0)
+                                  inplace=False, verbose=0)
     assert fits[(0, 0, 0)].fitted
     assert not fits[(0, 1, 0)].fitted and fits[(0, 1, 0)].params is None
     assert fits[(0, 1, 0)].r2 < 0.95
@@ -159,7 +160,7 @@ def test_pruned_deep_model_and_multiple_outputs():
     second.edge_mask.assign(np.array([[1, 0], [0, 0], [1, 1]], "float32"))
     x = _x(200, features=2)
     fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.0,
-                                  verbose=0)
+                                  inplace=False, verbose=0)
     assert sorted(fits) == [(0, 0, 0), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 2, 0), (1, 2, 1)]
     assert all(fit.fitted for fit in fits.values())
     exprs = symbolic.symbolic_formula(model, x, fits=fits)

@@ -619,8 +619,9 @@ class KANDense(keras.layers.Layer):
         if shapes != self._shapes(n):
             self.units, self.grid_size = previous
             return
-        for name in list(self._named_variables()):
-            delattr(self, name)  # untracks the variable (keras Layer.__delattr__)
+        for name in list(self._named_variables()) + list(symbolic_edges.SYMBOLIC_WEIGHT_NAMES):
+            if getattr(self, name, None) is not None:
+                delattr(self, name)  # untracks the variable (keras Layer.__delattr__)
         # Rebuild with the stored values as initial values (no random draws).
         # As Keras's own layers do to add state after `build` (Dense.quantize):
         # unlock the tracker; `build` locks it again.

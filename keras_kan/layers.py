@@ -10,7 +10,13 @@ from keras_kan import backend as kan_backend
 from keras_kan import splines
 from keras_kan.regularizers import KANRegularizer, edge_scores
 from keras_kan.rng import torch_rand
-from keras_kan.validation import check_grid_range, check_int, check_real, check_samples
+from keras_kan.validation import (
+    check_bool,
+    check_grid_range,
+    check_int,
+    check_real,
+    check_samples,
+)
 
 __all__ = ["KANDense", "WEIGHT_NAMES"]
 
@@ -104,8 +110,14 @@ class KANDense(keras.layers.Layer):
         self.grid_size = check_int("grid_size", grid_size, 1)
         self.spline_order = check_int("spline_order", spline_order, 0)
         self.grid_range = check_grid_range(grid_range)
-        self.base_activation = keras.activations.get(base_activation)
-        self.use_bias = bool(use_bias)
+        try:
+            self.base_activation = keras.activations.get(base_activation)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "Received an invalid value for argument `base_activation`: expected the name "
+                f"of a Keras activation or a callable, got {base_activation!r}."
+            ) from None
+        self.use_bias = check_bool("use_bias", use_bias)
         self.noise_scale = check_real("noise_scale", noise_scale, 0.0)
         self.scale_base_mu = check_real("scale_base_mu", scale_base_mu)
         self.scale_base_sigma = check_real("scale_base_sigma", scale_base_sigma, 0.0)
@@ -372,10 +384,11 @@ class KANDense(keras.layers.Layer):
     # ------------------------------------------------------------------ grids
     def _host_samples(self, inputs, what="inputs"):
         """`(..., n)` samples -> validated `(N, n)` float64 NumPy array."""
-        if not self.built:
-            self.build(tuple(np.shape(inputs)))
-        return check_samples(what, inputs, self.input_dim,
-                             what=f"samples of the input of layer '{self.name}'")
+        label = f"samples of the input of layer '{self.name}'"
+        if not self.built:  # check first: bad samples must not build the layer
+            data = check_samples(what, inputs, what=label)
+            self.build((None, data.shape[-1]))
+        return check_samples(what, inputs, self.input_dim, what=label)
 
     def spline(self):
         """`(knots (n, L), coefficients (n, K, units))` as float64 NumPy arrays."""

@@ -198,7 +198,14 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
         if i > 0 and feeds(model, layers[i - 1], layer):
             alive_in = alive_out[i - 1]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
+        had_edges = mask.any()
         mask = mask * (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
+        if had_edges and not mask.any():
+            raise ValueError(
+                f"Received an invalid value for argument `edge_threshold`: "
+                f"{edge_threshold} would mask every edge of layer '{layer.name}' (largest "
+                f"edge score {scores[i].max():.3g}); lower it or train longer."
+            )
         plan.append({"layer": layer, "keep_in": np.flatnonzero(alive_in),
                      "keep_out": np.flatnonzero(alive_out[i]), "mask": mask,
                      "scores": scores[i]})

@@ -560,6 +560,7 @@ class KANDense(keras.layers.Layer):
                 f"Layer '{self.name}': the saved weights have no {missing} "
                 f"(found {sorted(keys)})."
             )
+        self._check_stored_values(store, variables)
         for name, variable in variables.items():
             value = np.asarray(store[name])
             if tuple(value.shape) != tuple(variable.shape):
@@ -570,3 +571,18 @@ class KANDense(keras.layers.Layer):
                 )
             variable.assign(value)
         self._adopt_grid(np.asarray(store["grid"]))
+
+    def _check_stored_values(self, store, variables):
+        """Refuse stored weights with NaN/inf, or knots that do not increase (damaged file)."""
+        for name in variables:
+            value = np.asarray(store[name])
+            if not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"Layer '{self.name}': saved weight '{name}' contains "
+                    f"{int(np.sum(~np.isfinite(value)))} non-finite value(s) (NaN or inf); "
+                    "the file is damaged or was saved from a diverged model."
+                )
+        grid = np.asarray(store["grid"])
+        if grid.ndim == 2 and not np.all(np.diff(grid, axis=1) > 0):
+            raise ValueError(f"Layer '{self.name}': saved weight 'grid' does not increase "
+                             "strictly along each row; the file is damaged.")

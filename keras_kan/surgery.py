@@ -14,9 +14,9 @@ from keras import ops
 
 from keras_kan import backend as kan_backend
 from keras_kan.layers import KANDense
-from keras_kan.network import feeds, kan_layers, layer_inputs
+from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples
 from keras_kan.regularizers import KANRegularizer
-from keras_kan.validation import check_int, check_real, check_samples
+from keras_kan.validation import check_int, check_real
 
 __all__ = [
     "refine",
@@ -58,6 +58,11 @@ def _clone(model, replace):
     return new
 
 
+def _model_inputs(model, x, min_samples=1):
+    """`x` checked against the model's input (finite, right width); every row kept."""
+    return model_samples(model, x, min_samples=min_samples, max_samples=np.iinfo(np.int64).max)
+
+
 def update_grids(model, x):
     """Update every KANDense grid to the data, in place, first layer first.
 
@@ -70,7 +75,7 @@ def update_grids(model, x):
         x: `(N, n_in)` samples of the model input.
     """
     layers = kan_layers(model, "update_grids")
-    x = check_samples("x", x, what="model inputs")
+    x = _model_inputs(model, x)
     before = [layer.uniform_grid for layer in layers]
     for index, layer in enumerate(layers):
         layer.update_grid(layer_inputs(model, x)[index])
@@ -146,7 +151,7 @@ def refine(model, grid_size, x=None):
     """
     grid_size = check_int("grid_size", grid_size, 1)
     layers = kan_layers(model, "refine")
-    samples = layer_inputs(model, check_samples("x", x, what="model inputs")) if (
+    samples = layer_inputs(model, _model_inputs(model, x)) if (
         x is not None) else [None] * len(layers)
     replace = {}
     for layer, sample in zip(layers, samples):
@@ -176,7 +181,7 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     node_threshold = check_real("node_threshold", node_threshold, 0.0)
     edge_threshold = check_real("edge_threshold", edge_threshold, 0.0)
     layers = kan_layers(model, "prune")
-    inputs = layer_inputs(model, check_samples("x", x, min_samples=2, what="model inputs"))
+    inputs = layer_inputs(model, _model_inputs(model, x, min_samples=2))
     scores = [np.asarray(ops.convert_to_numpy(layer.edge_scores(s)), np.float64)
               for layer, s in zip(layers, inputs)]
     alive_out = [np.ones(layer.units, bool) for layer in layers]

@@ -21,6 +21,7 @@ from keras_kan.validation import (
 __all__ = ["KANDense", "WEIGHT_NAMES"]
 
 _HALF_DTYPES = ("float16", "bfloat16")
+_SCORE_CHUNK_ELEMENTS = 2**22  # feature values per chunk when scoring many samples
 
 #: The layer's weights, by the names they are saved under.
 WEIGHT_NAMES = ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias")
@@ -377,9 +378,36 @@ class KANDense(keras.layers.Layer):
         Args:
             inputs: `(..., n)` samples of this layer's input (at least 2).
         """
+        rows = max(1024, _SCORE_CHUNK_ELEMENTS // (self.input_dim * (self.num_basis + 1)))
+        if int(np.prod(np.shape(inputs)[:-1])) > rows:  # bounded memory for many samples
+            return ops.convert_to_tensor(self._chunked_edge_scores(inputs, rows),
+                                         self.variable_dtype)
         x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype), (-1, self.input_dim))
         feats = ops.cast(self.features(x), self.variable_dtype)
         return edge_scores(feats, self.effective_kernel(), x)
+
+    def _chunked_edge_scores(self, inputs, rows):
+        """`edge_scores` from `rows` samples at a time: the features' means and centred
+        second moments are merged chunk by chunk (Chan et al.) in float64."""
+        x_all = np.reshape(np.asarray(ops.convert_to_numpy(inputs)), (-1, self.input_dim))
+        count, mean_f, m2_f, mean_x, m2_x = 0, 0.0, 0.0, 0.0, 0.0
+        for start in range(0, x_all.shape[0], rows):
+            x = x_all[start:start + rows].astype(np.float64)
+            feats = np.asarray(ops.convert_to_numpy(self.features(
+                ops.convert_to_tensor(x, self.variable_dtype))), np.float64)
+            size, mean_b, mean_xb = x.shape[0], feats.mean(axis=0), x.mean(axis=0)
+            centred, x_centred = feats - mean_b, x - mean_xb
+            m2_b = np.einsum("bnp,bnq->npq", centred, centred)
+            total = count + size
+            delta, delta_x = mean_b - mean_f, mean_xb - mean_x
+            m2_f = m2_f + m2_b + np.einsum("np,nq->npq", delta, delta) * count * size / total
+            m2_x = m2_x + (x_centred ** 2).sum(axis=0) + delta_x ** 2 * count * size / total
+            mean_f, mean_x = mean_f + delta * size / total, mean_x + delta_x * size / total
+            count = total
+        kernel = np.asarray(ops.convert_to_numpy(self.effective_kernel()), np.float64)
+        var_phi = np.sum(kernel * np.einsum("npq,nqm->npm", m2_f, kernel), axis=1) / (count - 1)
+        std_phi = np.where(var_phi > 1e-12, np.sqrt(np.maximum(var_phi, 0.0)), 0.0)
+        return std_phi / (np.sqrt(m2_x / (count - 1))[:, None] + 0.1)
 
     # ------------------------------------------------------------------ grids
     def _host_samples(self, inputs, what="inputs"):

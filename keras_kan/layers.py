@@ -175,7 +175,10 @@ class KANDense(keras.layers.Layer):
             value = np.asarray(values[name])
             return lambda shape, dtype=None: ops.cast(value.reshape(shape), dtype)
 
-        self.grid = self.add_weight(name="grid", shape=values["grid"].shape,
+        # Knots stay in at least float32: in half precision they would lose their even
+        # spacing (the closed-form basis checks it) and the basis is computed in float32.
+        grid_dtype = "float32" if self.variable_dtype in _HALF_DTYPES else None
+        self.grid = self.add_weight(name="grid", shape=values["grid"].shape, dtype=grid_dtype,
                                     initializer=const("grid"), trainable=False, autocast=False)
         self.spline_kernel = self.add_weight(name="spline_kernel",
                                              shape=(n, self.num_basis, m),

@@ -64,6 +64,11 @@ def test_half_precision_inside_the_grid(policy, k):
     layer = KANDense(4, grid_size=10, spline_order=k, seed=0, dtype=policy)
     model = keras.Sequential([keras.Input((3,)), layer])
     x = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype("float32")
+    # Knots stay float32: float16 knots are not evenly spaced to 1e-5, and compiled
+    # steps (JAX) would then take the uniform basis for invalid and return NaN.
+    assert keras.backend.standardize_dtype(layer.grid.dtype) == "float32"
+    np.testing.assert_array_equal(model.predict(x, verbose=0).shape, (64, 4))
+    assert np.all(np.isfinite(model.predict(x, verbose=0)))
     feats = to_numpy(layer.features(keras.ops.convert_to_tensor(x, layer.compute_dtype)))
     assert np.all(np.isfinite(feats))
     np.testing.assert_allclose(feats[..., :-1].sum(axis=-1), 1.0, atol=1e-2)  # partition

@@ -109,7 +109,7 @@ def model_samples(model, x, min_samples=2, max_samples=MAX_SAMPLES, name="x"):
             f"Received an invalid value for argument `{name}`: it has {data.shape[1]} "
             f"features but model '{model.name}' expects {features} (got shape {data.shape})."
         )
-    return data[even_rows(data.shape[0], max_samples)]
+    return data if data.shape[0] <= max_samples else data[even_rows(data.shape[0], max_samples)]
 
 
 def layer_inputs(model, x):

@@ -54,8 +54,9 @@ def perturb(layer, seed):
     layer.edge_mask.assign(mask)
 
 
-def samples(features, batch=(1, 16), low=-4.0, high=4.0):
-    return hnp.arrays(np.float32, st.tuples(st.integers(*batch), st.just(features)),
+def samples(features, batch=(1, 7, 16), low=-4.0, high=4.0):
+    # A few batch sizes, not a range: every new shape compiles anew on JAX.
+    return hnp.arrays(np.float32, st.tuples(st.sampled_from(batch), st.just(features)),
                       elements=st.floats(low, high, width=32))
 
 
@@ -63,7 +64,7 @@ def samples(features, batch=(1, 16), low=-4.0, high=4.0):
        data=st.data())
 def test_finite_inputs_give_finite_outputs(config, features, lead, data):
     layer = KANDense(**config)
-    x = data.draw(hnp.arrays(np.float32, st.tuples(st.integers(1, 6)).map(
+    x = data.draw(hnp.arrays(np.float32, st.tuples(st.sampled_from([1, 5])).map(
         lambda b: lead + b + (features,)), elements=st.floats(-1e6, 1e6, width=32)))
     out = to_numpy(layer(x, training=True))
     assert out.shape == x.shape[:-1] + (config["units"],)
@@ -123,7 +124,7 @@ def test_update_grid_refits_as_well_as_least_squares(config, features, data):
     layer = KANDense(**config)
     layer.build((None, features))
     perturb(layer, config["seed"])
-    x = data.draw(samples(features, batch=(2, 40), low=-2.0, high=2.0)).astype(np.float64)
+    x = data.draw(samples(features, batch=(2, 9, 40), low=-2.0, high=2.0)).astype(np.float64)
     k = layer.spline_order
     old_knots, old_coef = layer.spline()
     old = np.einsum("bnp,npm->bnm", reference.basis(x, old_knots, k), old_coef)
@@ -152,7 +153,7 @@ def test_refine_to_a_multiple_is_exact(grid_size, factor, k, width, seed, data):
     np.testing.assert_allclose(to_numpy(finer(x)), to_numpy(model(x)), rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(width=st.sampled_from([[2, 3, 1], [1, 2, 2], [3, 2, 2, 1]]), seed=st.integers(0, 1000),
        data=st.data())
 def test_prune_with_zero_thresholds_changes_nothing(width, seed, data):

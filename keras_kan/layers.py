@@ -400,7 +400,8 @@ class KANDense(keras.layers.Layer):
                 ops.convert_to_tensor(x, self.variable_dtype))), np.float64)
             size, mean_b, mean_xb = x.shape[0], feats.mean(axis=0), x.mean(axis=0)
             centred, x_centred = feats - mean_b, x - mean_xb
-            m2_b = np.einsum("bnp,bnq->npq", centred, centred)
+            by_input = np.transpose(centred, (1, 2, 0))  # (n, K+1, rows): one BLAS matmul
+            m2_b = by_input @ np.transpose(by_input, (0, 2, 1))
             total = count + size
             delta, delta_x = mean_b - mean_f, mean_xb - mean_x
             m2_f = m2_f + m2_b + np.einsum("np,nq->npq", delta, delta) * count * size / total

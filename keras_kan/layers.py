@@ -82,7 +82,8 @@ class KANDense(keras.layers.Layer):
     Output shape:
         N-D tensor with shape `(batch_size, ..., units)`.
 
-    Weights (saved by these names): `grid (n, G+2k+1)` (non-trainable),
+    Weights (saved by these names): `grid (n, G+2k+1)` (non-trainable; float32
+    under float16/bfloat16 policies),
     `spline_kernel (n, K, units)`, `base_kernel (n, units)`,
     `spline_scale (n, units)`, `edge_mask (n, units)` (non-trainable),
     `bias (units,)` when `use_bias`.

@@ -102,6 +102,7 @@ def test_golden_files_load_on_this_backend(saved_on):
     assert isinstance(model.layers[0].regularizer, KANRegularizer)
 
 
+@pytest.mark.slow
 def test_file_saved_here_loads_on_the_other_backends(tmp_path):
     """Save on this backend; load in fresh processes on the other two; outputs to float32
     rounding (1e-6 absolute + 1e-6 relative)."""

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-tensorflow test-jax test-torch lint bench clean
+.PHONY: venv demo test test-fast test-tensorflow test-jax test-torch lint bench clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ test: $(STAMP)
 	@status=0; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
 	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+# The same without the tests marked slow (about a minute per backend).
+test-fast: $(STAMP)
+	@status=0; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b (fast)"; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 test-%: $(STAMP)

@@ -10,11 +10,18 @@ from keras_kan import backend as kan_backend
 from keras_kan import regularizers, splines, symbolic_edges
 from keras_kan.regularizers import edge_scores
 from keras_kan.rng import torch_rand
-from keras_kan.validation import check_grid_range, check_int, check_real, check_samples
+from keras_kan.validation import (
+    check_bool,
+    check_grid_range,
+    check_int,
+    check_real,
+    check_samples,
+)
 
 __all__ = ["KANDense", "WEIGHT_NAMES"]
 
 _HALF_DTYPES = ("float16", "bfloat16")
+_SCORE_CHUNK_ELEMENTS = 2**22  # feature values per chunk when scoring many samples
 
 #: The layer's weights, by the names they are saved under.
 WEIGHT_NAMES = ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias")
@@ -79,7 +86,8 @@ class KANDense(keras.layers.Layer):
     Output shape:
         N-D tensor with shape `(batch_size, ..., units)`.
 
-    Weights (saved by these names): `grid (n, G+2k+1)` (non-trainable),
+    Weights (saved by these names): `grid (n, G+2k+1)` (non-trainable; float32
+    under float16/bfloat16 policies),
     `spline_kernel (n, K, units)`, `base_kernel (n, units)`,
     `spline_scale (n, units)`, `edge_mask (n, units)` (non-trainable),
     `bias (units,)` when `use_bias`; `symbolic_mask (n, units)`
@@ -111,8 +119,14 @@ class KANDense(keras.layers.Layer):
         self.grid_size = check_int("grid_size", grid_size, 1)
         self.spline_order = check_int("spline_order", spline_order, 0)
         self.grid_range = check_grid_range(grid_range)
-        self.base_activation = keras.activations.get(base_activation)
-        self.use_bias = bool(use_bias)
+        try:
+            self.base_activation = keras.activations.get(base_activation)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "Received an invalid value for argument `base_activation`: expected the name "
+                f"of a Keras activation or a callable, got {base_activation!r}."
+            ) from None
+        self.use_bias = check_bool("use_bias", use_bias)
         self.noise_scale = check_real("noise_scale", noise_scale, 0.0)
         self.scale_base_mu = check_real("scale_base_mu", scale_base_mu)
         self.scale_base_sigma = check_real("scale_base_sigma", scale_base_sigma, 0.0)
@@ -163,7 +177,10 @@ class KANDense(keras.layers.Layer):
             value = np.asarray(values[name])
             return lambda shape, dtype=None: ops.cast(value.reshape(shape), dtype)
 
-        self.grid = self.add_weight(name="grid", shape=values["grid"].shape,
+        # Knots stay in at least float32: in half precision they would lose their even
+        # spacing (the closed-form basis checks it) and the basis is computed in float32.
+        grid_dtype = "float32" if self.variable_dtype in _HALF_DTYPES else None
+        self.grid = self.add_weight(name="grid", shape=values["grid"].shape, dtype=grid_dtype,
                                     initializer=const("grid"), trainable=False, autocast=False)
         self.spline_kernel = self.add_weight(name="spline_kernel",
                                              shape=(n, self.num_basis, m),
@@ -377,19 +394,48 @@ class KANDense(keras.layers.Layer):
         Args:
             inputs: `(..., n)` samples of this layer's input (at least 2).
         """
+        rows = max(1024, _SCORE_CHUNK_ELEMENTS // (self.input_dim * (self.num_basis + 1)))
+        if int(np.prod(np.shape(inputs)[:-1])) > rows:  # bounded memory for many samples
+            return ops.convert_to_tensor(self._chunked_edge_scores(inputs, rows),
+                                         self.variable_dtype)
         x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype), (-1, self.input_dim))
         if symbolic_edges.any_symbolic(self):  # scored on their values too
             return symbolic_edges.edge_scores(self, x)
         feats = ops.cast(self.features(x), self.variable_dtype)
         return edge_scores(feats, self.effective_kernel(), x)
 
+    def _chunked_edge_scores(self, inputs, rows):
+        """`edge_scores` from `rows` samples at a time: the features' means and centred
+        second moments are merged chunk by chunk (Chan et al.) in float64."""
+        x_all = np.reshape(np.asarray(ops.convert_to_numpy(inputs)), (-1, self.input_dim))
+        count, mean_f, m2_f, mean_x, m2_x = 0, 0.0, 0.0, 0.0, 0.0
+        for start in range(0, x_all.shape[0], rows):
+            x = x_all[start:start + rows].astype(np.float64)
+            feats = np.asarray(ops.convert_to_numpy(self.features(
+                ops.convert_to_tensor(x, self.variable_dtype))), np.float64)
+            size, mean_b, mean_xb = x.shape[0], feats.mean(axis=0), x.mean(axis=0)
+            centred, x_centred = feats - mean_b, x - mean_xb
+            by_input = np.transpose(centred, (1, 2, 0))  # (n, K+1, rows): one BLAS matmul
+            m2_b = by_input @ np.transpose(by_input, (0, 2, 1))
+            total = count + size
+            delta, delta_x = mean_b - mean_f, mean_xb - mean_x
+            m2_f = m2_f + m2_b + np.einsum("np,nq->npq", delta, delta) * count * size / total
+            m2_x = m2_x + (x_centred ** 2).sum(axis=0) + delta_x ** 2 * count * size / total
+            mean_f, mean_x = mean_f + delta * size / total, mean_x + delta_x * size / total
+            count = total
+        kernel = np.asarray(ops.convert_to_numpy(self.effective_kernel()), np.float64)
+        var_phi = np.sum(kernel * np.einsum("npq,nqm->npm", m2_f, kernel), axis=1) / (count - 1)
+        std_phi = np.where(var_phi > 1e-12, np.sqrt(np.maximum(var_phi, 0.0)), 0.0)
+        return std_phi / (np.sqrt(m2_x / (count - 1))[:, None] + 0.1)
+
     # ------------------------------------------------------------------ grids
     def _host_samples(self, inputs, what="inputs"):
         """`(..., n)` samples -> validated `(N, n)` float64 NumPy array."""
-        if not self.built:
-            self.build(tuple(np.shape(inputs)))
-        return check_samples(what, inputs, self.input_dim,
-                             what=f"samples of the input of layer '{self.name}'")
+        label = f"samples of the input of layer '{self.name}'"
+        if not self.built:  # check first: bad samples must not build the layer
+            data = check_samples(what, inputs, what=label)
+            self.build((None, data.shape[-1]))
+        return check_samples(what, inputs, self.input_dim, what=label)
 
     def spline(self):
         """`(knots (n, L), coefficients (n, K, units))` as float64 NumPy arrays."""
@@ -579,6 +625,7 @@ class KANDense(keras.layers.Layer):
                 f"Layer '{self.name}': the saved weights have no {missing} "
                 f"(found {sorted(keys)})."
             )
+        self._check_stored_values(store, self._named_variables())
         self._adopt_stored_shapes(store)
         for name, variable in self._named_variables().items():
             value = np.asarray(store[name])
@@ -628,3 +675,18 @@ class KANDense(keras.layers.Layer):
         self._initial_weights = {name: np.asarray(store[name]) for name in shapes}
         self._tracker.unlock()
         self.build((None, int(n)))
+
+    def _check_stored_values(self, store, variables):
+        """Refuse stored weights with NaN/inf, or knots that do not increase (damaged file)."""
+        for name in variables:
+            value = np.asarray(store[name])
+            if not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"Layer '{self.name}': saved weight '{name}' contains "
+                    f"{int(np.sum(~np.isfinite(value)))} non-finite value(s) (NaN or inf); "
+                    "the file is damaged or was saved from a diverged model."
+                )
+        grid = np.asarray(store["grid"])
+        if grid.ndim == 2 and not np.all(np.diff(grid, axis=1) > 0):
+            raise ValueError(f"Layer '{self.name}': saved weight 'grid' does not increase "
+                             "strictly along each row; the file is damaged.")

@@ -27,7 +27,7 @@ import numpy as np
 from keras_kan import backend as kan_backend
 from keras_kan.lbfgs_core import LBFGS
 from keras_kan.surgery import sync_grids
-from keras_kan.validation import check_int, check_real
+from keras_kan.validation import check_finite, check_int, check_real
 
 __all__ = ["fit_lbfgs"]
 
@@ -236,7 +236,10 @@ def fit_lbfgs(
 
     At the end of every step the model holds the accepted point of the line
     search (rejected trial points never leak). Non-finite trial points count as
-    failed line-search trials. If the loss or its gradient at the start of a
+    failed line-search trials. Data with NaN or inf, `x`, `y` and
+    `sample_weight` of different lengths, no samples, or a loss or gradient
+    that is not finite at the starting weights raise a `ValueError` and leave
+    the model as it was. If the loss or its gradient at the start of a later
     step is not finite (e.g. after a callback changed the weights), or a step
     finds no finite point along its search direction, training stops with a
     `RuntimeWarning` naming the step and the model gets back the weights of
@@ -254,6 +257,7 @@ def fit_lbfgs(
                      tolerance_change, learning_rate, tolerance_ys)
 
     data = _TrainingData(x, y, sample_weight, batch_size)
+    _check_data(data)
     _build(model, data.x, data.y, data.sample_weight, data.size)
     val_data = _validation_tensors(validation_data)
     if update_grid:
@@ -287,6 +291,24 @@ def _check_arguments(model, x, steps, history_size, max_iter, line_search, batch
         raise ValueError("fit_lbfgs: x is required (arrays or tensors).")
     if batch_size is not None:
         check_int("batch_size", batch_size, 1)
+
+
+def _check_data(data):
+    """Same number of finite samples (at least one) in `x`, `y` and `sample_weight`."""
+    if data.size == 0:
+        raise ValueError("Received an invalid value for argument `x`: expected at least one "
+                         "sample, got 0.")
+    for name, part in (("x", data.x), ("y", data.y), ("sample_weight", data.sample_weight)):
+        for array in keras.tree.flatten(part):
+            if array is None:
+                continue
+            if array.shape[:1] != (data.size,):
+                raise ValueError(
+                    f"Received an invalid value for argument `{name}`: it has "
+                    f"{array.shape[0] if array.ndim else 'no'} samples but `x` has "
+                    f"{data.size} (shape {array.shape})."
+                )
+            check_finite(name, array)
 
 
 class _TrainingData:
@@ -370,6 +392,11 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps):
             f0, g0 = objective(x0)
             if not math.isfinite(f0):
                 what = "loss" if not math.isfinite(objective.last_f) else "gradient"
+                if accepted is None:  # nothing trained yet: an error, the model is restored
+                    raise ValueError(
+                        f"fit_lbfgs: the {what} is not finite at the starting weights "
+                        f"(loss={objective.last_f}); check the model's weights and loss."
+                    )
                 _stop(model, snapshot, f"the {what} is not finite (loss={objective.last_f}) at the "
                       f"start of step {step + 1}/{steps}")
                 break

@@ -32,6 +32,8 @@ __all__ = [
 
 #: Rows of `x` used for scores and curves by default (an evenly spaced subset).
 MAX_SAMPLES = 20000
+#: Rows run through a model at once by `layer_inputs`.
+CHUNK_ROWS = 2**16
 
 
 def kan_layers(model, caller="keras_kan"):
@@ -107,7 +109,7 @@ def model_samples(model, x, min_samples=2, max_samples=MAX_SAMPLES, name="x"):
             f"Received an invalid value for argument `{name}`: it has {data.shape[1]} "
             f"features but model '{model.name}' expects {features} (got shape {data.shape})."
         )
-    return data[even_rows(data.shape[0], max_samples)]
+    return data if data.shape[0] <= max_samples else data[even_rows(data.shape[0], max_samples)]
 
 
 def layer_inputs(model, x):
@@ -121,11 +123,15 @@ def layer_inputs(model, x):
     """
     layers = kan_layers(model)
     probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    outs = probe(ops.convert_to_tensor(x, dtype=keras.config.floatx()), training=False)
-    if not isinstance(outs, (list, tuple)):
-        outs = [outs]
-    return [np.asarray(ops.convert_to_numpy(o), np.float64).reshape(-1, o.shape[-1])
-            for o in outs]
+    parts = []
+    for start in range(0, max(1, len(x)), CHUNK_ROWS):  # bounded memory for many samples
+        outs = probe(ops.convert_to_tensor(x[start:start + CHUNK_ROWS],
+                                           dtype=keras.config.floatx()), training=False)
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        parts.append([np.asarray(ops.convert_to_numpy(o), np.float64).reshape(-1, o.shape[-1])
+                      for o in outs])
+    return [np.concatenate(chunks) if len(chunks) > 1 else chunks[0] for chunks in zip(*parts)]
 
 
 def chain_inputs(model, layers, data):

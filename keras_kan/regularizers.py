@@ -12,6 +12,8 @@ import math
 import keras
 from keras import ops
 
+from keras_kan.validation import check_real
+
 __all__ = ["KANRegularizer", "edge_scores", "get"]
 
 _STD_FLOOR = 1e-12  # variances below this count as 0 (keeps sqrt's gradient finite)
@@ -75,16 +77,10 @@ class KANRegularizer:
     """
 
     def __init__(self, l1=0.0, entropy=0.0, coef=0.0, coef_diff=0.0):
-        for name, value in (("l1", l1), ("entropy", entropy), ("coef", coef),
-                            ("coef_diff", coef_diff)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(
-                    f"KANRegularizer: `{name}` must be a finite number >= 0, got {value!r}."
-                )
-        self.l1 = float(l1)
-        self.entropy = float(entropy)
-        self.coef = float(coef)
-        self.coef_diff = float(coef_diff)
+        self.l1 = check_real("l1", l1, 0.0)
+        self.entropy = check_real("entropy", entropy, 0.0)
+        self.coef = check_real("coef", coef, 0.0)
+        self.coef_diff = check_real("coef_diff", coef_diff, 0.0)
 
     @property
     def needs_scores(self):

@@ -15,8 +15,8 @@ from keras import ops
 from keras_kan import backend as kan_backend
 from keras_kan import regularizers
 from keras_kan.layers import KANDense
-from keras_kan.network import feeds, kan_layers, layer_inputs
-from keras_kan.validation import check_int, check_real, check_samples
+from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples
+from keras_kan.validation import check_int, check_real
 
 __all__ = [
     "refine",
@@ -58,6 +58,11 @@ def _clone(model, replace):
     return new
 
 
+def _model_inputs(model, x, min_samples=1):
+    """`x` checked against the model's input (finite, right width); every row kept."""
+    return model_samples(model, x, min_samples=min_samples, max_samples=np.iinfo(np.int64).max)
+
+
 def update_grids(model, x):
     """Update every KANDense grid to the data, in place, first layer first.
 
@@ -70,7 +75,7 @@ def update_grids(model, x):
         x: `(N, n_in)` samples of the model input.
     """
     layers = kan_layers(model, "update_grids")
-    x = check_samples("x", x, what="model inputs")
+    x = _model_inputs(model, x)
     before = [layer.uniform_grid for layer in layers]
     for index, layer in enumerate(layers):
         layer.update_grid(layer_inputs(model, x)[index])
@@ -140,7 +145,7 @@ def refine(model, grid_size, x=None):
     """
     grid_size = check_int("grid_size", grid_size, 1)
     layers = kan_layers(model, "refine")
-    samples = layer_inputs(model, check_samples("x", x, what="model inputs")) if (
+    samples = layer_inputs(model, _model_inputs(model, x)) if (
         x is not None) else [None] * len(layers)
     replace = {}
     for layer, sample in zip(layers, samples):
@@ -170,7 +175,7 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     node_threshold = check_real("node_threshold", node_threshold, 0.0)
     edge_threshold = check_real("edge_threshold", edge_threshold, 0.0)
     layers = kan_layers(model, "prune")
-    inputs = layer_inputs(model, check_samples("x", x, min_samples=2, what="model inputs"))
+    inputs = layer_inputs(model, _model_inputs(model, x, min_samples=2))
     scores = [np.asarray(ops.convert_to_numpy(layer.edge_scores(s)), np.float64)
               for layer, s in zip(layers, inputs)]
     alive_out = [np.ones(layer.units, bool) for layer in layers]
@@ -192,7 +197,14 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
         if i > 0 and feeds(model, layers[i - 1], layer):
             alive_in = alive_out[i - 1]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
+        had_edges = mask.any()
         mask = mask * (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
+        if had_edges and not mask.any():
+            raise ValueError(
+                f"Received an invalid value for argument `edge_threshold`: "
+                f"{edge_threshold} would mask every edge of layer '{layer.name}' (largest "
+                f"edge score {scores[i].max():.3g}); lower it or train longer."
+            )
         plan.append({"layer": layer, "keep_in": np.flatnonzero(alive_in),
                      "keep_out": np.flatnonzero(alive_out[i]), "mask": mask,
                      "scores": scores[i]})

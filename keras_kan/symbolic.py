@@ -65,7 +65,7 @@ from keras_kan.network import (
     quantile_samples,
 )
 from keras_kan.symbolic_edges import add_symbolic
-from keras_kan.validation import check_int, check_real, check_samples, even_rows
+from keras_kan.validation import check_finite, check_int, check_real, check_samples, even_rows
 
 __all__ = [
     "SYMBOLIC_LIB",
@@ -431,6 +431,8 @@ def fit_function(x, y, fn):
     if x.shape != y.shape or x.size < 2:
         raise ValueError(f"`x` and `y` must be 1-D of the same length >= 2, got {x.shape} "
                          f"and {y.shape}.")
+    check_finite("x", x)
+    check_finite("y", y)
     if _is_constant(y):
         return 1.0, (1.0, 0.0, 0.0, float(y.mean()))
     low, high = float(x.min()), float(x.max())

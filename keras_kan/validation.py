@@ -10,7 +10,15 @@ import math
 import numpy as np
 from keras import ops
 
-__all__ = ["check_int", "check_real", "check_grid_range", "check_samples", "even_rows"]
+__all__ = [
+    "check_int",
+    "check_real",
+    "check_bool",
+    "check_grid_range",
+    "check_samples",
+    "check_finite",
+    "even_rows",
+]
 
 
 def check_int(name, value, minimum, maximum=None):
@@ -43,6 +51,28 @@ def check_real(name, value, minimum=None, maximum=None):
             f"got {value!r}."
         )
     return float(value)
+
+
+def check_bool(name, value):
+    """`value` as a `bool`; only `True`/`False` (and NumPy bools) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`: expected True or False, "
+            f"got {value!r}."
+        )
+    return bool(value)
+
+
+def check_finite(name, value):
+    """Raise unless every number in the array `value` is finite (non-float arrays pass)."""
+    data = np.asarray(value)
+    if np.issubdtype(data.dtype, np.inexact) and not np.all(np.isfinite(data)):
+        bad = int(np.sum(~np.isfinite(data)))
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`: it contains {bad} non-finite "
+            "value(s) (NaN or inf)."
+        )
+    return value
 
 
 def check_grid_range(grid_range):

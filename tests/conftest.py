@@ -9,6 +9,22 @@ import pytest  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the property tests skip themselves without hypothesis
+    settings = None
+if settings is not None:
+    # "ci" (the default): the same examples in every run (derandomized, no example
+    # database), few enough for about a minute per backend. "dev": a wider search;
+    # choose it with HYPOTHESIS_PROFILE=dev.
+    settings.register_profile(
+        "ci", max_examples=12, derandomize=True, database=None, deadline=None,
+        print_blob=True, suppress_health_check=[HealthCheck.too_slow,
+                                                HealthCheck.data_too_large])
+    settings.register_profile("dev", max_examples=200, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 def to_numpy(x):
     """Backend tensor (gradients or not) -> float64 NumPy array."""

@@ -392,6 +392,7 @@ def test_save_and_reload(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_kan_reaches_paper_accuracy_with_grid_warm_start():
     """[2,1,1] on exp(sin(pi x) + y^2): grid 3 then refined to 5, as pykan's reference
     (7.2e-3 at grid 5 warm-started from grid 3). From scratch at grid 5 this init (pykan's

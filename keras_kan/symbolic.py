@@ -819,6 +819,8 @@ def symbolic_formula(model, x=None, fits=None, simplify=True, precision=4, varia
     precision = check_int("precision", precision, 1)
     if fits is not None and not isinstance(fits, dict):
         raise ValueError(f"`fits` must be the dict returned by auto_symbolic, got {fits!r}.")
+    if x is not None:  # unused, but a bad value is still a caller's mistake worth naming
+        model_samples(model, x, min_samples=1)
     all_fns = dict(SYMBOLIC_LIB, **(_resolve_lib(lib) if lib is not None else {}))
     nodes = _variables(variables, layers[0].input_dim)
     for index, layer in enumerate(layers):

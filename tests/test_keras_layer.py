@@ -11,6 +11,9 @@ from keras.src import testing
 from keras_kan import KANDense, KANRegularizer
 
 BASE = {"units": 2, "grid_size": 3, "seed": 0}
+# grid and edge_mask, plus the symbolic-edge weights, which stay non-trainable
+# while no edge is symbolic (symbolic_mask, symbolic_a..d).
+NON_TRAINABLE = 2 + 5
 
 
 class KANDenseKerasTest(testing.TestCase):
@@ -26,7 +29,7 @@ class KANDenseKerasTest(testing.TestCase):
             input_shape=input_shape,
             expected_output_shape=input_shape[:-1] + (2,),
             expected_num_trainable_weights=3,  # spline_kernel, base_kernel, spline_scale
-            expected_num_non_trainable_weights=2,  # grid, edge_mask
+            expected_num_non_trainable_weights=NON_TRAINABLE,
             expected_num_seed_generators=0,
             expected_num_losses=0,
             supports_masking=True,
@@ -40,7 +43,7 @@ class KANDenseKerasTest(testing.TestCase):
             input_shape=input_shape,
             expected_output_shape=input_shape[:-1] + (2,),
             expected_num_trainable_weights=4,
-            expected_num_non_trainable_weights=2,
+            expected_num_non_trainable_weights=NON_TRAINABLE,
             supports_masking=True,
         )
 
@@ -52,7 +55,7 @@ class KANDenseKerasTest(testing.TestCase):
             input_shape=(4, 3),
             expected_output_shape=(4, 2),
             expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=2,
+            expected_num_non_trainable_weights=NON_TRAINABLE,
             supports_masking=True,
         )
 
@@ -65,7 +68,7 @@ class KANDenseKerasTest(testing.TestCase):
             call_kwargs={"training": True},  # the penalty is added on training calls
             expected_output_shape=input_shape[:-1] + (2,),
             expected_num_trainable_weights=3,
-            expected_num_non_trainable_weights=2,
+            expected_num_non_trainable_weights=NON_TRAINABLE,
             expected_num_losses=1,
             supports_masking=True,
         )

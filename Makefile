@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@status=0; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q --durations=10 $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 # The same without the tests marked slow (about a minute per backend).

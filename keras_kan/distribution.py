@@ -32,7 +32,9 @@ __all__ = ["layout_map", "SHARDED_WEIGHTS"]
 
 #: The per-edge `KANDense` weights that `layout_map` shards along the units
 #: axis (the last axis of each), with their ranks.
-SHARDED_WEIGHTS = {"spline_kernel": 3, "base_kernel": 2, "spline_scale": 2, "edge_mask": 2}
+SHARDED_WEIGHTS = {"spline_kernel": 3, "base_kernel": 2, "spline_scale": 2, "edge_mask": 2,
+                   "symbolic_mask": 2, "symbolic_a": 2, "symbolic_b": 2, "symbolic_c": 2,
+                   "symbolic_d": 2}
 
 
 def layout_map(device_mesh, model_axis="model", layers=None):
@@ -40,7 +42,8 @@ def layout_map(device_mesh, model_axis="model", layers=None):
 
     For every matched `KANDense`, `spline_kernel (n, K, units)`,
     `base_kernel (n, units)`, `spline_scale (n, units)` and
-    `edge_mask (n, units)` are split along their last (units) axis over the
+    `edge_mask (n, units)` and the symbolic-edge weights `symbolic_mask`,
+    `symbolic_a..d (n, units)` are split along their last (units) axis over the
     mesh axis `model_axis`; `grid (n, G+2k+1)` is replicated (every unit's
     edges read every input's knots). `bias (units,)` is left to the
     distribution's default, which replicates it: it is `units` numbers, a

@@ -103,7 +103,9 @@ def jax_run(tmp_path_factory):
 
 DISTRIBUTIONS = ("data_parallel", "model_parallel")
 SHARDED = {"spline_kernel": [None, None, "model"], "base_kernel": [None, "model"],
-           "spline_scale": [None, "model"], "edge_mask": [None, "model"], "grid": [None]}
+           "spline_scale": [None, "model"], "edge_mask": [None, "model"], "grid": [None],
+           **{name: [None, "model"] for name in ("symbolic_mask", "symbolic_a", "symbolic_b",
+                                                 "symbolic_c", "symbolic_d")}}
 
 
 def expected_spec(name, path):

@@ -281,7 +281,7 @@ class KANDense(keras.layers.Layer):
         knots does not compute on the wrong basis: on TensorFlow it raises an
         error naming this layer; on JAX (where raising inside a Keras step
         would lose the weights) and under XLA (which drops assertions) it
-        warns and returns NaN.
+        returns NaN.
         """
         return self._uniform_grid
 

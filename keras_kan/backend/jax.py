@@ -6,8 +6,6 @@ differentiated by `jax.value_and_grad` under `jax.jit`. Non-trainable
 variables updated by the forward pass are written back.
 """
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import keras
@@ -175,20 +173,17 @@ def value_token(variable):
 
 
 def check_grid_uniform(knots, ok, message):
-    """`knots`, or NaN with a `RuntimeWarning(message)` at run time if `ok` is false.
+    """`knots`, or NaN knots (so NaN outputs) at run time if `ok` is false.
 
     Raising inside a compiled step is not safe here: Keras's JAX `predict`
     and `train_on_batch` detach the model's variables while a step runs and
-    would lose them. So the step warns from the host and returns NaN: loud,
-    never silently wrong numbers. (A `lax.cond` to the general basis would be
-    correct, but measured 3x slower per training step.)
+    would lose them. A host warning (`jax.debug.callback`, even inside a
+    `lax.cond` on `ok`) cost 10-14% of a `[784, 64, 10]` training step, so the
+    step only turns its outputs into NaN: loud, never silently wrong numbers.
+    A `lax.cond` to the general basis would be correct, but measured 3x slower.
+    `message` is unused here (TensorFlow raises it).
     """
-
-    def check(ok_value):
-        if not bool(ok_value):
-            warnings.warn(message, RuntimeWarning, stacklevel=1)
-
-    jax.debug.callback(check, ok)
+    del message
     return knots + jnp.where(ok, 0.0, jnp.nan).astype(knots.dtype)
 
 

@@ -352,8 +352,8 @@ class KANDense(keras.layers.Layer):
         width = n * (self.num_basis + 1)
         flat = ops.reshape(ops.cast(feats, self.compute_dtype), (-1, width))
         outputs = ops.matmul(flat, ops.reshape(ops.cast(kernel, self.compute_dtype), (width, m)))
-        symbolic = symbolic_edges.output(self, ops.cast(x, feats.dtype))
-        if symbolic is not None:  # only when some edge is symbolic
+        if symbolic_edges.any_symbolic(self):  # a numeric layer adds no op at all
+            symbolic = symbolic_edges.output(self, ops.cast(x, feats.dtype))
             outputs = outputs + ops.cast(symbolic, self.compute_dtype)
         if self.bias is not None:
             outputs = outputs + self.bias

@@ -330,43 +330,66 @@ class KANDense(keras.layers.Layer):
             `(B, n, K+1)` in float32 when the compute dtype is a half type,
             else in `x`'s dtype.
         """
+        basis, base = self._basis_and_base(x)
+        return ops.concatenate([basis, ops.expand_dims(base, -1)], axis=-1)
+
+    def _basis_and_base(self, x):
+        """`(basis (B, n, K), base activation (B, n))`, in the dtype `features` gives."""
         if self.compute_dtype in _HALF_DTYPES:
             x = ops.cast(x, "float32")
         knots, uniform = self._basis_knots(x)
         basis = kan_backend.spline_basis(x, knots, self.spline_order, uniform)
-        base = ops.expand_dims(self.base_activation(x), -1)  # (B, n, 1)
-        return ops.concatenate([basis, base], axis=-1)
+        return basis, self.base_activation(x)
 
     def effective_kernel(self):
         """`(n, K+1, units)`: rows `mask*w_s*c` then `mask*w_b`."""
+        spline, base = self._effective_kernels()
+        return ops.concatenate([spline, ops.expand_dims(base, 1)], axis=1)
+
+    def _effective_kernels(self):
+        """`(mask*w_s*c (n, K, units), mask*w_b (n, units))`."""
         mask = ops.cast(self.edge_mask, self.spline_kernel.dtype)
         spline = self.spline_kernel * ops.expand_dims(mask * self.spline_scale, 1)
-        base = ops.expand_dims(mask * self.base_kernel, 1)
-        return ops.concatenate([spline, base], axis=1)
+        return spline, mask * self.base_kernel
 
     def call(self, inputs, training=None):
         n, m = self.input_dim, self.units
         x = ops.reshape(inputs, (-1, n)) if len(inputs.shape) != 2 else inputs
-        feats = self.features(x)  # (B, n, K+1)
-        kernel = self.effective_kernel()  # (n, K+1, m)
-        width = n * (self.num_basis + 1)
-        flat = ops.reshape(ops.cast(feats, self.compute_dtype), (-1, width))
-        outputs = ops.matmul(flat, ops.reshape(ops.cast(kernel, self.compute_dtype), (width, m)))
+        dtype = self.compute_dtype
+        spline_kernel, base_kernel = self._effective_kernels()  # (n, K, m), (n, m)
+        flat_kernel = ops.reshape(ops.cast(spline_kernel, dtype), (n * self.num_basis, m))
+        scored = training and self.regularizer is not None and self.regularizer.needs_scores
+        xf = ops.cast(x, "float32") if dtype in _HALF_DTYPES else x
+        base = self.base_activation(xf)  # (B, n)
+        # basis(x) @ W_s + b(x) @ W_b: each backend computes it its fastest way under
+        # Keras's default compile() (see keras_kan.backend.kan_product).
+        knots, uniform = self._basis_knots(xf)
+        if scored:  # the penalty needs the basis itself
+            basis = kan_backend.spline_basis(xf, knots, self.spline_order, uniform)
+            outputs = ops.matmul(ops.reshape(ops.cast(basis, dtype), (-1, n * self.num_basis)),
+                                 flat_kernel)
+            outputs = outputs + ops.matmul(ops.cast(base, dtype), ops.cast(base_kernel, dtype))
+        else:
+            outputs = kan_backend.kan_product(xf, base, knots, self.spline_order, uniform,
+                                              flat_kernel, ops.cast(base_kernel, dtype))
         if symbolic_edges.any_symbolic(self):  # a numeric layer adds no op at all
-            symbolic = symbolic_edges.output(self, ops.cast(x, feats.dtype))
-            outputs = outputs + ops.cast(symbolic, self.compute_dtype)
+            symbolic = symbolic_edges.output(self, xf)
+            outputs = outputs + ops.cast(symbolic, dtype)
         if self.bias is not None:
             outputs = outputs + self.bias
         if training and self.regularizer is not None:
-            self.add_loss(self._penalty(x, feats, kernel))
+            self.add_loss(self._penalty(x, basis if scored else None, base, spline_kernel,
+                                        base_kernel))
         if len(inputs.shape) != 2:
             outputs = ops.reshape(outputs, tuple(ops.shape(inputs)[:-1]) + (m,))
         return outputs
 
-    def _penalty(self, x, feats, kernel):
+    def _penalty(self, x, basis, base, spline_kernel, base_kernel):
         dtype = self.variable_dtype
         scores = None
         if self.regularizer.needs_scores:
+            feats = ops.concatenate([basis, ops.expand_dims(base, -1)], axis=-1)
+            kernel = ops.concatenate([spline_kernel, ops.expand_dims(base_kernel, 1)], axis=1)
             scores = edge_scores(ops.cast(feats, dtype), ops.cast(kernel, dtype),
                                  ops.cast(x, dtype))
         return self.regularizer(scores, ops.cast(self.spline_kernel, dtype))

@@ -20,6 +20,7 @@ under one set of names.
 import importlib
 
 import keras
+from keras import ops
 
 from keras_kan.backend.common import compute_loss
 from keras_kan.backend.objective import evaluate_fn, reset_compiled_functions, value_and_grad_fn
@@ -33,6 +34,29 @@ if BACKEND not in ("jax", "tensorflow", "torch"):
 _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 
 spline_basis = _impl.spline_basis
+
+
+def _basis_matmul(x, knots, spline_order, uniform, kernel):
+    """`spline_basis(x) @ kernel`: `x (B, n)`, kernel `(n K, m)` -> `(B, m)` in its dtype."""
+    basis = spline_basis(x, knots, spline_order, uniform)
+    return ops.matmul(ops.reshape(ops.cast(basis, kernel.dtype), (-1, kernel.shape[0])), kernel)
+
+
+spline_matmul = getattr(_impl, "spline_matmul", _basis_matmul)
+
+
+def _two_products(x, base, knots, spline_order, uniform, spline_kernel, base_kernel):
+    """`spline_matmul(x, ...) + base @ base_kernel`: the layer's output before its bias.
+
+    Args:
+        x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
+        base_kernel: `(n, m)`, both in the compute dtype.
+    """
+    outputs = spline_matmul(x, knots, spline_order, uniform, spline_kernel)
+    return outputs + ops.matmul(ops.cast(base, base_kernel.dtype), base_kernel)
+
+
+kan_product = getattr(_impl, "kan_product", _two_products)
 is_traced = _impl.is_traced
 value_token = _impl.value_token
 check_grid_uniform = _impl.check_grid_uniform
@@ -45,6 +69,8 @@ __all__ = [
     "compute_loss",
     "reset_compiled_functions",
     "spline_basis",
+    "spline_matmul",
+    "kan_product",
     "is_traced",
     "value_token",
     "check_grid_uniform",

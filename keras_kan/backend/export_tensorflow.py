@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_kan.backend.tensorflow import plain_graphs
+
 __all__ = ["write_saved_model", "litert_bytes", "write_onnx"]
 
 
@@ -18,10 +20,13 @@ def serving_function(model, n_in, input_name, output_name):
 
 def write_saved_model(model, n_in, path, signature, input_name, output_name):
     """SavedModel with one `signature` endpoint: `input_name` -> `output_name`."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(signature, serving_function(model, n_in, input_name, output_name))
-    archive.write_out(path, verbose=False)
+    # Plain ops only: no XLA hints (see `plain_graphs`), so that TF Serving, the
+    # LiteRT converter and any TensorFlow runtime read the graph as they find it.
+    with plain_graphs():
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(signature, serving_function(model, n_in, input_name, output_name))
+        archive.write_out(path, verbose=False)
 
 
 def litert_bytes(saved_model, signature, variant, calibration):
@@ -57,4 +62,5 @@ def litert_bytes(saved_model, signature, variant, calibration):
 
 def write_onnx(model, n_in, path):
     """ONNX through Keras's exporter (tf2onnx); the caller renames the IO afterwards."""
-    model.export(path, format="onnx", verbose=False)
+    with plain_graphs():
+        model.export(path, format="onnx", verbose=False)

@@ -4,14 +4,17 @@ The objective is differentiated with `tf.GradientTape` inside a `tf.function`
 (XLA when `model.jit_compile` is true, with a fallback to a plain graph).
 """
 
+import contextlib
+import threading
+
 import numpy as np
 import tensorflow as tf
 
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
-from keras_kan.splines import fused_spline_basis as spline_basis
+from keras_kan.splines import fused_spline_basis
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "is_traced", "value_token",
-           "check_grid_uniform", "sync_model_state"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "plain_graphs", "is_traced",
+           "value_token", "check_grid_uniform", "sync_model_state"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -96,6 +99,71 @@ def make_evaluate(model_ref):
         return float(loss), y_pred
 
     return evaluate
+
+
+# --- spline basis ---------------------------------------------------------------
+
+_PLAIN = threading.local()
+
+
+@contextlib.contextmanager
+def plain_graphs():
+    """Within it, traced calls build the basis from plain TensorFlow ops (no XLA hints).
+
+    For graphs that leave the process: the SavedModel, LiteRT and ONNX writers
+    trace under it, so what they hold is ordinary ops that every runtime runs.
+    """
+    depth = getattr(_PLAIN, "depth", 0)
+    _PLAIN.depth = depth + 1
+    try:
+        yield
+    finally:
+        _PLAIN.depth = depth
+
+
+def spline_basis(x, knots, spline_order, uniform):
+    """The basis `(..., n, K)`; in a traced graph, one XLA cluster forward and one backward.
+
+    Keras's default `compile()` on a CPU-only TensorFlow runs a plain graph (no
+    XLA). There every elementwise op of the basis is its own pass over the
+    `(B, n, K)` tensor, and those passes cost 4-6 times the layer's matmul. The
+    basis ops are therefore marked for XLA (`jit_scope`): TensorFlow fuses them
+    into one compiled cluster inside the plain graph and runs the rest (the
+    matmul on oneDNN) as before. Its gradient with respect to `x` is
+    TensorFlow's own derivative of the same ops, built inside a second marked
+    scope so that it fuses too. Eager calls, and graphs traced under
+    `plain_graphs()`, use the plain ops.
+
+    Args:
+        x: `(..., n)`.
+        knots: `(n, L)`.
+        spline_order: `k`.
+        uniform: a Python bool, True only if every row of `knots` is evenly spaced.
+    """
+    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0):
+        return fused_spline_basis(x, knots, spline_order, uniform)
+    return _marked_basis(x, tf.convert_to_tensor(knots), spline_order, uniform)
+
+
+def _marked_basis(x, knots, spline_order, uniform):
+    def basis(x):
+        return fused_spline_basis(x, knots, spline_order, uniform)
+
+    @tf.custom_gradient
+    def marked(x):
+        with tf.xla.experimental.jit_scope(compile_ops=True):
+            values = basis(x)
+
+        def gradient(upstream):
+            with tf.xla.experimental.jit_scope(compile_ops=True):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    again = basis(x)
+                return tape.gradient(again, x, output_gradients=upstream)
+
+        return values, gradient
+
+    return marked(x)
 
 
 # --- grid state -----------------------------------------------------------------

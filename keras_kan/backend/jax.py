@@ -13,8 +13,8 @@ import keras
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.splines import fused_spline_basis as spline_basis
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "is_traced", "value_token",
-           "check_grid_uniform", "sync_model_state"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
+           "is_traced", "value_token", "check_grid_uniform", "sync_model_state"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -156,6 +156,61 @@ def _shardings(args):
     """The shardings of the arrays in `args` (None for other leaves)."""
     return jax.tree.map(lambda a: getattr(a, "sharding", None), args,
                         is_leaf=lambda a: a is None)
+
+
+# --- spline product ----------------------------------------------------------------
+
+
+def spline_matmul(x, knots, spline_order, uniform, kernel):
+    """`basis(x) @ kernel`: `x (B, n)`, kernel `(n K, m)` -> `(B, m)` in `kernel`'s dtype."""
+    basis = spline_basis(x, knots, spline_order, uniform)
+    return _product(jnp.reshape(basis.astype(kernel.dtype), (-1, kernel.shape[0])), kernel)
+
+
+def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kernel):
+    """`basis(x) @ spline_kernel + base @ base_kernel` as ONE product, `(B, m)`.
+
+    Unlike on the other backends, the features are concatenated: XLA fuses the
+    basis and the concatenation into the product's operand, which measured up
+    to 2x faster than two products (inference at `[64, 64, 64, 1]`,
+    `B = 4096`, `G = 20`, 2 CPU cores). The product has its own gradient
+    (`_product`) only to fix the layout of the kernel gradient.
+
+    Args:
+        x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
+        base_kernel: `(n, m)`, both in the compute dtype.
+    """
+    n, m = base_kernel.shape
+    basis = spline_basis(x, knots, spline_order, uniform)  # (B, n, K)
+    features = jnp.concatenate([basis, base[..., None]], axis=-1).astype(spline_kernel.dtype)
+    kernel = jnp.concatenate([jnp.reshape(spline_kernel, (n, -1, m)), base_kernel[:, None, :]],
+                             axis=1)
+    return _product(jnp.reshape(features, (features.shape[0], -1)),
+                    jnp.reshape(kernel, (-1, m)))
+
+
+@jax.custom_vjp
+def _product(features, kernel):
+    return features @ kernel
+
+
+def _product_forward(features, kernel):
+    return features @ kernel, (features, kernel)
+
+
+def _product_backward(saved, upstream):
+    """`(upstream @ kernel.T, features.T @ upstream)`, the second computed as
+    `(upstream.T @ features).T`: XLA:CPU runs a product that contracts the
+    batch axis of the wide `(B, n K)` features 1.7x faster in that orientation
+    (measured on 2 cores at `B = 1024, n K = 6272, m = 64`), and the barrier
+    keeps its simplifier from folding the transpose back into the slow one."""
+    features, kernel = saved
+    upstream = jax.lax.optimization_barrier(upstream)
+    grad_kernel = jax.lax.optimization_barrier(upstream.T @ features).T
+    return upstream @ kernel.T, grad_kernel
+
+
+_product.defvjp(_product_forward, _product_backward)
 
 
 # --- grid state -----------------------------------------------------------------

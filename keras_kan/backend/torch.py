@@ -1,12 +1,24 @@
-"""PyTorch (eager): the L-BFGS objective with autograd, a local spline basis, grid checks."""
+"""PyTorch (eager): the L-BFGS objective with autograd, the spline product, grid checks.
 
+Eager PyTorch pays for every op with a pass over memory (and, for tensors of a
+few MB, with fresh pages from the OS), so the spline code here writes as few
+large tensors as it can: see `spline_matmul`. Exporters and compilers
+(`torch.export`, `torch.compile`) trace the plain `keras.ops` basis instead.
+"""
+
+import functools
+import weakref
+
+import numpy as np
 import torch
+from keras import ops
+from numpy.polynomial import Polynomial
 
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "is_traced", "value_token",
-           "check_grid_uniform", "sync_model_state"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "is_traced",
+           "value_token", "check_grid_uniform", "sync_model_state"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -48,14 +60,7 @@ def make_evaluate(model_ref):
 
 
 def spline_basis(x, knots, spline_order, uniform):
-    """The B-spline basis `(..., n, K)` from its `k + 1` local values, scattered into place.
-
-    Eager PyTorch runs every op as its own pass over memory, and autograd keeps
-    each: computing only the `k + 1` bases that can be non-zero at `x` (closed
-    form on uniform knots, de Boor otherwise) and scattering them is faster
-    than any full-width formula. Measured on 2 CPU cores against the
-    full-width closed form: as fast forward at `K = 8`, 2x at `K = 23`; with
-    the input gradient (hidden layers) 1.8x and 3.6x.
+    """The B-spline basis `(..., n, K)` (analysis paths; the layer calls `spline_matmul`).
 
     Args:
         x: `(..., n)`.
@@ -63,16 +68,299 @@ def spline_basis(x, knots, spline_order, uniform):
         spline_order: `k`; order 0 takes the exact comparison path.
         uniform: a Python bool, True only if every row of `knots` is evenly spaced.
     """
+    if spline_order < 1 or _tracing(x):
+        return splines.fused_spline_basis(x, knots, spline_order, uniform)
+    n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
+    flat = _flat_basis(x.reshape(-1, n), knots, spline_order, uniform)
+    return flat[:, : n * n_basis].reshape(x.shape + (n_basis,))
+
+
+def spline_matmul(x, knots, spline_order, uniform, kernel):
+    """`basis(x) @ kernel`: `x (B, n)`, kernel `(n K, m)` -> `(B, m)` in `kernel`'s dtype.
+
+    Eager PyTorch runs every op as its own pass over memory, and autograd keeps
+    what each op needs for its backward, so the basis is built from the `k + 1`
+    values that can be non-zero at each `x` (closed form on uniform knots, de
+    Boor otherwise) and is one autograd node (`_FlatBasis`) that keeps only
+    `x`: its backward recomputes the local derivatives in closed form (a
+    B-spline's derivative is a difference of order `k - 1` B-splines), and
+    only when `x` needs a gradient (never for a model's inputs). Without
+    gradients (inference) the basis is not built at all: `_piecewise_product`
+    sums per-interval polynomial rows with `embedding_bag`.
+
+    Measured on 2 CPU cores at `[784, 64, 10]`, `B = 1024`, `G = 5` against
+    the previous eager path (full local basis scattered into a padded tensor,
+    then the features concatenated): inference 62 -> 14 ms, a training step
+    79 -> 50 ms (an equal-size MLP: 4.5 and 12 ms).
+    """
     k = spline_order
-    if k < 1:
-        return splines.bspline_basis(x, knots, k)
-    n_basis = knots.shape[-1] - k - 1
-    local = splines.local_uniform_basis if uniform else splines.local_bspline_basis
-    values, first = local(x, knots, k)
-    slots = (first + k).long().unsqueeze(-1) + torch.arange(k + 1, device=values.device)
-    padded = torch.zeros(values.shape[:-1] + (n_basis + 2 * k,), dtype=values.dtype,
-                         device=values.device)  # basis p lives in slot p + k
-    return padded.scatter(-1, slots, values)[..., k:k + n_basis]
+    n, n_basis = x.shape[-1], knots.shape[-1] - k - 1
+    if k < 1 or _tracing(x):  # plain keras.ops for exporters and compilers
+        basis = splines.fused_spline_basis(x, knots, k, uniform)
+        return basis.reshape(-1, n * n_basis).to(kernel.dtype) @ kernel
+    knots = _as_knots(knots, x)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
+    if not needs_grad and kernel.dtype in (torch.float32, torch.float64):
+        return _piecewise_product(x, knots, k, bool(uniform), kernel)
+    flat = _FlatBasis.apply(x, knots, k, bool(uniform))  # (B, n K + 1)
+    return flat[:, : n * n_basis].to(kernel.dtype) @ kernel
+
+
+def _piecewise_product(x, knots, k, uniform, kernel):
+    """`basis(x) @ kernel` without the basis: inference, `x (B, n)` -> `(B, m)`.
+
+    On knot interval `j` every edge's spline is one polynomial of degree `k` in
+    the sample's position `s` there. So the output is `sum_i sum_d s_i^d
+    P[d, i, j_i]`, where the rows `P (k+1, n, L, m)` are the kernel rows of the
+    `k + 1` bases alive on each interval combined by their polynomial
+    coefficients. Each power `d` is then one `embedding_bag`: it sums the `n`
+    rows a sample's intervals select, weighted by `s^d`; no `(B, n, K)` or
+    `(B, n, k+1)` tensor is ever written. Row `j = L - 1` is zero (`x`
+    outside the knots).
+    """
+    n, length = x.shape[-1], knots.shape[-1]
+    m = kernel.shape[-1]
+    rows = length + 1  # per feature: j = -1 (below t_0), the L - 1 intervals, j = L - 1
+    if uniform:  # s = (x - t_j) / h in [0, 1); one coefficient table for every interval
+        scale = 1.0 / (knots[:, 1] - knots[:, 0])
+        u = torch.addcmul(-knots[:, 0] * scale, x, scale)  # knot-index units
+        # Outside [t_0, t_{L-1}) (NaN included) lands on u = -1 or L - 1: rows of zeros.
+        u = torch.nan_to_num_(u.clamp_(-1.0, length - 1.0), nan=-1.0)
+        j = u.floor()
+        s = u - j
+        first_row = torch.arange(1, n * rows, rows, device=x.device, dtype=x.dtype)
+        key = (j + first_row).long()  # row j + 1 of feature i (exact: small integers)
+        pieces = torch.as_tensor(_cardinal_pieces(k, False), device=x.device)  # (d, w)
+        spec = "njcw,dw->dnjc"
+    else:  # s = 2 (x - t_j) / (t_{j+1} - t_j) - 1 in [-1, 1); per-interval coefficients
+        pieces, start, scale = _interval_polynomials(knots, k)  # (n, L+1, d, w) float64
+        j = torch.searchsorted(knots.contiguous(), x.t().contiguous(), right=True)  # (n, B)
+        key = (j + torch.arange(0, n * rows, rows, device=x.device)[:, None]).t().contiguous()
+        s = torch.addcmul(torch.take(start, key), x, torch.take(scale, key))
+        s = torch.nan_to_num_(s, nan=0.0, posinf=0.0, neginf=0.0)  # x outside: a zero row
+        spec = "njcw,njdw->dnjc"
+    # Kernel rows of the bases j-k .. j alive on each interval (zero beyond [0, K)).
+    padded = torch.nn.functional.pad(kernel.view(n, -1, m), (0, 0, k + 1, k + 1))
+    windows = padded.unfold(1, k + 1, 1)  # (n, L+1, m, k+1): [i, r, c, w] = row r-k-1+w
+    table = torch.einsum(spec, windows, pieces.to(kernel.dtype)).reshape(k + 1, n * rows, m)
+    s = s.to(kernel.dtype)
+    out = torch.nn.functional.embedding_bag(key, table[0], mode="sum")
+    power = s
+    for d in range(1, k + 1):
+        out = out + torch.nn.functional.embedding_bag(key, table[d], per_sample_weights=power,
+                                                      mode="sum")
+        if d < k:
+            power = power * s
+    return out
+
+
+_POLYNOMIALS = {}  # id(knots) -> (weak reference, version, k, result)
+
+
+def _interval_polynomials(knots, k):
+    """`_interval_table(knots, k)` as `(coefficients, offset, scale)` with
+    `s = x * scale + offset`, kept while `knots` (a grid variable) is not written."""
+    cached = _POLYNOMIALS.get(id(knots))
+    if (cached is not None and cached[0]() is knots and cached[1] == knots._version
+            and cached[2] == k):
+        return cached[3]
+    coefficients, start, half_width = _interval_table(knots, k)
+    scale = 1.0 / half_width
+    result = (coefficients, (-start * scale - 1.0).contiguous(), scale.contiguous())
+    if len(_POLYNOMIALS) > 256:  # drop entries of tensors that are gone
+        for key in [key for key, entry in _POLYNOMIALS.items() if entry[0]() is None]:
+            del _POLYNOMIALS[key]
+    _POLYNOMIALS[id(knots)] = (weakref.ref(knots), knots._version, k, result)
+    return result
+
+
+def _interval_table(knots, k):
+    """Per feature `i` and knot interval `j`: the degree-`k` polynomials of the bases alive there.
+
+    Returns:
+        `(coefficients (n, L+1, k+1, k+1) float64, start (n, L+1), half_width (n, L+1))`
+        with row `r = j + 1` for interval `j` (rows `0` and `L`, below and
+        beyond the knots, are zero): `coefficients[i, r, d, w]` is the
+        coefficient of `s^d` in basis `j - k + w`, `s = (x - start) / half_width - 1`
+        in `[-1, 1)` on the interval.
+        Found by interpolation at `k + 1` Chebyshev points of each interval, in
+        float64 (exact up to rounding: the bases are polynomials of degree `k`
+        there); an empty interval (repeated knots) holds no sample and gets zeros.
+    """
+    t = knots.to(torch.float64)
+    n, length = t.shape
+    width = t[:, 1:] - t[:, :-1]  # (n, L-1)
+    nodes = np.cos(np.pi * (np.arange(k + 1) + 0.5) / (k + 1))  # in (-1, 1)
+    safe = torch.where(width > 0, width, 1.0)
+    z = torch.as_tensor((nodes + 1.0) / 2.0, dtype=torch.float64, device=t.device)
+    samples = t[:, :-1].unsqueeze(0) + z[:, None, None] * safe  # (k+1, n, L-1)
+    values, _ = splines.local_bspline_basis(samples.transpose(1, 2), t, k)  # (k+1, L-1, n, k+1)
+    inverse = torch.as_tensor(np.linalg.inv(np.vander(nodes, k + 1, increasing=True)),
+                              dtype=torch.float64, device=t.device)  # (d, q)
+    coefficients = torch.einsum("dq,qjnw->njdw", inverse, values)
+    coefficients = torch.where((width > 0)[:, :, None, None], coefficients, 0.0)
+    coefficients = torch.nn.functional.pad(coefficients, (0, 0, 0, 0, 1, 1))  # outside: 0
+    zero = torch.zeros((n, 1), dtype=t.dtype, device=t.device)
+    one = torch.ones_like(zero)
+    start = torch.cat([zero, t[:, :-1], zero], 1).to(knots.dtype)
+    half_width = (torch.cat([one, safe, one], 1) / 2.0).to(knots.dtype)
+    return coefficients, start, half_width
+
+
+def _tracing(x):
+    """Whether an exporter or compiler traces the call (it gets plain `keras.ops`)."""
+    return is_traced(x) or torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+def _as_knots(knots, x):
+    return ops.convert_to_tensor(knots).to(dtype=x.dtype, device=x.device)
+
+
+def _flat_basis(x, knots, k, uniform):
+    return _FlatBasis.apply(x, _as_knots(knots, x), k, bool(uniform))
+
+
+class _FlatBasis(torch.autograd.Function):
+    """`x (B, n)`, `knots (n, L)` -> `(B, n K + 1)`: the basis of feature `i` in columns
+    `i K .. i K + K - 1`, and one spare column that receives every local value of a
+    basis outside `[0, K)` (so no pass is spent masking them). Gradient for `x` only."""
+
+    @staticmethod
+    def forward(ctx, x, knots, spline_order, uniform):
+        ctx.spline_order, ctx.uniform = spline_order, uniform
+        ctx.save_for_backward(x, knots)
+        n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
+        values, index = _flat_local(x, knots, spline_order, uniform, derivative=False)
+        flat = torch.zeros((x.shape[0], n * n_basis + 1), dtype=x.dtype, device=x.device)
+        return flat.scatter_(1, index, values)  # distinct columns, but the spare one
+
+    @staticmethod
+    def backward(ctx, upstream):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        x, knots = ctx.saved_tensors
+        k = ctx.spline_order
+        slopes, index = _flat_local(x, knots, k, ctx.uniform, derivative=True)
+        upstream = upstream.clone()
+        upstream[:, -1] = 0.0  # the spare column feeds nothing
+        local = upstream.gather(1, index) * slopes  # (B, n (k+1))
+        return local.view(x.shape + (k + 1,)).sum(-1), None, None, None
+
+
+def _flat_local(x, knots, k, uniform, derivative):
+    """The `k + 1` bases (or their derivatives) that can be non-zero at each `x (B, n)`.
+
+    Returns:
+        `(values (B, n (k+1)), index (B, n (k+1)) int64)`: a column of the flat
+        basis (`_FlatBasis`) per value; the spare column `n K` for bases
+        outside `[0, K)` and for `x` outside the knots.
+    """
+    local = _uniform_local if uniform else _general_local
+    values, row = local(x, knots, k, derivative)  # (B, n, k+1), (B, n) in [0, L]
+    n, rows = x.shape[-1], knots.shape[-1] + 1
+    table = torch.as_tensor(_column_table(n, rows - 1, k), device=x.device)
+    key = row + torch.arange(0, n * rows, rows, device=x.device)
+    index = table.index_select(0, key.reshape(-1)).view(x.shape[0], -1)
+    return values.reshape(x.shape[0], -1), index
+
+
+@functools.lru_cache(maxsize=64)
+def _column_table(n, length, k):
+    """`(n (L+1), k+1)` int64: for feature `i` and row `r = j + 1` of knot interval `j`
+    (`r = 0` and `r = L`: outside the knots), the flat-basis column of each local
+    value `m` (basis `j - k + m`); the spare column `n K` where that basis is not in
+    `[0, K)`."""
+    n_basis = length - k - 1
+    j = np.arange(-1, length)[:, None]  # (L+1, 1)
+    basis = j - k + np.arange(k + 1)[None, :]  # (L+1, k+1)
+    valid = (basis >= 0) & (basis < n_basis) & (j >= 0) & (j <= length - 2)
+    columns = np.arange(n)[:, None, None] * n_basis + basis[None]  # (n, L+1, k+1)
+    return np.where(valid[None], columns, n * n_basis).reshape(n * (length + 1), k + 1)
+
+
+def _uniform_local(x, knots, k, derivative):
+    """Closed form on uniform knots: the local values are fixed polynomials of `x`'s
+    position `s` in its interval (`_cardinal_pieces`): powers of `s` times a table.
+
+    Returns `(values (B, n, k+1), row (B, n) int64)`: `row = j + 1` for interval
+    `j`; `0` below the knots, `L` at or beyond their end (and for NaN).
+    """
+    length = knots.shape[-1]
+    scale = 1.0 / (knots[:, 1] - knots[:, 0])
+    u = torch.addcmul(-knots[:, 0] * scale, x, scale)  # knot-index units
+    u = torch.nan_to_num_(u.clamp_(-1.0, length - 1.0), nan=-1.0)  # outside: -1 or L - 1
+    j = u.floor()
+    s = u - j  # in [0, 1); 0 outside
+    table = torch.as_tensor(_cardinal_pieces(k, derivative), dtype=x.dtype, device=x.device)
+    powers = [torch.ones_like(s), s]
+    while len(powers) < table.shape[0]:
+        powers.append(powers[-1] * s)
+    values = torch.stack(powers[: table.shape[0]], -1) @ table  # (B, n, k+1)
+    if derivative:
+        values = values * scale.unsqueeze(-1)
+    return values, (j + 1.0).long()
+
+
+def _interval(x, knots):
+    """Knot interval `j` of `x` (`t_j <= x < t_{j+1}`, clipped) and whether `x` is inside."""
+    intervals = knots.shape[-1] - 1
+    rows = x.movedim(-1, 0).reshape(x.shape[-1], -1).contiguous()  # (n, rows)
+    j = torch.searchsorted(knots.contiguous(), rows, right=True) - 1
+    j = j.reshape((x.shape[-1],) + x.shape[:-1]).movedim(0, -1)
+    inside = (j >= 0) & (j < intervals)
+    return j.clamp(0, intervals - 1), inside
+
+
+def _general_local(x, knots, k, derivative):
+    """Any knots: de Boor's local values; their derivatives from order `k - 1`."""
+    if not derivative:  # values are 0 outside the knots already
+        values, first = splines.local_bspline_basis(x, knots, k)
+        return values, (first + k + 1).long()
+    j, inside = _interval(x, knots)
+    if k == 1:
+        lower = inside.to(x.dtype).unsqueeze(-1)  # the one order-0 basis B_j
+    else:
+        lower, _ = splines.local_bspline_basis(x, knots, k - 1)  # bases j-k+1 .. j
+    # B'_{p,k} = k (B_{p,k-1} / (t_{p+k} - t_p) - B_{p+1,k-1} / (t_{p+k+1} - t_{p+1}))
+    gaps = knots[:, k:] - knots[:, :-k]  # (n, K+1): entry p is t_{p+k} - t_p
+    inverse = torch.where(gaps > 0, 1.0 / torch.where(gaps > 0, gaps, 1.0), 0.0)
+    p = (j - k).unsqueeze(-1) + torch.arange(k + 2, device=x.device)  # p = j-k .. j+1
+    rows = inverse.expand(x.shape[:-1] + inverse.shape)
+    inv = rows.gather(-1, p.clamp(0, inverse.shape[-1] - 1))  # (..., n, k+2)
+    zero = torch.zeros_like(lower[..., :1])
+    left = torch.cat([zero, lower], -1)  # B_{p,k-1} for p = j-k .. j
+    right = torch.cat([lower, zero], -1)  # B_{p+1,k-1}
+    values = k * (inv[..., :-1] * left - inv[..., 1:] * right)
+    return values, torch.where(inside, j + 1, knots.shape[-1])
+
+
+@functools.cache
+def _cardinal_pieces(k, derivative):
+    """`(k+1, k+1)` float64 table (`(k, k+1)` with `derivative`): row `d`, column `m`
+    is the coefficient of `s^d` in
+    the uniform basis `j - k + m` at position `s` in `[0, 1)` of interval `j`
+    (or, with `derivative`, of its derivative in knot-index units).
+
+    Built exactly from the uniform Cox–de Boor recursion on polynomials:
+    `N_{m,r}(s) = ((s + r - m) N_{m-1,r-1}(s) + (m + 1 - s) N_{m,r-1}(s)) / r`.
+    """
+    level = [Polynomial([1.0])]
+    for r in range(1, k + 1):
+        nxt = []
+        for m in range(r + 1):
+            value = Polynomial([0.0])
+            if m >= 1:
+                value = value + Polynomial([r - m, 1.0]) * level[m - 1]
+            if m <= r - 1:
+                value = value + Polynomial([m + 1, -1.0]) * level[m]
+            nxt.append(value / r)
+        level = nxt
+    if derivative:
+        level = [piece.deriv() for piece in level]
+    table = np.zeros((k + 1 - derivative, k + 1))
+    for m, piece in enumerate(level):
+        table[: len(piece.coef), m] = piece.coef
+    return table
 
 
 # --- grid state -----------------------------------------------------------------

@@ -32,8 +32,9 @@ def test_committed_file_gives_the_committed_outputs(kind):
     got = to_numpy(model(x))
     if kind == "mixed_float16":  # float16 outputs: rounding of the last matmul differs
         np.testing.assert_allclose(got, y, rtol=2e-3, atol=2e-3)
-    else:  # float32 rounding of sums ordered differently by each backend
-        np.testing.assert_allclose(got, y, rtol=1e-6, atol=1e-6)
+    else:  # float32 rounding of sums ordered differently by each backend's fast path (the
+        # spline and base branches can nearly cancel: their partial sums set the error)
+        np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-5)
     assert all(isinstance(layer, KANDense) for layer in model.layers)
 
 

@@ -1,0 +1,236 @@
+"""The fast spline paths that Keras's default `compile()` runs, against scipy (float64).
+
+Each backend's default is checked the way the trainer runs it: TensorFlow inside
+a plain `tf.function` (where the basis is marked for XLA), JAX under `jax.jit`,
+PyTorch eager (the one-node autograd basis, and `embedding_bag` when no
+gradient is needed). Values, input gradients and kernel gradients are compared
+with scipy's B-splines and a float64 NumPy product, and with the plain
+`keras.ops` basis (`splines.fused_spline_basis`), on uniform and non-uniform
+knots, spline orders 0 to 5.
+"""
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, to_numpy
+from scipy.interpolate import BSpline
+
+import keras_kan
+from keras_kan import backend as kan_backend
+from keras_kan import splines
+
+ORDERS = [0, 1, 2, 3, 4, 5]
+KINDS = ["uniform", "data"]
+
+
+def _knots(kind, k, n=3, grid=6):
+    if kind == "uniform":
+        return splines.uniform_knots((-1.0, 1.0), grid, k, n_features=n)
+    rng = np.random.default_rng(10 + k)
+    interior = np.sort(rng.uniform(-1.0, 1.0, size=(n, grid + 1)), axis=1)
+    interior[:, 0], interior[:, -1] = -1.0, 1.0
+    return splines.extend_knots(interior, k)
+
+
+def _scipy_basis(x, knots, k, derivative=False):
+    """`(B, n, K)` values (or derivatives) of every basis element, scipy, float64."""
+    n_basis = knots.shape[1] - k - 1
+    out = np.zeros(x.shape + (n_basis,))
+    for i in range(x.shape[1]):
+        for p in range(n_basis):
+            element = BSpline.basis_element(knots[i, p:p + k + 2], extrapolate=False)
+            if derivative:
+                element = element.derivative() if k > 0 else None
+            if element is not None:
+                out[:, i, p] = np.nan_to_num(element(x[:, i]))
+    return out
+
+
+def _samples(knots, rows=300, seed=0):
+    """Inside, in the extension zones and outside the knots; no sample on a knot."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(knots[:, 0].min() - 0.4, knots[:, -1].max() + 0.4, size=(rows, len(knots)))
+    return x
+
+
+def _run(fn, *args):
+    """`fn(*args)` compiled as Keras's default trainer compiles a step."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)(*args)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)(*args)
+    return fn(*args)
+
+
+def _value_and_grads(fn, x, kernel):
+    """`(fn(x, kernel), d sum(fn * w) / dx, d sum(fn * w) / d kernel)` as the trainer runs it."""
+    w = np.random.default_rng(5).normal(size=(x.shape[0], kernel.shape[1]))
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def step(x, kernel):
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                out = fn(x, kernel)
+                loss = tf.reduce_sum(out * w)
+            return (out,) + tuple(tape.gradient(loss, [x, kernel]))
+
+        out, gx, gk = step(tf.constant(x), tf.constant(kernel))
+        gx = np.zeros_like(x) if gx is None else gx  # order 0: constant in x
+        return [to_numpy(t) for t in (out, gx, gk)]
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss(x, kernel):
+            out = fn(x, kernel)
+            return jnp.sum(out * w), out
+
+        (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+            jnp.asarray(x), jnp.asarray(kernel))
+        return [to_numpy(out)] + [to_numpy(g) for g in grads]
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    kt = torch.tensor(kernel, requires_grad=True)
+    out = fn(xt, kt)
+    grads = torch.autograd.grad((out * torch.tensor(w, dtype=out.dtype)).sum(), [xt, kt],
+                                allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, [xt, kt])]
+    return [to_numpy(out.detach())] + [to_numpy(g) for g in grads]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", ORDERS)
+def test_fast_basis_values_match_scipy(k, kind, float64):
+    knots = _knots(kind, k)
+    x = _samples(knots, seed=k)
+    uniform = kind == "uniform"
+
+    def basis(x):
+        return kan_backend.spline_basis(x, keras.ops.convert_to_tensor(knots), k, uniform)
+
+    got = to_numpy(_run(basis, keras.ops.convert_to_tensor(x)))
+    np.testing.assert_allclose(got, _scipy_basis(x, knots, k), atol=1e-12, rtol=0)
+    plain = to_numpy(splines.fused_spline_basis(keras.ops.convert_to_tensor(x),
+                                                keras.ops.convert_to_tensor(knots), k, uniform))
+    np.testing.assert_allclose(got, plain, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", ORDERS)
+def test_fast_spline_product_and_gradients_match_float64_reference(k, kind, float64):
+    """`spline_matmul` (what `KANDense.call` runs): output, d/dx and d/dkernel."""
+    knots = _knots(kind, k)
+    x = _samples(knots, rows=200, seed=20 + k)
+    n_basis = knots.shape[1] - k - 1
+    kernel = np.random.default_rng(k).normal(size=(3 * n_basis, 4))
+    uniform = kind == "uniform"
+
+    def product(x, kernel):
+        return kan_backend.spline_matmul(x, keras.ops.convert_to_tensor(knots), k, uniform,
+                                         kernel)
+
+    out, grad_x, grad_kernel = _value_and_grads(product, x, kernel)
+    w = np.random.default_rng(5).normal(size=(x.shape[0], 4))
+    basis = _scipy_basis(x, knots, k).reshape(x.shape[0], -1)
+    slopes = _scipy_basis(x, knots, k, derivative=True)  # (B, n, K)
+    np.testing.assert_allclose(out, basis @ kernel, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(grad_kernel, basis.T @ w, atol=1e-10, rtol=0)
+    expected_x = np.einsum("bnp,npm,bm->bn", slopes, kernel.reshape(3, n_basis, 4), w)
+    np.testing.assert_allclose(grad_x, expected_x, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_fast_paths_in_float32_match_float64(k, kind):
+    """float32, as models train: within float32 rounding of the float64 reference."""
+    knots = _knots(kind, k)
+    x = _samples(knots, rows=256, seed=k).astype("float32")
+    n_basis = knots.shape[1] - k - 1
+    kernel = np.random.default_rng(k).normal(size=(3 * n_basis, 4)).astype("float32")
+    uniform = kind == "uniform"
+    f32 = keras.ops.convert_to_tensor(knots, "float32")
+
+    def product(x, kernel):
+        return kan_backend.spline_matmul(x, f32, k, uniform, kernel)
+
+    out, grad_x, _ = _value_and_grads(product, x, kernel)
+    basis = _scipy_basis(x.astype(np.float64), knots, k).reshape(len(x), -1)
+    np.testing.assert_allclose(out, basis @ kernel, atol=2e-5, rtol=0)
+    w = np.random.default_rng(5).normal(size=(len(x), 4))
+    slopes = _scipy_basis(x.astype(np.float64), knots, k, derivative=True)
+    expected_x = np.einsum("bnp,npm,bm->bn", slopes, kernel.reshape(3, n_basis, 4), w)
+    scale = np.abs(expected_x).max()
+    np.testing.assert_allclose(grad_x, expected_x, atol=2e-4 * scale, rtol=0)
+
+
+def test_inference_without_gradients_matches_the_training_path():
+    """PyTorch sums kernel rows (`embedding_bag`) when no gradient is needed; every
+    backend: `predict` equals the layer's call under a gradient tape / autograd."""
+    model = keras_kan.KAN([5, 4, 2], grid_size=5, spline_order=3, seed=0)
+    x = np.random.default_rng(0).uniform(-1.3, 1.3, size=(64, 5)).astype("float32")
+    keras_kan.update_grids(model, x[:32])  # the second layer on non-uniform knots
+    predicted = model.predict(x, verbose=0)
+    if BACKEND == "torch":
+        import torch
+
+        with torch.enable_grad():
+            leaf = torch.tensor(x, requires_grad=True)
+            called = to_numpy(model(leaf).detach())
+    else:
+        called = to_numpy(model(x))
+    np.testing.assert_allclose(predicted, called, atol=2e-6, rtol=1e-5)
+    reference = model.predict(x, verbose=0)
+    np.testing.assert_allclose(predicted, reference, atol=0, rtol=0)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA hints are TensorFlow's")
+def test_tensorflow_marks_the_basis_for_xla_except_for_export():
+    import tensorflow as tf
+
+    from keras_kan.backend.tensorflow import plain_graphs
+
+    layer = keras_kan.KANDense(3, grid_size=5)
+    layer.build((None, 4))
+    spec = tf.TensorSpec((None, 4), tf.float32)
+
+    def marked_ops(graph):
+        return [op for op in graph.get_operations() if "_XlaCompile" in op.node_def.attr]
+
+    fn = tf.function(lambda x: layer(x))
+    assert marked_ops(fn.get_concrete_function(spec).graph)
+    with plain_graphs():
+        plain = tf.function(lambda x: layer(x)).get_concrete_function(spec).graph
+    assert not marked_ops(plain)
+
+
+@pytest.mark.parametrize("kind", KINDS + ["repeated"])
+@pytest.mark.parametrize("k", ORDERS)
+def test_inference_product_matches_scipy(k, kind, float64):
+    """`spline_matmul` with no gradient needed (PyTorch: per-interval polynomials summed
+    by `embedding_bag`), float64, against scipy; also at the knots and beyond them."""
+    if kind == "repeated":
+        knots = _knots("data", k)
+        knots[:, k + 2] = knots[:, k + 1]  # an empty interval inside the grid
+    else:
+        knots = _knots(kind, k)
+    x = _samples(knots, rows=200, seed=30 + k)
+    if k > 0:  # order 0 jumps at knots, where scipy's elements include both ends
+        x[:4] = knots[:, 0], knots[:, k + 1], knots[:, -1], knots[:, -1] - 1e-9
+    n_basis = knots.shape[1] - k - 1
+    kernel = np.random.default_rng(k).normal(size=(3 * n_basis, 4))
+
+    def product(x, kernel):
+        return kan_backend.spline_matmul(x, keras.ops.convert_to_tensor(knots), k,
+                                         kind == "uniform", kernel)
+
+    got = to_numpy(_run(product, keras.ops.convert_to_tensor(x),
+                        keras.ops.convert_to_tensor(kernel)))
+    expected = _scipy_basis(x, knots, k).reshape(len(x), -1) @ kernel
+    np.testing.assert_allclose(got, expected, atol=1e-9, rtol=0)

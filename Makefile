@@ -46,10 +46,12 @@ $(VENV)/.bench: $(STAMP)
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[bench]"
 	touch $@
 
-# Side-by-side tables (ratios) of KANDense, an equal-size MLP, the matmul floor
+# First what a user gets from Keras's default compile() (KAN vs an equal-size MLP);
+# then side-by-side tables (ratios) of KANDense, an equal-size MLP, the matmul floor
 # and the PyPI peers; seconds per L-BFGS step; the basis paths before and after
 # a grid update; the grid-extension experiment beside pykan.
 bench: $(VENV)/.bench
+	$(PY) benchmarks/compare.py --defaults --configs 1,2
 	$(PY) benchmarks/layer_speed.py
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/lbfgs_speed.py

@@ -1,7 +1,18 @@
 """keras_kan KAN models against a same-size MLP, the matmul floor and PyPI peers.
 
-    python benchmarks/compare.py [--quick] [--backends tensorflow,jax,torch]
+    python benchmarks/compare.py [--defaults] [--quick] [--backends tensorflow,jax,torch]
                                  [--configs 0,1,2,3]
+
+`--defaults`: what a user gets from `model.compile(optimizer="adam", loss="mse")`
+with nothing else: Keras resolves `jit_compile="auto"` to a plain `tf.function`
+graph on a CPU-only TensorFlow, `jax.jit` on JAX and eager PyTorch. The table
+then has the KAN, the KAN after a grid update (non-uniform knots: the general
+basis), the MLP and the peers, all compiled that way, and on TensorFlow the
+inference of a batch served from SavedModels loaded with `tf.saved_model.load`:
+`kan_sm` written by `keras_kan.export_model` (plain TensorFlow ops, what TF
+Serving and the LiteRT converter read), `kan_sm_xla` by Keras's
+`model.export` (keeps the XLA hints of the spline basis), `mlp_sm` the MLP's.
+Without `--defaults`: the compiled settings below.
 
 Per Keras backend (one subprocess each) and configuration it measures
 
@@ -59,7 +70,7 @@ CONFIGS = [  # (width, batch, grid_size)
     ([64, 64, 64, 1], 4096, 20),
     ([2, 5, 1], 1000, 5),
 ]
-MODELS = ("kan", "mlp", "floor", "effkan", "pykan")
+MODELS = ("kan", "kan_grid", "mlp", "floor", "effkan", "pykan", "kan_sm", "kan_sm_xla", "mlp_sm")
 LBFGS_TOL = 1e-32
 
 
@@ -102,7 +113,7 @@ def floor_shapes(width, grid):
 
 def theory_mb(kind, width, batch, grid, mlp_w):
     mb = 4 / 2**20
-    if kind == "mlp":
+    if kind.startswith("mlp"):
         weights = mlp_params(mlp_w)
         feats = 0
         acts = batch * sum(mlp_w)
@@ -115,7 +126,7 @@ def theory_mb(kind, width, batch, grid, mlp_w):
 
 
 # ------------------------------------------------------------------ candidates
-def make_candidates(backend, cfg, kit, peers):
+def make_candidates(backend, cfg, kit, peers, defaults=False):
     """name -> zero-arg builder returning {"train": fn, "infer": fn, "model": obj}."""
     import keras
     import numpy as np
@@ -131,7 +142,10 @@ def make_candidates(backend, cfg, kit, peers):
     mlp_w = mlp_width(width, kan_params(width, grid))
 
     def keras_model(model):
-        model.compile(optimizer="adam", loss="mse", jit_compile=jit)
+        if defaults:
+            model.compile(optimizer="adam", loss="mse")
+        else:
+            model.compile(optimizer="adam", loss="mse", jit_compile=jit)
         x, y = kit.tensors(x_np), kit.tensors(y_np)
         return {"train": lambda: model.train_on_batch(x, y),
                 "infer": lambda: model.predict_on_batch(x), "model": model}
@@ -140,11 +154,46 @@ def make_candidates(backend, cfg, kit, peers):
         return keras_model(keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER,
                                          seed=0))
 
-    def mlp():
+    def kan_grid():  # non-uniform knots after a grid update: the general basis
+        model = keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER, seed=0)
+        keras_kan.update_grids(model, x_np)
+        if any(layer.uniform_grid for layer in keras_kan.network.kan_layers(model)):
+            raise RuntimeError("the grid update left a uniform grid")
+        return keras_model(model)
+
+    def mlp_model():
         layers = [keras.Input((width[0],))]
         layers += [keras.layers.Dense(w, activation="silu") for w in mlp_w[1:-1]]
         layers.append(keras.layers.Dense(width[-1]))
-        return keras_model(keras.Sequential(layers))
+        return keras.Sequential(layers)
+
+    def mlp():
+        return keras_model(mlp_model())
+
+    def saved_model(kind):
+        import tensorflow as tf
+
+        def build():
+            folder = tempfile.mkdtemp(prefix="kan_bench_sm_")
+            if kind == "kan_sm":
+                model = keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER, seed=0)
+                from keras_kan.export import export_model
+
+                path = export_model(model, folder, formats="saved_model", name="m")["saved_model"]
+                endpoint = "serving_default"
+            else:
+                model = (keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER, seed=0)
+                         if kind == "kan_sm_xla" else mlp_model())
+                path = os.path.join(folder, "m")
+                model.export(path, format="tf_saved_model", verbose=False)
+                endpoint = "serve"
+            loaded = tf.saved_model.load(path)
+            fn = loaded.signatures[endpoint] if endpoint in loaded.signatures else getattr(
+                loaded, endpoint)
+            x = tf.constant(x_np)
+            return {"infer": lambda: fn(x), "model": loaded}
+
+        return build
 
     def floor():
         shapes = floor_shapes(width, grid)
@@ -183,7 +232,13 @@ def make_candidates(backend, cfg, kit, peers):
 
         return {"train": train, "infer": infer, "model": model, "eager": True}
 
-    builders = {"kan": kan, "mlp": mlp, "floor": floor}
+    if defaults:
+        builders = {"kan": kan, "kan_grid": kan_grid, "mlp": mlp}
+        if backend == "tensorflow":
+            builders.update({name: saved_model(name) for name in ("kan_sm", "kan_sm_xla",
+                                                                  "mlp_sm")})
+    else:
+        builders = {"kan": kan, "mlp": mlp, "floor": floor}
     if "effkan" in peers:
         builders["effkan"] = effkan
     if "pykan" in peers and backend == "torch":
@@ -287,7 +342,7 @@ def lbfgs_times(backend, data, cfg, steps, peers):
 
 
 # ---------------------------------------------------------------------- child
-def child(backend, config_ids, quick):
+def child(backend, config_ids, quick, defaults=False):
     import gc
 
     import keras
@@ -301,18 +356,20 @@ def child(backend, config_ids, quick):
         cfg = CONFIGS[ci]
         width, batch, grid = cfg
         t_cfg = time.perf_counter()
-        builders, data, mlp_w = make_candidates(backend, cfg, kit, peers)
+        builders, data, mlp_w = make_candidates(backend, cfg, kit, peers, defaults)
         fns, single, memory, built = {}, {}, {}, {}
         for name, build in builders.items():
             t0 = time.perf_counter()
             base = _bench.reset_peak()
             try:
                 obj = build()
+                modes = [mode for mode in ("train", "infer") if mode in obj]
                 if not obj.get("eager"):  # compile / warm up (pykan: the first call below)
-                    obj["train"]()
-                    obj["infer"]()
+                    for mode in modes:
+                        for _ in range(3 if defaults else 1):  # TF compiles marked ops lazily
+                            obj[mode]()
                 mem = {}
-                for mode in ("train", "infer"):
+                for mode in modes:
                     before = _bench.reset_peak()
                     t1 = time.perf_counter()
                     obj[mode]()  # a steady-state call: timed once, and its peak memory
@@ -323,8 +380,8 @@ def child(backend, config_ids, quick):
                         mem[mode + "_step"] = peak - before
                 memory[name] = mem
                 built[name] = obj
-                fns[(name, "train")] = obj["train"]
-                fns[(name, "infer")] = obj["infer"]
+                for mode in modes:
+                    fns[(name, mode)] = obj[mode]
             except Exception as e:  # noqa: BLE001 - a broken peer must not stop the run
                 result["notes"].append(f"{name} on {cfg_label(cfg)} failed: "
                                        f"{type(e).__name__}: {str(e)[:160]}")
@@ -342,7 +399,7 @@ def child(backend, config_ids, quick):
             "memory": memory,
             "theory": {name: theory_mb(name, width, batch, grid, mlp_w) for name in MODELS},
         }
-        if width == [2, 5, 1]:
+        if width == [2, 5, 1] and not defaults:
             lb, notes = lbfgs_times(backend, data, cfg, 2 if quick else 3, peers)
             entry["lbfgs"] = lb
             result["notes"] += notes
@@ -366,12 +423,16 @@ def _cell(t, name, mode):
     return cell
 
 
-def report(results, backends, config_ids):
+DEFAULT_LABELS = {"tensorflow": "TF (default: tf.function)", "jax": "JAX (default: jit)",
+                  "torch": "Torch (default: eager)"}
+
+
+def report(results, backends, config_ids, defaults=False):
     out = []
     header = ["config", "model"]
     mem_header = ["config", "model"]
     for b in backends:
-        s = _bench.SHORT[b]
+        s = DEFAULT_LABELS[b] if defaults else _bench.SHORT[b]
         header += [f"{s} train ms (×MLP, ×floor)", f"{s} infer ms (×MLP, ×floor)"]
         mem_header += [f"{s} train: total (step)", f"{s} infer: total (step)"]
     mem_header.append("theory train / infer")
@@ -383,12 +444,13 @@ def report(results, backends, config_ids):
             theory = None
             for b in backends:
                 e = results.get(b, {}).get("configs", {}).get(str(ci))
-                if not e or f"{name}/train" not in e["times"]:
+                if not e or f"{name}/infer" not in e["times"]:
                     row += ["—", "—"]
                     mem_row += ["—", "—"]
                     continue
                 theory = e["theory"][name]
-                row += [_cell(e["times"], name, "train"), _cell(e["times"], name, "infer")]
+                row += [_cell(e["times"], name, mode) if f"{name}/{mode}" in e["times"] else "—"
+                        for mode in ("train", "infer")]
                 mem = e["memory"].get(name, {})
                 for mode in ("train", "infer"):
                     mem_row.append(f"{mem[mode]:.0f} ({mem[mode + '_step']:.0f})"
@@ -450,6 +512,12 @@ def report(results, backends, config_ids):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    p.add_argument("--defaults", action="store_true",
+                   help="every model compiled with Keras's defaults (what a user gets)")
+    p.add_argument("--tuned-malloc", action="store_true",
+                   help="run the children with glibc malloc told to keep freed memory "
+                        "(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_): shows what "
+                        "fresh pages from the OS cost the eager and JAX steps")
     p.add_argument("--backends", default=",".join(_bench.BACKENDS),
                    help="comma-separated subset of tensorflow,jax,torch")
     p.add_argument("--configs", default=",".join(str(i) for i in range(len(CONFIGS))),
@@ -464,16 +532,24 @@ def main():
     if args.backend:
         if os.environ.get("KERAS_BACKEND") != args.backend:
             sys.exit("--backend is internal: the parent sets KERAS_BACKEND to match")
-        _bench.emit(child(args.backend, config_ids, args.quick))
+        _bench.emit(child(args.backend, config_ids, args.quick, args.defaults))
         return
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
         if b not in _bench.BACKENDS:
             p.error(f"unknown backend {b!r}")
-    extra = (["--quick"] if args.quick else []) + ["--configs", ",".join(map(str, config_ids))]
+    extra = (["--quick"] if args.quick else []) + (["--defaults"] if args.defaults else []) + [
+        "--configs", ",".join(map(str, config_ids))]
+    if args.tuned_malloc:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = os.environ["MALLOC_TRIM_THRESHOLD_"] = str(2**30)
     t0 = time.perf_counter()
     results = _bench.run_children(os.path.abspath(__file__), backends, extra, timeout=1200)
-    print(report(results, backends, config_ids))
+    if args.defaults:
+        print("Keras defaults: model.compile(optimizer='adam', loss='mse'), nothing else.\n")
+    if args.tuned_malloc:
+        print("glibc malloc keeps freed memory (MALLOC_MMAP_THRESHOLD_=MALLOC_TRIM_THRESHOLD_"
+              "=2**30).\n")
+    print(report(results, backends, config_ids, args.defaults))
     print(f"\nTotal wall time: {time.perf_counter() - t0:.0f} s")
 
 

@@ -23,15 +23,6 @@ ORDERS = [0, 1, 2, 3, 4, 5]
 KINDS = ["uniform", "data"]
 
 
-@pytest.fixture(autouse=True)
-def _every_width_marked(monkeypatch):
-    """TensorFlow marks only wide layers for XLA; these small cases must take that path."""
-    if BACKEND == "tensorflow":
-        from keras_kan.backend import tensorflow as tf_backend
-
-        monkeypatch.setattr(tf_backend, "MARKED_MIN_WIDTH", 0)
-
-
 def _knots(kind, k, n=3, grid=6):
     if kind == "uniform":
         return splines.uniform_knots((-1.0, 1.0), grid, k, n_features=n)
@@ -200,10 +191,9 @@ def test_inference_without_gradients_matches_the_training_path():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA hints are TensorFlow's")
-def test_tensorflow_marks_the_basis_for_xla_except_for_export(monkeypatch):
+def test_tensorflow_marks_the_basis_for_xla_except_for_export():
     import tensorflow as tf
 
-    from keras_kan.backend import tensorflow as tf_backend
     from keras_kan.backend.tensorflow import plain_graphs
 
     layer = keras_kan.KANDense(3, grid_size=5)
@@ -218,8 +208,6 @@ def test_tensorflow_marks_the_basis_for_xla_except_for_export(monkeypatch):
     with plain_graphs():
         plain = tf.function(lambda x: layer(x)).get_concrete_function(spec).graph
     assert not marked_ops(plain)
-    monkeypatch.setattr(tf_backend, "MARKED_MIN_WIDTH", 10**6)  # a narrow layer: plain ops
-    assert not marked_ops(tf.function(lambda x: layer(x)).get_concrete_function(spec).graph)
 
 
 @pytest.mark.parametrize("kind", KINDS + ["repeated"])

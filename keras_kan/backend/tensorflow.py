@@ -105,10 +105,6 @@ def make_evaluate(model_ref):
 
 _PLAIN = threading.local()
 
-# Narrower bases (n K below this) stay plain ops: there XLA's compile and launch cost
-# more than the passes it saves (the canonical [2, 5, 1] run took 25 s marked, 21 s plain).
-MARKED_MIN_WIDTH = 256
-
 
 @contextlib.contextmanager
 def plain_graphs():
@@ -135,8 +131,8 @@ def spline_basis(x, knots, spline_order, uniform):
     into one compiled cluster inside the plain graph and runs the rest (the
     matmul on oneDNN) as before. Its gradient with respect to `x` is
     TensorFlow's own derivative of the same ops, built inside a second marked
-    scope so that it fuses too. Eager calls, graphs traced under
-    `plain_graphs()` and narrow layers (`n K < MARKED_MIN_WIDTH`) use the plain ops.
+    scope so that it fuses too. Eager calls, and graphs traced under
+    `plain_graphs()`, use the plain ops.
 
     Args:
         x: `(..., n)`.
@@ -144,8 +140,7 @@ def spline_basis(x, knots, spline_order, uniform):
         spline_order: `k`.
         uniform: a Python bool, True only if every row of `knots` is evenly spaced.
     """
-    width = x.shape[-1] * (knots.shape[-1] - spline_order - 1)  # n K
-    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0) or width < MARKED_MIN_WIDTH:
+    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0):
         return fused_spline_basis(x, knots, spline_order, uniform)
     return _marked_basis(x, tf.convert_to_tensor(knots), spline_order, uniform)
 

@@ -358,6 +358,7 @@ class KANDense(keras.layers.Layer):
         dtype = self.compute_dtype
         spline_kernel, base_kernel = self._effective_kernels()  # (n, K, m), (n, m)
         flat_kernel = ops.reshape(ops.cast(spline_kernel, dtype), (n * self.num_basis, m))
+        base_matrix = ops.cast(base_kernel, dtype)
         scored = training and self.regularizer is not None and self.regularizer.needs_scores
         xf = ops.cast(x, "float32") if dtype in _HALF_DTYPES else x
         base = self.base_activation(xf)  # (B, n)
@@ -368,10 +369,10 @@ class KANDense(keras.layers.Layer):
             basis = kan_backend.spline_basis(xf, knots, self.spline_order, uniform)
             outputs = ops.matmul(ops.reshape(ops.cast(basis, dtype), (-1, n * self.num_basis)),
                                  flat_kernel)
-            outputs = outputs + ops.matmul(ops.cast(base, dtype), ops.cast(base_kernel, dtype))
+            outputs = outputs + ops.matmul(ops.cast(base, dtype), base_matrix)
         else:
             outputs = kan_backend.kan_product(xf, base, knots, self.spline_order, uniform,
-                                              flat_kernel, ops.cast(base_kernel, dtype))
+                                              flat_kernel, base_matrix)
         if symbolic_edges.any_symbolic(self):  # a numeric layer adds no op at all
             symbolic = symbolic_edges.output(self, xf)
             outputs = outputs + ops.cast(symbolic, dtype)

@@ -25,7 +25,6 @@ __all__ = [
     "bspline_basis",
     "uniform_bspline_basis",
     "cardinal_bspline",
-    "local_uniform_basis",
     "local_bspline_basis",
     "expand_local_basis",
     "fused_spline_basis",
@@ -192,8 +191,8 @@ def local_bspline_basis(x, knots, spline_order):
         spline_order: `k >= 1`.
 
     Returns:
-        `(values (..., n, k+1), first (..., n) int32)` as in
-        `local_uniform_basis`: value `m` belongs to basis `first + m`.
+        `(values (..., n, k+1), first (..., n) int32)`: value `m` belongs to
+        basis `first + m`, where `first = j - k` lies in `[-k, K - 1]`.
     """
     k = spline_order
     knots = ops.cast(knots, x.dtype)
@@ -326,37 +325,6 @@ def cardinal_bspline(s, spline_order):
         weight = (-1) ** i * math.comb(spline_order + 1, i) / math.factorial(spline_order)
         out = weight * term if out is None else out + weight * term
     return out
-
-
-def local_uniform_basis(x, knots, spline_order):
-    """The `k+1` possibly non-zero bases at each `x` on uniform knots (`keras.ops`).
-
-    Local support: `x` in knot interval `j` (`t_j <= x < t_{j+1}`) meets only
-    bases `p = j-k, ..., j`. Returns their values and `p`, for a backend
-    to scatter into the full `(..., n, K)` basis without computing the
-    `K - k - 1` zeros. Outside the extended knots every value is 0 (and
-    `j` is clipped to a valid interval).
-
-    Args:
-        x: `(..., n)`.
-        knots: `(n, L)`, each row uniform.
-        spline_order: `k >= 1`.
-
-    Returns:
-        `(values (..., n, k+1), first (..., n) int32)`: value `m` belongs to
-        basis `first + m`, where `first = j - k` lies in `[-k, K - 1]`.
-    """
-    knots = ops.cast(knots, x.dtype)
-    intervals = knots.shape[-1] - 1
-    u = (x - knots[:, 0]) / (knots[:, 1] - knots[:, 0])  # (..., n), knot-index units
-    inside = ops.logical_and(u >= 0.0, u < float(intervals))  # False for NaN
-    j = ops.where(inside, ops.floor(u), 0.0)  # a valid index even for NaN / inf inputs
-    j = ops.clip(j, 0.0, float(intervals - 1))
-    offsets = ops.cast(ops.arange(spline_order + 1), x.dtype)
-    # Basis p = j - k + m sees x at position u - p = (u - j) + k - m of its support.
-    s = ops.expand_dims(u - j, -1) + (spline_order - offsets)
-    values = ops.where(ops.expand_dims(inside, -1), cardinal_bspline(s, spline_order), 0.0)
-    return values, ops.cast(j, "int32") - spline_order
 
 
 def is_uniform(knots, rtol=1e-5):

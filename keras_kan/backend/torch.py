@@ -71,7 +71,7 @@ def spline_basis(x, knots, spline_order, uniform):
     if spline_order < 1 or _tracing(x):
         return splines.fused_spline_basis(x, knots, spline_order, uniform)
     n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
-    flat = _flat_basis(x.reshape(-1, n), knots, spline_order, uniform)
+    flat = _FlatBasis.apply(x.reshape(-1, n), _as_knots(knots, x), spline_order, bool(uniform))
     return flat[:, : n * n_basis].reshape(x.shape + (n_basis,))
 
 
@@ -214,10 +214,6 @@ def _tracing(x):
 
 def _as_knots(knots, x):
     return ops.convert_to_tensor(knots).to(dtype=x.dtype, device=x.device)
-
-
-def _flat_basis(x, knots, k, uniform):
-    return _FlatBasis.apply(x, _as_knots(knots, x), k, bool(uniform))
 
 
 class _FlatBasis(torch.autograd.Function):

@@ -3,7 +3,7 @@
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from keras_kan import callbacks, datasets, distribution
+from keras_kan import callbacks, datasets, distribution, edges
 from keras_kan.attribution import feature_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
@@ -48,5 +48,6 @@ __all__ = [
     "callbacks",
     "datasets",
     "distribution",
+    "edges",
     "__version__",
 ]

@@ -7,8 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import regularizers, splines, symbolic_edges
-from keras_kan.regularizers import edge_scores
+from keras_kan import edges, regularizers, splines, symbolic_edges
 from keras_kan.rng import torch_rand
 from keras_kan.validation import (
     check_bool,
@@ -21,7 +20,6 @@ from keras_kan.validation import (
 __all__ = ["KANDense", "WEIGHT_NAMES"]
 
 _HALF_DTYPES = ("float16", "bfloat16")
-_SCORE_CHUNK_ELEMENTS = 2**22  # feature values per chunk when scoring many samples
 
 #: The layer's weights, by the names they are saved under.
 WEIGHT_NAMES = ("grid", "spline_kernel", "base_kernel", "spline_scale", "edge_mask", "bias")
@@ -320,6 +318,17 @@ class KANDense(keras.layers.Layer):
         return self.grid, self.sync_grid()
 
     # ----------------------------------------------------------------- forward
+    def edge_params(self, x=None, dtype=None):
+        """This layer's edge parameters for `keras_kan.edges` (`keras.ops` form).
+
+        Args:
+            x: the input of the call, when the snapshot is for a call (picks the
+                closed-form basis on even knots, see `uniform_grid`).
+            dtype: the kernels' dtype (default the variables').
+        """
+        knots, uniform = self._basis_knots(x) if x is not None else (self.grid, False)
+        return edges.params(self, edges.OPS, knots=knots, uniform=uniform, dtype=dtype)
+
     def features(self, x):
         """Per-input features `[B_0(x), ..., B_{K-1}(x), b(x)]`.
 
@@ -330,70 +339,53 @@ class KANDense(keras.layers.Layer):
             `(B, n, K+1)` in float32 when the compute dtype is a half type,
             else in `x`'s dtype.
         """
-        basis, base = self._basis_and_base(x)
-        return ops.concatenate([basis, ops.expand_dims(base, -1)], axis=-1)
-
-    def _basis_and_base(self, x):
-        """`(basis (B, n, K), base activation (B, n))`, in the dtype `features` gives."""
-        if self.compute_dtype in _HALF_DTYPES:
-            x = ops.cast(x, "float32")
-        knots, uniform = self._basis_knots(x)
-        basis = kan_backend.spline_basis(x, knots, self.spline_order, uniform)
-        return basis, self.base_activation(x)
+        x = self._basis_input(x)
+        return edges.features(edges.OPS, x, self.edge_params(x))
 
     def effective_kernel(self):
         """`(n, K+1, units)`: rows `mask*w_s*c` then `mask*w_b`."""
-        spline, base = self._effective_kernels()
-        return ops.concatenate([spline, ops.expand_dims(base, 1)], axis=1)
+        return edges.kernel(edges.OPS, self.edge_params())
 
-    def _effective_kernels(self):
-        """`(mask*w_s*c (n, K, units), mask*w_b (n, units))`."""
-        mask = ops.cast(self.edge_mask, self.spline_kernel.dtype)
-        spline = self.spline_kernel * ops.expand_dims(mask * self.spline_scale, 1)
-        return spline, mask * self.base_kernel
+    def _basis_input(self, x):
+        """`x` in the dtype the basis is computed in (float32 under half precision)."""
+        return ops.cast(x, "float32") if self.compute_dtype in _HALF_DTYPES else x
 
     def call(self, inputs, training=None):
         n, m = self.input_dim, self.units
         x = ops.reshape(inputs, (-1, n)) if len(inputs.shape) != 2 else inputs
         dtype = self.compute_dtype
-        spline_kernel, base_kernel = self._effective_kernels()  # (n, K, m), (n, m)
-        flat_kernel = ops.reshape(ops.cast(spline_kernel, dtype), (n * self.num_basis, m))
-        base_matrix = ops.cast(base_kernel, dtype)
+        xf = self._basis_input(x)
+        snapshot = self.edge_params(xf, dtype=self.variable_dtype)
+        base = snapshot.base_fn(xf)  # (B, n)
         scored = training and self.regularizer is not None and self.regularizer.needs_scores
-        xf = ops.cast(x, "float32") if dtype in _HALF_DTYPES else x
-        base = self.base_activation(xf)  # (B, n)
-        # basis(x) @ W_s + b(x) @ W_b: each backend computes it its fastest way under
-        # Keras's default compile() (see keras_kan.backend.kan_product).
-        knots, uniform = self._basis_knots(xf)
         if scored:  # the penalty needs the basis itself
-            basis = kan_backend.spline_basis(xf, knots, self.spline_order, uniform)
-            outputs = ops.matmul(ops.reshape(ops.cast(basis, dtype), (-1, n * self.num_basis)),
-                                 flat_kernel)
-            outputs = outputs + ops.matmul(ops.cast(base, dtype), base_matrix)
+            basis = edges.basis(edges.OPS, xf, snapshot)
+            outputs = edges.numeric_output(
+                edges.OPS, ops.cast(edges.features(edges.OPS, xf, snapshot, basis), dtype),
+                snapshot)
         else:
-            outputs = kan_backend.kan_product(xf, base, knots, self.spline_order, uniform,
-                                              flat_kernel, base_matrix)
-        if symbolic_edges.any_symbolic(self):  # a numeric layer adds no op at all
-            symbolic = symbolic_edges.output(self, xf)
+            # basis(x) @ W_s + b(x) @ W_b: each backend computes it its fastest way under
+            # Keras's default compile() (see keras_kan.backend.kan_product).
+            outputs = kan_backend.kan_product(
+                xf, base, snapshot.knots, self.spline_order, snapshot.uniform,
+                ops.cast(ops.reshape(snapshot.spline_kernel, (n * self.num_basis, m)), dtype),
+                ops.cast(snapshot.base_kernel, dtype))
+        symbolic = edges.symbolic_output(edges.OPS, xf, snapshot)
+        if symbolic is not None:  # a numeric layer adds no op at all
             outputs = outputs + ops.cast(symbolic, dtype)
         if self.bias is not None:
             outputs = outputs + self.bias
         if training and self.regularizer is not None:
-            self.add_loss(self._penalty(x, basis if scored else None, base, spline_kernel,
-                                        base_kernel))
+            scores = None
+            if scored:
+                scores = edges.edge_scores(edges.OPS, ops.cast(xf, self.variable_dtype),
+                                           snapshot, spline_basis=ops.cast(
+                                               basis, self.variable_dtype))
+            self.add_loss(self.regularizer(scores, ops.cast(self.spline_kernel,
+                                                            self.variable_dtype)))
         if len(inputs.shape) != 2:
             outputs = ops.reshape(outputs, tuple(ops.shape(inputs)[:-1]) + (m,))
         return outputs
-
-    def _penalty(self, x, basis, base, spline_kernel, base_kernel):
-        dtype = self.variable_dtype
-        scores = None
-        if self.regularizer.needs_scores:
-            feats = ops.concatenate([basis, ops.expand_dims(base, -1)], axis=-1)
-            kernel = ops.concatenate([spline_kernel, ops.expand_dims(base_kernel, 1)], axis=1)
-            scores = edge_scores(ops.cast(feats, dtype), ops.cast(kernel, dtype),
-                                 ops.cast(x, dtype))
-        return self.regularizer(scores, ops.cast(self.spline_kernel, dtype))
 
     # ---------------------------------------------------------------- analysis
     def edge_activations(self, inputs):
@@ -407,50 +399,25 @@ class KANDense(keras.layers.Layer):
             layer output.
         """
         x = ops.reshape(ops.convert_to_tensor(inputs, self.compute_dtype), (-1, self.input_dim))
-        feats = self.features(x)
-        phi = ops.einsum("bnp,npm->bnm", feats, ops.cast(self.effective_kernel(), feats.dtype))
-        symbolic = symbolic_edges.edge_values(self, ops.cast(x, feats.dtype))
-        return phi if symbolic is None else phi + symbolic
+        x = self._basis_input(x)
+        return edges.edge_values(edges.OPS, x, self.edge_params(x, dtype=x.dtype))
 
     def edge_scores(self, inputs):
         """pykan's edge importance `std(phi_ij) / (std(x_i) + 0.1)`, shape `(n, units)`.
 
+        Computed in float64 on the full edge values (numeric and symbolic
+        parts), in chunks of samples whose moments merge exactly: the scores do
+        not depend on how many samples are given at once (see `keras_kan.edges`).
+
         Args:
             inputs: `(..., n)` samples of this layer's input (at least 2).
-        """
-        rows = max(1024, _SCORE_CHUNK_ELEMENTS // (self.input_dim * (self.num_basis + 1)))
-        if int(np.prod(np.shape(inputs)[:-1])) > rows:  # bounded memory for many samples
-            return ops.convert_to_tensor(self._chunked_edge_scores(inputs, rows),
-                                         self.variable_dtype)
-        x = ops.reshape(ops.convert_to_tensor(inputs, self.variable_dtype), (-1, self.input_dim))
-        if symbolic_edges.any_symbolic(self):  # scored on their values too
-            return symbolic_edges.edge_scores(self, x)
-        feats = ops.cast(self.features(x), self.variable_dtype)
-        return edge_scores(feats, self.effective_kernel(), x)
 
-    def _chunked_edge_scores(self, inputs, rows):
-        """`edge_scores` from `rows` samples at a time: the features' means and centred
-        second moments are merged chunk by chunk (Chan et al.) in float64."""
-        x_all = np.reshape(np.asarray(ops.convert_to_numpy(inputs)), (-1, self.input_dim))
-        count, mean_f, m2_f, mean_x, m2_x = 0, 0.0, 0.0, 0.0, 0.0
-        for start in range(0, x_all.shape[0], rows):
-            x = x_all[start:start + rows].astype(np.float64)
-            feats = np.asarray(ops.convert_to_numpy(self.features(
-                ops.convert_to_tensor(x, self.variable_dtype))), np.float64)
-            size, mean_b, mean_xb = x.shape[0], feats.mean(axis=0), x.mean(axis=0)
-            centred, x_centred = feats - mean_b, x - mean_xb
-            by_input = np.transpose(centred, (1, 2, 0))  # (n, K+1, rows): one BLAS matmul
-            m2_b = by_input @ np.transpose(by_input, (0, 2, 1))
-            total = count + size
-            delta, delta_x = mean_b - mean_f, mean_xb - mean_x
-            m2_f = m2_f + m2_b + np.einsum("np,nq->npq", delta, delta) * count * size / total
-            m2_x = m2_x + (x_centred ** 2).sum(axis=0) + delta_x ** 2 * count * size / total
-            mean_f, mean_x = mean_f + delta * size / total, mean_x + delta_x * size / total
-            count = total
-        kernel = np.asarray(ops.convert_to_numpy(self.effective_kernel()), np.float64)
-        var_phi = np.sum(kernel * np.einsum("npq,nqm->npm", m2_f, kernel), axis=1) / (count - 1)
-        std_phi = np.where(var_phi > 1e-12, np.sqrt(np.maximum(var_phi, 0.0)), 0.0)
-        return std_phi / (np.sqrt(m2_x / (count - 1))[:, None] + 0.1)
+        Returns:
+            `(n, units)` tensor in the variable dtype.
+        """
+        x = np.reshape(np.asarray(ops.convert_to_numpy(inputs), np.float64), (-1, self.input_dim))
+        scores = edges.edge_scores(edges.NUMPY, x, edges.params(self, edges.NUMPY))
+        return ops.convert_to_tensor(scores, self.variable_dtype)
 
     # ------------------------------------------------------------------ grids
     def _host_samples(self, inputs, what="inputs"):

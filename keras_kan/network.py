@@ -1,18 +1,16 @@
 """A model's KAN layers as data: which layers, what reaches them, every edge's values.
 
-Shared by `surgery` (grid updates, pruning), `plotting` and `symbolic`. The
-edge values are re-evaluated in float64 NumPy from each layer's public pieces
-(`spline()`, `effective_kernel()`, `base_activation`) rather than by calling
-`KANDense.edge_activations`: the numbers are the same to float32 rounding, but
+Shared by `surgery` (grid updates, pruning), `plotting`, `attribution` and
+`symbolic`. Edge values and scores come from `keras_kan.edges` in its float64
+NumPy form: the numbers are those of the forward pass to float32 rounding, but
 no backend code runs, which on JAX would compile anew for every new shape.
 """
 
 import keras
 import numpy as np
 from keras import ops
-from scipy.special import expit
 
-from keras_kan import splines, symbolic_edges
+from keras_kan import edges
 from keras_kan.layers import KANDense
 from keras_kan.validation import check_samples, even_rows
 
@@ -23,11 +21,10 @@ __all__ = [
     "model_samples",
     "layer_inputs",
     "chain_inputs",
-    "base_values",
     "edge_values",
+    "edge_scores",
     "layer_output",
     "quantile_samples",
-    "score_edges",
 ]
 
 #: Rows of `x` used for scores and curves by default (an evenly spaced subset).
@@ -145,49 +142,29 @@ def chain_inputs(model, layers, data):
     return inputs
 
 
-# NumPy twins of the usual base activations, matched by identity (backend ops
-# on ever-changing shapes would trace and compile on JAX for every call).
-_NUMPY_ACTIVATIONS = {
-    keras.activations.silu: lambda x: x * expit(x),
-    keras.activations.relu: lambda x: np.maximum(x, 0.0),
-    keras.activations.tanh: np.tanh,
-    keras.activations.sigmoid: expit,
-    keras.activations.linear: lambda x: x,
-    keras.activations.softplus: lambda x: np.logaddexp(0.0, x),
-}
-
-
-def base_values(layer, inputs):
-    """`b(x)` of the layer's base branch, float64 `(N, n)`."""
-    twin = _NUMPY_ACTIVATIONS.get(layer.base_activation)
-    if twin is not None:
-        return twin(inputs)
-    dtype = "float64" if layer.compute_dtype == "float64" else "float32"
-    values = layer.base_activation(ops.convert_to_tensor(inputs, dtype))
-    return np.asarray(ops.convert_to_numpy(values), np.float64)
-
-
-def edge_values(layer, inputs, include_symbolic=True):
-    """Every edge's `phi_ij(x_i)` in float64, like `layer.edge_activations`.
+def edge_values(layer, inputs, include_symbolic=True, edge_mask=None):
+    """Every edge's `phi_ij(x_i)` in float64 (`keras_kan.edges`, NumPy form).
 
     Args:
         layer: a built KANDense.
         inputs: `(N, n)` float64 samples of its input.
         include_symbolic: add the symbolic part of symbolic edges (False:
             the numeric part `edge_mask * phi` only).
+        edge_mask: optional `(n, m)` mask to use instead of the layer's
+            (nothing is written to the layer).
 
     Returns:
         `(N, n, units)` float64; the sum over axis 1 (plus the bias) is the
         layer output.
     """
-    inputs = np.asarray(inputs, np.float64)
-    knots, _ = layer.spline()
-    basis = splines.bspline_basis_numpy(inputs, knots, layer.spline_order)  # (N, n, K)
-    base = base_values(layer, inputs)[..., None]  # (N, n, 1)
-    kernel = np.asarray(ops.convert_to_numpy(layer.effective_kernel()), np.float64)
-    phi = np.einsum("bnp,npm->bnm", np.concatenate([basis, base], axis=-1), kernel)
-    symbolic = symbolic_edges.edge_values_numpy(layer, inputs) if include_symbolic else None
-    return phi if symbolic is None else phi + symbolic
+    params = edges.params(layer, edges.NUMPY, edge_mask=edge_mask)
+    return edges.edge_values(edges.NUMPY, np.asarray(inputs, np.float64), params,
+                             symbolic=include_symbolic)
+
+
+def edge_scores(layer, inputs):
+    """pykan's edge scores of `layer` on `(N, n)` samples of its input, float64 `(n, m)`."""
+    return edges.edge_scores(edges.NUMPY, inputs, edges.params(layer, edges.NUMPY))
 
 
 def layer_output(layer, phi):
@@ -213,14 +190,3 @@ def quantile_samples(inputs, max_points):
     """
     xs = np.sort(inputs, axis=0)
     return xs[even_rows(xs.shape[0], max_points)]
-
-
-def score_edges(inputs, phi):
-    """pykan's edge score `std(phi_ij) / (std(x_i) + 0.1)` (unbiased stds), `(n, m)`.
-
-    Args:
-        inputs: `(N, n)` the layer's inputs.
-        phi: `(N, n, m)` its edge values on them.
-    """
-    ddof = 1 if inputs.shape[0] > 1 else 0
-    return phi.std(axis=0, ddof=ddof) / (inputs.std(axis=0, ddof=ddof)[:, None] + 0.1)

@@ -25,12 +25,12 @@ from keras import ops
 from keras_kan import symbolic_edges
 from keras_kan.network import (
     chain_inputs,
+    edge_scores,
     edge_values,
     feeds,
     kan_layers,
     model_samples,
     quantile_samples,
-    score_edges,
 )
 from keras_kan.validation import check_int, even_rows
 
@@ -122,8 +122,7 @@ def _collect(model, layers, inputs, show_scores, max_points, attribution=None):
         if attribution is not None:
             scores = np.where(mask != 0, attribution[index], 0.0)
         else:
-            scores = np.where(mask != 0, np.nan_to_num(score_edges(layer_in, edge_values(
-                layer, layer_in))), 0.0)
+            scores = np.where(mask != 0, np.nan_to_num(edge_scores(layer, layer_in)), 0.0)
         top = scores.max() if scores.size else 0.0
         if not show_scores:
             alpha = np.ones_like(scores)

@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import regularizers
+from keras_kan import regularizers, symbolic_edges
 from keras_kan.layers import KANDense
 from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples
 from keras_kan.validation import check_int, check_real
@@ -196,10 +196,12 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
         alive_in = np.ones(scores[i].shape[0], bool)
         if i > 0 and feeds(model, layers[i - 1], layer):
             alive_in = alive_out[i - 1]
+        keep = (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
-        had_edges = mask.any()
-        mask = mask * (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
-        if had_edges and not mask.any():
+        symbolic = np.asarray(ops.convert_to_numpy(layer.symbolic_mask), np.float64)
+        had_edges = mask.any() or symbolic.any()
+        mask, symbolic = mask * keep, symbolic * keep
+        if had_edges and not (mask.any() or symbolic.any()):
             raise ValueError(
                 f"Received an invalid value for argument `edge_threshold`: "
                 f"{edge_threshold} would mask every edge of layer '{layer.name}' (largest "
@@ -207,15 +209,16 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
             )
         plan.append({"layer": layer, "keep_in": np.flatnonzero(alive_in),
                      "keep_out": np.flatnonzero(alive_out[i]), "mask": mask,
-                     "scores": scores[i]})
+                     "symbolic_mask": symbolic, "scores": scores[i]})
     return plan
 
 
 def apply_pruning_masks(plan):
-    """Write the plan's edge masks into the layers (no shape change)."""
+    """Write the plan's edge masks (numeric and symbolic) into the layers (no shape change)."""
     for entry in plan:
         layer = entry["layer"]
         layer.edge_mask.assign(entry["mask"].astype(layer.edge_mask.dtype))
+        layer.symbolic_mask.assign(entry["symbolic_mask"].astype(layer.symbolic_mask.dtype))
 
 
 def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=True,
@@ -244,11 +247,12 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=True,
         layer, rows, cols = entry["layer"], entry["keep_in"], entry["keep_out"]
         subset = layer.get_subset(rows, cols)
         subset.edge_mask.assign(entry["mask"][rows][:, cols].astype(subset.edge_mask.dtype))
+        symbolic_edges.keep_edges(subset, entry["symbolic_mask"][rows][:, cols])
         replace[id(layer)] = subset
         report[layer.name] = {
             "removed_nodes": sorted(set(range(layer.units)) - set(cols.tolist())),
             "kept_nodes": cols.tolist(),
-            "masked_edges": int((entry["mask"] == 0).sum()),
+            "masked_edges": int(((entry["mask"] == 0) & (entry["symbolic_mask"] == 0)).sum()),
         }
     new = _clone(model, replace)
     if verbose:

@@ -1033,17 +1033,10 @@ def _find_layer(model, layer):
 
 def _numeric_values(layer, xs, edges):
     """Unmasked numeric edge values `(P, n, m)` (the spline even where `edge_mask` is 0)."""
-    saved = np.asarray(ops.convert_to_numpy(layer.edge_mask))
-    if all(saved[i, j] != 0 for i, j in edges):
-        return edge_values(layer, xs, include_symbolic=False)
-    unmasked = saved.copy()
+    mask = np.array(ops.convert_to_numpy(layer.edge_mask), np.float64)
     for i, j in edges:
-        unmasked[i, j] = 1
-    layer.edge_mask.assign(unmasked)
-    try:
-        return edge_values(layer, xs, include_symbolic=False)
-    finally:
-        layer.edge_mask.assign(saved)
+        mask[i, j] = 1.0
+    return edge_values(layer, xs, include_symbolic=False, edge_mask=mask)
 
 
 def _layer_samples(model, x, index):

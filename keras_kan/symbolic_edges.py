@@ -19,10 +19,10 @@ this part entirely and the four parameters are not trainable (no unused
 trainable variables, no "gradients do not exist" warnings); they become
 trainable when the first edge gets a function.
 
-The forward pass groups the symbolic edges by function: per function in use,
-one gather of the inputs and parameters of its edges `(batch, E)`, one
-evaluation, one `(E, units)` matmul back to the outputs. No per-edge Python
-loop runs in the traced step.
+The edges are grouped by function (`regroup`); `keras_kan.edges` evaluates
+them: per function in use, one gather of the inputs and parameters of its
+edges `(batch, E)`, one evaluation, one `(E, units)` matmul back to the
+outputs. No per-edge Python loop runs in the traced step.
 
 The library functions are singularity-safe: `1/x^k`, `log`, `sqrt`,
 `x^1.5`, `1/sqrt(x)`, `tan`, `arcsin`, `arccos`, `arctanh` give finite
@@ -443,80 +443,6 @@ def config_value(layer):
     return [[i, j, name] for i, j, name in layer._symbolic_spec]
 
 
-def _grouped(layer, x):
-    """`[(group, v (B, E))]`: `mask * (c f(a x + b) + d)` per function in use."""
-    dtype = x.dtype
-    stacked = ops.stack([ops.reshape(ops.cast(getattr(layer, w), dtype), (-1,))
-                         for w in SYMBOLIC_WEIGHT_NAMES])  # (5, n*m)
-    out = []
-    for group in layer._symbolic_groups:
-        entry, rows, flat, _, _ = group
-        xe = ops.take(x, rows, axis=1)  # (B, E)
-        p = ops.take(stacked, flat, axis=1)  # (5, E)
-        mask, a, b, c, d = (p[k] for k in range(5))
-        out.append((group, mask * (c * entry.keras(a * xe + b) + d)))
-    return out
-
-
-def output(layer, x):
-    """The symbolic part of the layer output, `(B, units)` in `x`'s dtype, or
-    None when no edge is symbolic (then nothing is computed)."""
-    if not layer._symbolic_groups:
-        return None
-    total = None
-    for (_, _, _, _, onehot), v in _grouped(layer, x):
-        part = ops.matmul(v, ops.convert_to_tensor(onehot, v.dtype))
-        total = part if total is None else total + part
-    return total
-
-
-def edge_values(layer, x):
-    """Every edge's symbolic part `(B, n, units)` (zeros where none), or None."""
-    if not layer._symbolic_groups:
-        return None
-    n, m = layer._symbolic_names.shape
-    total = None
-    for (_, _, flat, _, _), v in _grouped(layer, x):
-        scatter = np.zeros((flat.size, n * m))
-        scatter[np.arange(flat.size), flat] = 1.0
-        part = ops.matmul(v, ops.convert_to_tensor(scatter, v.dtype))
-        total = part if total is None else total + part
-    return ops.reshape(total, (-1, n, m))
-
-
-def any_symbolic(layer):
-    """Whether some edge of the built `layer` has a symbolic function."""
-    return bool(layer._symbolic_groups)
-
-
-def edge_scores(layer, x):
-    """pykan's `std(phi_ij) / (std(x_i) + 0.1)` (unbiased) on the full edge values
-    (numeric + symbolic parts), `(n, units)`; `x` is `(B, n)`."""
-    phi = layer.edge_activations(x)
-    count = int(x.shape[0])
-    bessel = math.sqrt(count / (count - 1)) if count > 1 else 1.0
-    std_x = ops.std(ops.cast(x, phi.dtype), axis=0) * bessel
-    return ops.std(phi, axis=0) * bessel / (ops.expand_dims(std_x, -1) + 0.1)
-
-
-def edge_values_numpy(layer, inputs):
-    """Every edge's symbolic part in float64 NumPy `(N, n, units)`, or None."""
-    if not layer._symbolic_groups:
-        return None
-    inputs = np.asarray(inputs, np.float64)
-    n, m = layer._symbolic_names.shape
-    params = {w: np.asarray(ops.convert_to_numpy(getattr(layer, w)), np.float64).reshape(-1)
-              for w in SYMBOLIC_WEIGHT_NAMES}
-    out = np.zeros((inputs.shape[0], n * m))
-    for entry, rows, flat, _, _ in layer._symbolic_groups:
-        mask, a, b, c, d = (params[w][flat] for w in SYMBOLIC_WEIGHT_NAMES)
-        with np.errstate(all="ignore"):
-            values = mask * (c * np.asarray(entry.numpy(a * inputs[:, rows] + b), np.float64)
-                             + d)
-        out[:, flat] = values
-    return out.reshape(-1, n, m)
-
-
 def function_names(layer):
     """`(n, units)` object array of each edge's function name ("" for none)."""
     return layer._symbolic_names.copy()
@@ -639,6 +565,17 @@ def normalize_node(layer, next_layer, j):
         bias[j] *= scale
         layer.bias.assign(bias.astype(layer.bias.dtype))
     return True
+
+
+def keep_edges(layer, symbolic_mask):
+    """Set `symbolic_mask` `(n, units)` on a layer no compiled function has traced yet,
+    and forget the function of every edge it masks off (pruned symbolic edges leave the
+    config too)."""
+    symbolic_mask = np.asarray(symbolic_mask, np.float64)
+    keep = symbolic_mask != 0
+    layer.symbolic_mask.assign(symbolic_mask.astype(layer.symbolic_mask.dtype))
+    layer._symbolic_names[~keep] = ""
+    regroup(layer)
 
 
 def _assign_entry(variable, i, j, value):

@@ -8,7 +8,7 @@ import pytest
 import reference
 from conftest import BACKEND, gradient_of, to_numpy
 
-from keras_kan import KAN, KANDense, prune, update_grids
+from keras_kan import KAN, KANDense, edges, prune, update_grids
 
 
 def mean_prediction(y_true, y_pred):
@@ -113,8 +113,10 @@ def test_many_samples_are_scored_in_chunks():
     layer = KANDense(3, seed=0)
     layer.build((None, 4))
     x = np.random.default_rng(0).normal(size=(3000, 4)).astype("float32")
-    whole = layer._chunked_edge_scores(x, 3000)
-    np.testing.assert_allclose(layer._chunked_edge_scores(x, 700), whole, rtol=1e-6)
+    params = edges.params(layer, edges.NUMPY)
+    whole = edges.edge_scores(edges.NUMPY, x, params, chunk_rows=3000)
+    np.testing.assert_allclose(edges.edge_scores(edges.NUMPY, x, params, chunk_rows=700), whole,
+                               rtol=1e-10)
     np.testing.assert_allclose(reference.edge_scores(layer, x), whole, rtol=1e-4, atol=1e-6)
 
 

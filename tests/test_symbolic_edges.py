@@ -10,7 +10,7 @@ import pytest
 from conftest import BACKEND, gradient_of, to_numpy
 
 import keras_kan
-from keras_kan import KAN, KANDense, fit_lbfgs, splines, symbolic_edges
+from keras_kan import KAN, KANDense, edges, fit_lbfgs, splines, symbolic_edges
 
 sympy = pytest.importorskip("sympy")
 
@@ -124,7 +124,7 @@ def test_training_moves_a_b_c_d_towards_the_target(trainer):
 
 def test_numeric_layers_get_no_symbolic_work():
     layer = KAN([3, 2], seed=0).layers[0]
-    assert symbolic_edges.output(layer, keras.ops.zeros((4, 3))) is None
+    assert edges.symbolic_output(edges.OPS, keras.ops.zeros((4, 3)), layer.edge_params()) is None
     assert not any(getattr(layer, w).trainable for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES)
 
 

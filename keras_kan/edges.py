@@ -160,44 +160,47 @@ def _base_fn(layer, xp):
     return lambda x: _numpy(activation(ops.convert_to_tensor(x, dtype)))
 
 
-def params(layer, xp=OPS, edge_mask=None, knots=None, uniform=None, dtype=None):
+def params(layer, xp=OPS, weights=None, knots=None, uniform=None, dtype=None):
     """The parameters of a built `layer` as an `Edges` snapshot in namespace `xp`.
 
     Args:
         layer: a built KANDense.
         xp: `OPS` (backend tensors, differentiable; the layer's variables) or
             `NUMPY` (float64 copies).
-        edge_mask: optional `(n, m)` mask to use instead of the layer's (e.g.
-            ones, to read the numeric spline of an edge the layer masks off);
-            nothing is written to the layer.
+        weights: optional values by weight name (`WEIGHT_NAMES` and the
+            symbolic weights) to use instead of the layer's: e.g. `edge_mask`
+            ones, to read the numeric spline of an edge the layer masks off, or
+            trial `symbolic_a..d` in a fit. Nothing is written to the layer.
         knots, uniform: `OPS` only: the knots and basis choice of this call
             (the layer's `_basis_knots`); default the layer's grid, general basis.
         dtype: `OPS` only: the dtype of the kernels (default the variables').
     """
-    mask = layer.edge_mask if edge_mask is None else edge_mask
+    weights = weights or {}
     if xp is NUMPY:
-        read = _numpy
-        knots, uniform = _numpy(layer.grid), False
+        def read(name):
+            return np.asarray(weights[name], np.float64) if name in weights else _numpy(
+                getattr(layer, name))
+        knots, uniform = read("grid"), False
     else:
         dtype = dtype or layer.variable_dtype
 
-        def read(v):
-            return ops.cast(v, dtype)
+        def read(name):
+            return ops.cast(weights.get(name, getattr(layer, name)), dtype)
 
         knots = layer.grid if knots is None else knots
         uniform = bool(uniform)
-    mask = read(mask)
-    spline = read(layer.spline_kernel) * xp.expand_dims(mask * read(layer.spline_scale), 1)
-    base = mask * read(layer.base_kernel)
+    mask = read("edge_mask")
+    spline = read("spline_kernel") * xp.expand_dims(mask * read("spline_scale"), 1)
+    base = mask * read("base_kernel")
     groups = []
     names = symbolic_edges.SYMBOLIC_WEIGHT_NAMES
     if layer._symbolic_groups:
-        flat_params = [xp.reshape(read(getattr(layer, w)), (-1,)) for w in names]
+        flat_params = [xp.reshape(read(w), (-1,)) for w in names]
         for entry, rows, flat, _, onehot in layer._symbolic_groups:
             values = [xp.take(p, flat, axis=0) for p in flat_params]
             fn = entry.numpy if xp is NUMPY else entry.keras
             groups.append(SymbolicGroup(fn, rows, flat, onehot, *values))
-    bias = None if layer.bias is None else read(layer.bias)
+    bias = None if layer.bias is None else read("bias")
     return Edges(knots, layer.spline_order, uniform, spline, base, _base_fn(layer, xp),
                  tuple(groups), bias)
 

@@ -142,7 +142,7 @@ def chain_inputs(model, layers, data):
     return inputs
 
 
-def edge_values(layer, inputs, include_symbolic=True, edge_mask=None):
+def edge_values(layer, inputs, include_symbolic=True, weights=None):
     """Every edge's `phi_ij(x_i)` in float64 (`keras_kan.edges`, NumPy form).
 
     Args:
@@ -150,14 +150,14 @@ def edge_values(layer, inputs, include_symbolic=True, edge_mask=None):
         inputs: `(N, n)` float64 samples of its input.
         include_symbolic: add the symbolic part of symbolic edges (False:
             the numeric part `edge_mask * phi` only).
-        edge_mask: optional `(n, m)` mask to use instead of the layer's
-            (nothing is written to the layer).
+        weights: optional arrays by weight name to use instead of the
+            layer's (see `keras_kan.edges.params`; nothing is written).
 
     Returns:
         `(N, n, units)` float64; the sum over axis 1 (plus the bias) is the
         layer output.
     """
-    params = edges.params(layer, edges.NUMPY, edge_mask=edge_mask)
+    params = edges.params(layer, edges.NUMPY, weights=weights)
     return edges.edge_values(edges.NUMPY, np.asarray(inputs, np.float64), params,
                              symbolic=include_symbolic)
 

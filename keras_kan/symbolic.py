@@ -53,7 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
         "`pip install keras-kan[symbolic]` (or `pip install sympy`)."
     ) from error
 
-from keras_kan import symbolic_edges
+from keras_kan import edges, symbolic_edges
 from keras_kan.layers import KANDense
 from keras_kan.network import (
     chain_inputs,
@@ -1036,7 +1036,7 @@ def _numeric_values(layer, xs, edges):
     mask = np.array(ops.convert_to_numpy(layer.edge_mask), np.float64)
     for i, j in edges:
         mask[i, j] = 1.0
-    return edge_values(layer, xs, include_symbolic=False, edge_mask=mask)
+    return edge_values(layer, xs, include_symbolic=False, weights={"edge_mask": mask})
 
 
 def _layer_samples(model, x, index):
@@ -1217,21 +1217,17 @@ def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
                 k += rows.size
         return values
 
+    fixed = [layer.get_weights_by_name() for layer in layers]  # read once, not per trial
+
     def forward(values):
         current = data
         for index, layer in enumerate(layers):
-            phi = edge_values(layer, current, include_symbolic=False)
-            names = symbolic_edges.function_names(layer)
-            out = phi.sum(axis=1)
-            if getattr(layer, "bias", None) is not None:
-                out = out + np.asarray(ops.convert_to_numpy(layer.bias), np.float64)
-            for i, j in zip(*np.nonzero(names != "")):
-                mask, a, b, c, d = (values[(index, w)][i, j]
-                                    for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES)
-                fn = symbolic_edges.get_function(names[i, j]).numpy
-                with np.errstate(all="ignore"):
-                    out[:, j] += mask * (c * fn(a * current[:, i] + b) + d)
-            current = out
+            trial = dict(fixed[index], **{w: values[(index, w)] for w in
+                                          symbolic_edges.SYMBOLIC_WEIGHT_NAMES
+                                          if (index, w) in values})
+            with np.errstate(all="ignore"):
+                current = edges.output(edges.NUMPY, current,
+                                       edges.params(layer, edges.NUMPY, weights=trial))
         return current
 
     start = np.concatenate([params0[(index, w)][rows, cols] for index, rows, cols in slots

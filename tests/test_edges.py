@@ -228,3 +228,12 @@ def test_scores_after_a_grid_update_match_numpy():
     phi = edges.edge_values(edges.NUMPY, x, edges.params(layer, edges.NUMPY))
     np.testing.assert_allclose(to_numpy(layer.edge_scores(x)),
                                _pykan_scores(phi, x.astype(np.float64)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "softplus", "gelu", "elu"])
+def test_numpy_base_activation_matches_the_layers(activation):
+    layer = KANDense(2, base_activation=activation)
+    layer.build((None, 3))
+    x = np.linspace(-3, 3, 30).reshape(10, 3)
+    expected = keras.ops.convert_to_numpy(layer.base_activation(x.astype("float32")))
+    np.testing.assert_allclose(edges.params(layer, edges.NUMPY).base_fn(x), expected, atol=1e-6)

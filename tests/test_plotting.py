@@ -9,7 +9,7 @@ matplotlib = pytest.importorskip("matplotlib")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from keras_kan.network import base_values, chain_inputs, edge_values  # noqa: E402
+from keras_kan.network import chain_inputs, edge_values  # noqa: E402
 from keras_kan.plotting import plot_kan  # noqa: E402
 
 
@@ -102,15 +102,6 @@ def test_edge_values_match_the_layer():
     phi = keras.ops.convert_to_numpy(first.edge_activations(x))
     np.testing.assert_allclose(edge_values(first, inputs[0]), phi, atol=1e-5)
     np.testing.assert_allclose(inputs[1], phi.sum(axis=1), atol=1e-5)
-
-
-@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "softplus", "gelu", "elu"])
-def test_base_activation_twins(activation):
-    layer = KANDense(2, base_activation=activation)
-    layer.build((None, 3))
-    x = np.linspace(-3, 3, 30).reshape(10, 3)
-    expected = keras.ops.convert_to_numpy(layer.base_activation(x.astype("float32")))
-    np.testing.assert_allclose(base_values(layer, x), expected, atol=1e-6)
 
 
 def test_bad_inputs(tmp_path):

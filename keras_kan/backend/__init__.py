@@ -20,7 +20,6 @@ under one set of names.
 import importlib
 
 import keras
-from keras import ops
 
 from keras_kan.backend.common import compute_loss
 from keras_kan.backend.objective import evaluate_fn, reset_compiled_functions, value_and_grad_fn
@@ -33,30 +32,23 @@ if BACKEND not in ("jax", "tensorflow", "torch"):
     )
 _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 
+#: What every backend module defines, with one meaning on every backend (no defaults):
+#: - `spline_basis(x (B, n), knots (n, L), k, uniform) -> (B, n, K)`: the exact B-spline basis;
+#: - `spline_matmul(x, knots, k, uniform, kernel (n K, m)) -> (B, m)`: `basis(x) @ kernel`;
+#: - `kan_product(x, base (B, n), knots, k, uniform, spline_kernel (n K, m), base_kernel (n, m))
+#:   -> (B, m)`: `basis(x) @ spline_kernel + base @ base_kernel`, the layer's numeric output;
+#: - `is_traced(x)`, `value_token(variable)`, `check_grid_uniform(knots, ok, message)`,
+#:   `sync_model_state(model)`: the grid-state checks (see `KANDense.uniform_grid`);
+#: - `make_value_and_grad(model_ref)`, `make_evaluate(model_ref)`: fit_lbfgs's objective.
+CONTRACT = ("spline_basis", "spline_matmul", "kan_product", "is_traced", "value_token",
+            "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate")
+_missing = [name for name in CONTRACT if not callable(getattr(_impl, name, None))]
+if _missing:  # a broken backend module fails at import, not in the middle of a step
+    raise ImportError(f"keras_kan.backend.{BACKEND} does not define {_missing}.")
+
 spline_basis = _impl.spline_basis
-
-
-def _basis_matmul(x, knots, spline_order, uniform, kernel):
-    """`spline_basis(x) @ kernel`: `x (B, n)`, kernel `(n K, m)` -> `(B, m)` in its dtype."""
-    basis = spline_basis(x, knots, spline_order, uniform)
-    return ops.matmul(ops.reshape(ops.cast(basis, kernel.dtype), (-1, kernel.shape[0])), kernel)
-
-
-spline_matmul = getattr(_impl, "spline_matmul", _basis_matmul)
-
-
-def _two_products(x, base, knots, spline_order, uniform, spline_kernel, base_kernel):
-    """`spline_matmul(x, ...) + base @ base_kernel`: the layer's output before its bias.
-
-    Args:
-        x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
-        base_kernel: `(n, m)`, both in the compute dtype.
-    """
-    outputs = spline_matmul(x, knots, spline_order, uniform, spline_kernel)
-    return outputs + ops.matmul(ops.cast(base, base_kernel.dtype), base_kernel)
-
-
-kan_product = getattr(_impl, "kan_product", _two_products)
+spline_matmul = _impl.spline_matmul
+kan_product = _impl.kan_product
 is_traced = _impl.is_traced
 value_token = _impl.value_token
 check_grid_uniform = _impl.check_grid_uniform
@@ -64,6 +56,7 @@ sync_model_state = _impl.sync_model_state
 
 __all__ = [
     "BACKEND",
+    "CONTRACT",
     "value_and_grad_fn",
     "evaluate_fn",
     "compute_loss",

@@ -13,8 +13,8 @@ import tensorflow as tf
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.splines import fused_spline_basis
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "plain_graphs", "is_traced",
-           "value_token", "check_grid_uniform", "sync_model_state"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
+           "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -143,6 +143,28 @@ def spline_basis(x, knots, spline_order, uniform):
     if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0):
         return fused_spline_basis(x, knots, spline_order, uniform)
     return _marked_basis(x, tf.convert_to_tensor(knots), spline_order, uniform)
+
+
+def spline_matmul(x, knots, spline_order, uniform, kernel):
+    """`basis(x) @ kernel`: `x (B, n)`, kernel `(n K, m)` -> `(B, m)` in `kernel`'s dtype.
+
+    The matmul stays outside the XLA-marked basis: oneDNN's product and its
+    gradient measured faster than XLA:CPU's (7.7 vs 33.6 ms for the kernel
+    gradient at `[784, 64, 10]`).
+    """
+    basis = spline_basis(x, knots, spline_order, uniform)
+    return tf.matmul(tf.reshape(tf.cast(basis, kernel.dtype), (-1, kernel.shape[0])), kernel)
+
+
+def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kernel):
+    """`basis(x) @ spline_kernel + base @ base_kernel`, `(B, m)`, as two products.
+
+    Args:
+        x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
+        base_kernel: `(n, m)`, both in the compute dtype.
+    """
+    outputs = spline_matmul(x, knots, spline_order, uniform, spline_kernel)
+    return outputs + tf.matmul(tf.cast(base, base_kernel.dtype), base_kernel)
 
 
 def _marked_basis(x, knots, spline_order, uniform):

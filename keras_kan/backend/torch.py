@@ -17,8 +17,8 @@ from numpy.polynomial import Polynomial
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "is_traced",
-           "value_token", "check_grid_uniform", "sync_model_state"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
+           "is_traced", "value_token", "check_grid_uniform", "sync_model_state"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -104,6 +104,17 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
         return _piecewise_product(x, knots, k, bool(uniform), kernel)
     flat = _FlatBasis.apply(x, knots, k, bool(uniform))  # (B, n K + 1)
     return flat[:, : n * n_basis].to(kernel.dtype) @ kernel
+
+
+def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kernel):
+    """`basis(x) @ spline_kernel + base @ base_kernel`, `(B, m)`, as two products.
+
+    Args:
+        x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
+        base_kernel: `(n, m)`, both in the compute dtype.
+    """
+    outputs = spline_matmul(x, knots, spline_order, uniform, spline_kernel)
+    return outputs + base.to(base_kernel.dtype) @ base_kernel
 
 
 def _piecewise_product(x, knots, k, uniform, kernel):

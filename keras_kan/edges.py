@@ -356,7 +356,8 @@ def moments(xp, x, edges, spline_basis=None):
     if full is not None:
         mean_e, ce = _centred(xp, full)
         m2_e = xp.sum(xp.square(ce), axis=0)
-    return Moments(x.shape[0], mean_f, xp.einsum("bnp,bnq->npq", cf, cf), mean_x,
+    count = x.shape[0] if x.shape[0] is not None else xp.shape(x)[0]  # traced batch
+    return Moments(count, mean_f, xp.einsum("bnp,bnq->npq", cf, cf), mean_x,
                    xp.sum(xp.square(cx), axis=0), mean_e, m2_e)
 
 
@@ -385,7 +386,10 @@ def scores_from_moments(xp, stats, edges):
     """pykan's edge scores `std(phi_ij) / (std(x_i) + 0.1)` (unbiased), `(n, m)`."""
     n, m = edges.shape
     dtype = stats.m2_f.dtype
-    denominator = max(float(stats.count) - 1.0, 1.0)
+    if isinstance(stats.count, (int, np.integer)):
+        denominator = max(float(stats.count) - 1.0, 1.0)
+    else:  # a traced batch size (keras.ops in a graph with an unknown batch)
+        denominator = xp.maximum(xp.cast(stats.count, dtype) - 1.0, 1.0)
     w = xp.cast(kernel(xp, edges), dtype)
     var = xp.sum(w * xp.einsum("npq,nqm->npm", stats.m2_f, w), axis=1) / denominator
     if stats.m2_e is not None:

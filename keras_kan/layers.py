@@ -174,7 +174,10 @@ class KANDense(keras.layers.Layer):
         self._initial_weights = None
 
         def const(name):
-            value = np.asarray(values[name])
+            # C order whatever layout the values came in (`get_subset` slices them): on
+            # PyTorch a variable keeps its initial value's strides, and a transposed
+            # layout takes another matmul kernel (another rounding) than a fresh build's.
+            value = np.ascontiguousarray(values[name])
             return lambda shape, dtype=None: ops.cast(value.reshape(shape), dtype)
 
         # Knots stay in at least float32: in half precision they would lose their even

@@ -257,10 +257,12 @@ class KANDense(keras.layers.Layer):
         layer.build((None, n))
         return layer
 
-    def _shapes(self, n):
-        """The weight shapes of this layer for `n` inputs, by name."""
-        m, k = self.units, self.spline_order
-        shapes = {"grid": (n, self.grid_size + 2 * k + 1), "spline_kernel": (n, self.num_basis, m),
+    def _shapes(self, n, units=None, grid_size=None):
+        """The weight shapes of this layer for `n` inputs (and `units`, `grid_size`
+        when given instead of the layer's own), by name."""
+        m, k = units or self.units, self.spline_order
+        g = grid_size or self.grid_size
+        shapes = {"grid": (n, g + 2 * k + 1), "spline_kernel": (n, g + k, m),
                   "base_kernel": (n, m), "spline_scale": (n, m), "edge_mask": (n, m)}
         if self.use_bias:
             shapes["bias"] = (m,)
@@ -718,16 +720,11 @@ class KANDense(keras.layers.Layer):
 
     def _accepted_architecture(self, stored):
         """The accepted `(n, G, m)` whose weight shapes are `stored`, or None."""
-        previous = (self.units, self.grid_size)
-        try:
-            for n, g, m in self._accepted_architectures:
-                self.units, self.grid_size = m, g
-                shapes = self._shapes(n)
-                shapes.update({name: (n, m) for name in stored if name not in shapes})
-                if shapes == stored:
-                    return n, g, m
-        finally:
-            self.units, self.grid_size = previous
+        for n, g, m in self._accepted_architectures:
+            shapes = self._shapes(n, m, g)
+            shapes.update({name: (n, m) for name in stored if name not in shapes})  # symbolic
+            if shapes == stored:
+                return n, g, m
         return None
 
     def _adopt_stored_shapes(self, store, n, grid_size, units):

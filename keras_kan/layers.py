@@ -138,6 +138,7 @@ class KANDense(keras.layers.Layer):
         self._uniform_grid = None  # explicit state, see `uniform_grid`
         self._grid_token = None  # the grid's write token when `_uniform_grid` was set
         self._initial_weights = None  # set by `from_weights`: values to build with
+        self._accepted_architectures = []  # see `accept_architecture`
         self._symbolic_spec = symbolic_edges.check_spec(symbolic_functions)
 
     # ------------------------------------------------------------------ shapes
@@ -172,7 +173,10 @@ class KANDense(keras.layers.Layer):
         self._initial_weights = None
 
         def const(name):
-            value = np.asarray(values[name])
+            # C order whatever layout the values came in (`get_subset` slices them): on
+            # PyTorch a variable keeps its initial value's strides, and a transposed
+            # layout takes another matmul kernel (another rounding) than a fresh build's.
+            value = np.ascontiguousarray(values[name])
             return lambda shape, dtype=None: ops.cast(value.reshape(shape), dtype)
 
         # Knots stay in at least float32: in half precision they would lose their even
@@ -251,10 +255,12 @@ class KANDense(keras.layers.Layer):
         layer.build((None, n))
         return layer
 
-    def _shapes(self, n):
-        """The weight shapes of this layer for `n` inputs, by name."""
-        m, k = self.units, self.spline_order
-        shapes = {"grid": (n, self.grid_size + 2 * k + 1), "spline_kernel": (n, self.num_basis, m),
+    def _shapes(self, n, units=None, grid_size=None):
+        """The weight shapes of this layer for `n` inputs (and `units`, `grid_size`
+        when given instead of the layer's own), by name."""
+        m, k = units or self.units, self.spline_order
+        g = grid_size or self.grid_size
+        shapes = {"grid": (n, g + 2 * k + 1), "spline_kernel": (n, g + k, m),
                   "base_kernel": (n, m), "spline_scale": (n, m), "edge_mask": (n, m)}
         if self.use_bias:
             shapes["bias"] = (m,)
@@ -595,19 +601,49 @@ class KANDense(keras.layers.Layer):
             store[name] = ops.convert_to_numpy(variable)
         symbolic_edges.save_variables(self, store)
 
-    def load_own_variables(self, store):
-        """Load weights by name; adopt a stored grid size or width that differs.
+    def accept_architecture(self, *, units=None, grid_size=None, input_dim=None):
+        """Let the next loads take weights saved from this layer on another architecture.
 
-        Weights saved after `keras_kan.refine` (another `grid_size`) or
-        `keras_kan.prune` (fewer `units`, or fewer inputs after a
-        pruned layer) load into a layer built from the original config: the
-        layer takes the stored shapes and recreates its variables (see
-        `_adopt_stored_shapes`). This is how KerasTuner's weight
-        checkpoints of a refined or pruned trial reload into the model built
-        from the trial's hyperparameters. Load into a freshly built model, as
-        KerasTuner and `keras.saving.load_model` do; a model that already
-        ran compiled functions needs `keras_kan.sync_grids` after such
-        a load, and a fresh `compile` before training again.
+        Loading is strict, as Keras's is: weights whose shapes differ from the
+        layer's config are refused. Some changes of architecture are legitimate
+        and known in advance: a KerasTuner trial builds its model from the
+        hyperparameters, then `keras_kan.refine` (a grid schedule) or
+        `keras_kan.prune` change it, and its checkpoint holds the changed
+        model. Whoever records such a change (`keras_kan.tuner.HyperKAN` and
+        `keras_kan.tuner.accept_recorded_architectures`) calls this on the
+        freshly built layer; a load whose stored shapes are exactly those of an
+        accepted architecture rebuilds the layer in it (so `get_config` and
+        `input_spec` follow) and loads. Any other shape is still an error.
+
+        Call it on a freshly built layer, before loading, as KerasTuner builds
+        and loads. A model that already ran compiled functions needs
+        `keras_kan.sync_grids` and a fresh `compile` after such a load.
+
+        Args:
+            units, grid_size, input_dim: the accepted architecture; `None`
+                keeps the layer's own value.
+        """
+        architecture = (
+            self.input_dim if input_dim is None else check_int("input_dim", input_dim, 1),
+            self.grid_size if grid_size is None else check_int("grid_size", grid_size, 1),
+            self.units if units is None else check_int("units", units, 1),
+        )
+        if None in architecture:
+            raise ValueError(f"Layer '{self.name}': build the layer before "
+                             "`accept_architecture` (its input size is not known yet).")
+        if architecture not in self._accepted_architectures:
+            self._accepted_architectures.append(architecture)
+
+    def load_own_variables(self, store):
+        """Load weights by name, strictly: each stored shape must be the layer's own.
+
+        Weights saved from another `grid_size`, `units` or input size are
+        refused with an error naming the layer, the weight and both shapes, and
+        nothing is assigned (every weight is checked first): such weights belong
+        to another model (build it from its own config, as
+        `keras.saving.load_model` does). The one exception is an architecture
+        accepted beforehand with `accept_architecture` (a recorded change, such
+        as a KerasTuner trial's refined or pruned final model).
         """
         keys = set(store.keys())
         missing = [name for name in self._named_variables() if name not in keys]
@@ -616,54 +652,63 @@ class KANDense(keras.layers.Layer):
                 f"Layer '{self.name}': the saved weights have no {missing} "
                 f"(found {sorted(keys)})."
             )
+        if self._symbolic_spec and not keys & set(symbolic_edges.SYMBOLIC_WEIGHT_NAMES):
+            raise ValueError(f"Layer '{self.name}': its config has symbolic edges but the "
+                             f"saved weights have no {list(symbolic_edges.SYMBOLIC_WEIGHT_NAMES)}.")
+        # Older files have no symbolic weights; where present they are `(n, units)`.
+        variables = {**self._named_variables(),
+                     **{name: getattr(self, name) for name in
+                        symbolic_edges.SYMBOLIC_WEIGHT_NAMES if name in keys}}
+        stored = {name: tuple(np.shape(store[name])) for name in variables}
+        own = {name: tuple(variable.shape) for name, variable in variables.items()}
+        accepted = self._accepted_architecture(stored) if stored != own else None
+        if stored != own and accepted is None:
+            first, *others = [name for name in own if stored[name] != own[name]]
+            path = getattr(variables[first], "path", first)
+            also = "".join(f"; '{name}': saved {stored[name]}, variable {own[name]}"
+                           for name in others)
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}): the saved weight '{first}' has "
+                f"shape {stored[first]}, but the layer's variable '{path}' has shape "
+                f"{own[first]}{also}. The layer's config (units={self.units}, "
+                f"grid_size={self.grid_size}, spline_order={self.spline_order}, "
+                f"use_bias={self.use_bias}) with {self.input_dim} inputs gives these shapes; "
+                "the weights come from another architecture, and nothing was loaded into "
+                "this layer. Build the model from the saved config "
+                "(keras.saving.load_model does) to load them."
+            )
         self._check_stored_values(store, self._named_variables())
-        self._adopt_stored_shapes(store)
+        if accepted is not None:
+            self._adopt_stored_shapes(store, *accepted)
         for name, variable in self._named_variables().items():
-            value = np.asarray(store[name])
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"Layer '{self.name}': saved weight '{name}' has shape "
-                    f"{tuple(value.shape)} but the layer expects {tuple(variable.shape)}, "
-                    "and the saved weights are not those of this layer on another "
-                    f"grid_size or width (spline_order={self.spline_order}, "
-                    f"use_bias={self.use_bias}). Build the layer with the saved config "
-                    "first."
-                )
-            variable.assign(value)
+            variable.assign(np.asarray(store[name]))
         symbolic_edges.load_variables(self, store)  # optional: older files have none
         self._adopt_grid(np.asarray(store["grid"]))
 
-    def _adopt_stored_shapes(self, store):
-        """Recreate the variables in the shapes of `store` when they differ.
+    def _accepted_architecture(self, stored):
+        """The accepted `(n, G, m)` whose weight shapes are `stored`, or None."""
+        for n, g, m in self._accepted_architectures:
+            shapes = self._shapes(n, m, g)
+            shapes.update({name: (n, m) for name in stored if name not in shapes})  # symbolic
+            if shapes == stored:
+                return n, g, m
+        return None
 
-        Only a consistent set is adopted: `grid (n, G+2k+1)`,
-        `spline_kernel (n, G+k, m)`, `(n, m)` kernels and mask, `bias (m,)`,
-        for this layer's `spline_order` k and some `G >= 1`, `n, m >= 1`. The
-        layer then takes `grid_size=G`, `units=m` and `n` inputs (so
-        `get_config` and `input_spec` follow). Anything else is left to the
-        shape check of `load_own_variables`.
+    def _adopt_stored_shapes(self, store, n, grid_size, units):
+        """Recreate the variables for `n` inputs, `grid_size` and `units`, holding `store`.
+
+        Only for an architecture accepted with `accept_architecture`; the
+        shapes were checked. The layer then takes `grid_size` and `units` (so
+        `get_config` and `input_spec` follow).
         """
-        if not self.built:
-            return
-        shapes = {name: tuple(np.shape(store[name])) for name in self._named_variables()}
-        grid, kernel = shapes["grid"], shapes["spline_kernel"]
-        if len(grid) != 2 or len(kernel) != 3:
-            return
-        n, g, m = grid[0], grid[1] - 2 * self.spline_order - 1, kernel[2]
-        if min(n, g, m) < 1 or (n, g, m) == (self.input_dim, self.grid_size, self.units):
-            return
-        previous = (self.units, self.grid_size)
-        self.units, self.grid_size = int(m), int(g)
-        if shapes != self._shapes(n):
-            self.units, self.grid_size = previous
-            return
+        self.units, self.grid_size = int(units), int(grid_size)
         for name in list(self._named_variables()) + list(symbolic_edges.SYMBOLIC_WEIGHT_NAMES):
             if getattr(self, name, None) is not None:
                 delattr(self, name)  # untracks the variable (keras Layer.__delattr__)
         # Rebuild with the stored values as initial values (no random draws).
         # As Keras's own layers do to add state after `build` (Dense.quantize):
         # unlock the tracker; `build` locks it again.
-        self._initial_weights = {name: np.asarray(store[name]) for name in shapes}
+        self._initial_weights = {name: np.asarray(store[name]) for name in self._shapes(n)}
         self._tracker.unlock()
         self.build((None, int(n)))
 

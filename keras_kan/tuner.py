@@ -6,11 +6,23 @@ tensorboard, which keras-tuner imports on the TensorFlow backend).
 A trial may change its model's weight shapes while it trains (a grid schedule
 refines the grid; a user's own `HyperModel.fit` may prune). KerasTuner stores
 a trial as a weight checkpoint and reloads it into the model built again from
-the trial's hyperparameters; `keras_kan.KANDense` adopts the stored grid
-size and width when it loads those weights, so `get_best_models`,
-`reload` and Hyperband's resumed trials give back the trained model.
-"""
+the trial's hyperparameters (`get_best_models`, a tuner reloaded with
+`overwrite=False`, Hyperband's resumed trials). `keras_kan.KANDense` loads
+strictly, as Keras layers do: weights of another grid size or width are
+refused, unless the layer was told beforehand to accept that architecture
+(`KANDense.accept_architecture`) because the change is recorded:
 
+- `HyperKAN` records it in its own config: with a `grid_schedule`, every
+  checkpoint holds the last stage's model, so `HyperKAN.build` lets its layers
+  accept the schedule's final grid size (and nothing else).
+- A user's `HyperModel` that changes the architecture in `fit` (e.g.
+  `keras_kan.prune`) records the final architecture in the trial with
+  `record_architecture(hp, model)` and lets `build` accept it with
+  `accept_recorded_architectures(hp, model)`. `HyperKAN.build` does the latter
+  too, for subclasses whose `fit` prunes.
+
+Plain `model.load_weights` and `keras.saving.load_model` never adopt shapes.
+"""
 import itertools
 import math
 
@@ -30,7 +42,10 @@ from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import refine
 
-__all__ = ["HyperKAN"]
+__all__ = ["HyperKAN", "record_architecture", "accept_recorded_architectures"]
+
+#: The trial value (`hp.values`) that holds recorded architectures.
+ARCHITECTURES = "keras_kan/architectures"
 
 LBFGS = "lbfgs"
 
@@ -290,6 +305,11 @@ class HyperKAN(keras_tuner.HyperModel):
         if self.output_activation is not None:
             layers.append(keras.layers.Activation(self.output_activation, name="output"))
         model = keras.Sequential(layers, name=self.name or "hyper_kan")
+        if self.grid_schedule and self.grid_schedule[-1] != self.grid_schedule[0]:
+            # A trial's checkpoint is written in the schedule's last stage (see `fit`).
+            for layer in _kan_layers(model):
+                layer.accept_architecture(grid_size=self.grid_schedule[-1])
+        accept_recorded_architectures(hp, model)
 
         if optimizer_name == LBFGS:
             optimizer = keras.optimizers.Adam()  # compile needs one; fit_lbfgs ignores it
@@ -386,7 +406,56 @@ def _is_optimizer_name(value):
     return True
 
 
+def _kan_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, KANDense)]
+
+
 def _current_grid(model):
     """The finest grid size among the model's KANDense layers (0 if none)."""
-    return max((layer.grid_size for layer in model.layers if isinstance(layer, KANDense)),
-               default=0)
+    return max((layer.grid_size for layer in _kan_layers(model)), default=0)
+
+
+def record_architecture(hp, model):
+    """Record `model`'s KAN architecture in the trial whose hyperparameters are `hp`.
+
+    For a `HyperModel.fit` that changes the architecture of the model it trains
+    (`keras_kan.prune`, `keras_kan.refine`): call it with the changed model
+    before training it on (the trial's checkpoint holds that model). KerasTuner
+    saves `hp` with the trial, so the record survives a reload from disk and is
+    passed on to Hyperband's resumed trials; `accept_recorded_architectures`
+    reads it back. Each distinct architecture is kept (executions of a trial
+    may prune differently).
+
+    The record is a value of `hp` (`hp.values["keras_kan/architectures"]`, a
+    list of `{layer name: [inputs, grid_size, units]}`), so it shows in the
+    tuner's summaries, and a finished trial's values no longer equal a fresh
+    draw of the same hyperparameters (KerasTuner may try those again).
+
+    Args:
+        hp: the `keras_tuner.HyperParameters` given to `fit`.
+        model: the changed model; its top-level `KANDense` layers are recorded
+            by name.
+    """
+    record = {layer.name: [int(layer.input_dim), int(layer.grid_size), int(layer.units)]
+              for layer in _kan_layers(model)}
+    records = [dict(r) for r in hp.values.get(ARCHITECTURES, [])]
+    if record not in records:
+        records.append(record)
+    hp.values[ARCHITECTURES] = records
+
+
+def accept_recorded_architectures(hp, model):
+    """Let `model`'s KAN layers load the architectures recorded in `hp`; returns `model`.
+
+    Call it in `HyperModel.build` on the model it returns (built, with the
+    layer names used when recording): when KerasTuner then loads the trial's
+    checkpoint, each `KANDense` takes the recorded architecture of the same
+    name (`KANDense.accept_architecture`); any other shape is still refused.
+    Without a record it does nothing.
+    """
+    for record in hp.values.get(ARCHITECTURES, []):
+        for layer in _kan_layers(model):
+            if layer.name in record:
+                n, grid_size, units = record[layer.name]
+                layer.accept_architecture(units=units, grid_size=grid_size, input_dim=n)
+    return model

@@ -276,6 +276,10 @@ FILE_CASES = {
     "config: grid_size -3": (
         lambda items, raw: _edit_config(items, lambda c: c["config"].update(grid_size=-3)),
         (TypeError, ValueError), r"argument `grid_size`: expected an integer >= 1, got -3\."),
+    "config: grid_size 7 over grid-5 weights": (
+        lambda items, raw: _edit_config(items, lambda c: c["config"].update(grid_size=7)),
+        ValueError, r"Layer 'kan_dense\w*' \(KANDense\): the saved weight 'grid' has shape "
+                    r"\(2, 12\), but the layer's variable '[\w/]*grid' has shape \(2, 14\)"),
     "config: unknown key": (
         lambda items, raw: _edit_config(items, lambda c: c["config"].update(evil=1)),
         (TypeError, ValueError), r"Unrecognized keyword arguments passed to KANDense"),

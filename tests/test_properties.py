@@ -165,3 +165,18 @@ def test_prune_with_zero_thresholds_changes_nothing(width, seed, data):
     for a, b in zip(pruned.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(to_numpy(pruned(x)), to_numpy(model(x)))
+
+
+def test_pruned_layers_compute_exactly_what_they_replace():
+    """The example hypothesis 6.170.17 drew for the test above: on PyTorch the pruned
+    layers' variables, made from sliced arrays, kept a transposed memory layout, and the
+    autograd path's matmul rounded one float32 ulp differently (3.7e-9 at the output)."""
+    model = KAN([2, 3, 1], grid_size=3, seed=0)
+    x = np.array([[0.0, -2.25], [-2.25, 0.0]], np.float32)
+    pruned = prune(model, x, node_threshold=0.0, edge_threshold=0.0, verbose=False)
+    assert [layer.uniform_grid for layer in pruned.layers] == [True, True]
+    hidden = model.layers[0](x)
+    np.testing.assert_array_equal(to_numpy(pruned.layers[0](x)), to_numpy(hidden))
+    np.testing.assert_array_equal(to_numpy(pruned.layers[1](hidden)),
+                                  to_numpy(model.layers[1](hidden)))
+    np.testing.assert_array_equal(to_numpy(pruned(x)), to_numpy(model(x)))

@@ -91,13 +91,68 @@ def test_shape_mismatch_is_a_clear_error(tmp_path):
         other.load_weights(path)
 
 
-def test_other_grid_size_and_width_are_adopted_on_load(tmp_path):
-    """Weights of a refined / pruned model load into the original architecture."""
+def test_weights_of_another_grid_are_refused_and_change_nothing(tmp_path):
+    """Strict loading, as Keras's: grid-5 weights do not load into a grid-8 model."""
+    model = KAN([2, 3, 1], grid_size=5, seed=0)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    other = KAN([2, 3, 1], grid_size=8, seed=1)
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 2)).astype("float32")
+    weights, outputs = other.get_weights(), to_numpy(other(x))
+    with pytest.raises(ValueError) as error:
+        other.load_weights(path)
+    message = str(error.value)
+    for part in ("kan_dense_0", "'grid'", "(2, 12)", "(2, 15)", "'spline_kernel'",
+                 "(2, 8, 3)", "(2, 11, 3)", "grid_size=8"):
+        assert part in message, (part, message)
+    assert [layer.grid_size for layer in other.layers] == [8, 8]
+    for before, after in zip(weights, other.get_weights()):
+        np.testing.assert_array_equal(after, before)
+    np.testing.assert_array_equal(to_numpy(other(x)), outputs)
+
+
+def test_a_file_whose_config_and_weights_disagree_is_refused(tmp_path):
+    """A .keras file whose config says grid_size 7 while its weights have grid 5."""
+    import zipfile
+
+    path, tampered = str(tmp_path / "m.keras"), str(tmp_path / "tampered.keras")
+    KAN([2, 3, 1], grid_size=5, seed=0).save(path)
+
+    def set_grid(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "KANDense":
+                node["config"]["grid_size"] = 7
+            for value in node.values():
+                set_grid(value)
+        elif isinstance(node, list):
+            for value in node:
+                set_grid(value)
+
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tampered, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                set_grid(config)
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    with pytest.raises(ValueError, match=r"(?s)kan_dense_0.*'grid'.*\(2, 12\).*\(2, 14\)"):
+        keras.saving.load_model(tampered)
+
+
+def test_an_accepted_architecture_loads(tmp_path):
+    """Weights of a refined / pruned model load into the original architecture only where
+    the layer accepts that architecture (a recorded change: KerasTuner's trials)."""
     model = KAN([2, 3, 1], grid_size=7, seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (16, 2)).astype("float32")
     path = str(tmp_path / "m.weights.h5")
     model.save_weights(path)
     other = KAN([2, 5, 1], grid_size=3, seed=1)
+    other.layers[0].accept_architecture(units=3, grid_size=7)
+    other.layers[1].accept_architecture(grid_size=6, input_dim=3)  # not the saved one
+    with pytest.raises(ValueError, match="kan_dense_1"):
+        other.load_weights(path)
+    other.layers[1].accept_architecture(grid_size=7, input_dim=3)
     other.load_weights(path)
     assert [layer.grid_size for layer in other.layers] == [7, 7]
     assert [layer.units for layer in other.layers] == [3, 1]

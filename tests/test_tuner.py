@@ -17,7 +17,11 @@ keras_tuner = pytest.importorskip("keras_tuner")
 from conftest import BACKEND, to_numpy  # noqa: E402
 
 from keras_kan import KANDense, KANRegularizer, prune  # noqa: E402
-from keras_kan.tuner import HyperKAN  # noqa: E402
+from keras_kan.tuner import (  # noqa: E402
+    HyperKAN,
+    accept_recorded_architectures,
+    record_architecture,
+)
 
 RNG = np.random.default_rng(0)
 X = RNG.uniform(-1, 1, (64, 3)).astype("float32")
@@ -214,10 +218,10 @@ def test_random_search_with_hyperkan(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[3, 4], grid_size=[3, 5],
                           optimizer=["adam", "lbfgs"], learning_rate=0.05,
                           lbfgs_options={"max_iter": 5})
-    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=3, seed=3,
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=2, seed=3,
                                      directory=str(tmp_path), project_name="kan")
     search(tuner)
-    assert len(tuner.oracle.trials) == 3
+    assert len(tuner.oracle.trials) == 2
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
@@ -231,10 +235,10 @@ def test_random_search_with_a_plain_build_function(tmp_path):
         model.compile(keras.optimizers.Adam(0.05), "mse")
         return model
 
-    tuner = keras_tuner.RandomSearch(build, objective="val_loss", max_trials=3, seed=1,
+    tuner = keras_tuner.RandomSearch(build, objective="val_loss", max_trials=2, seed=1,
                                      directory=str(tmp_path), project_name="plain")
     search(tuner)
-    assert len(tuner.oracle.trials) == 3
+    assert len(tuner.oracle.trials) == 2
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
@@ -249,7 +253,7 @@ def test_refined_trial_reloads_and_resumes(tmp_path):
                                         overwrite=overwrite)
 
     tuner = make(True)
-    search(tuner, epochs=3)
+    search(tuner)  # one epoch per stage
     best = assert_best_model_is_the_trained_one(tuner, tmp_path)
     assert kan_shapes(best) == [(3, 6), (1, 6)]  # built on grid 3, trained on to grid 6
     assert tuner.get_best_hyperparameters(1)[0].values["grid_size"] == 3
@@ -262,7 +266,11 @@ def test_refined_trial_reloads_and_resumes(tmp_path):
 
 
 class PruningHyperModel(keras_tuner.HyperModel):
-    """A user's own hypermodel: a functional KAN that is pruned before its last epochs."""
+    """A user's own hypermodel: a functional KAN that is pruned before its last epochs.
+
+    It records the pruned architecture in the trial and lets `build` accept it, so that
+    KerasTuner's reloads of the checkpoint (built from the hyperparameters) load it.
+    """
 
     def build(self, hp):
         inputs = keras.Input((3,))
@@ -273,43 +281,95 @@ class PruningHyperModel(keras_tuner.HyperModel):
         out_layer.edge_mask.assign(np.array([[1.0], [1.0], [0.0], [0.0]], "float32"))
         model = keras.Model(inputs, outputs)
         model.compile(keras.optimizers.Adam(0.05), "mse")
-        return model
+        return accept_recorded_architectures(hp, model)
 
     def fit(self, hp, model, x, y, callbacks=None, **kwargs):
         keep = [c for c in callbacks if getattr(c, "filepath", None) is None]
         model.fit(x, y, callbacks=keep, **kwargs)
         model = prune(model, x, node_threshold=0.0, edge_threshold=0.0, verbose=False)
+        record_architecture(hp, model)
         return model.fit(x, y, callbacks=callbacks, **kwargs)
 
 
-def test_pruned_trial_reloads_and_resumes(tmp_path):
-    def make(overwrite):
-        return keras_tuner.RandomSearch(PruningHyperModel(), objective="val_loss",
-                                        max_trials=2, seed=0, directory=str(tmp_path),
-                                        project_name="prune", overwrite=overwrite)
+def hyperband(hypermodel, tmp_path, project_name, overwrite=True, **kwargs):
+    """Hyperband's smallest schedule with a resumed trial: bracket 1 runs two trials for
+    one epoch, then resumes the better one for a second epoch; the search stops there
+    (bracket 0 would only add fresh two-epoch trials)."""
+    tuner = keras_tuner.Hyperband(hypermodel, objective="val_loss", max_epochs=2, factor=2,
+                                  seed=0, directory=str(tmp_path), project_name=project_name,
+                                  overwrite=overwrite, **kwargs)
+    tuner.oracle.max_trials = 3
+    return tuner
 
-    tuner = make(True)
-    search(tuner, epochs=1)
+
+def assert_a_trial_was_resumed(tuner):
+    trials = list(tuner.oracle.trials.values())
+    assert all(t.status == "COMPLETED" for t in trials), [(t.status, t.message) for t in trials]
+    resumed = [t for t in trials if t.hyperparameters.values.get("tuner/trial_id")]
+    assert resumed, "Hyperband resumed no trial"
+    return resumed
+
+
+def test_pruned_trial_reloads_and_resumes(tmp_path):
+    tuner = hyperband(PruningHyperModel(), tmp_path, "prune")
+    search(tuner)
+    resumed = assert_a_trial_was_resumed(tuner)  # loaded its pruned checkpoint, trained on
+    records = resumed[0].hyperparameters.values["keras_kan/architectures"]
+    assert [(r["hidden"][::2], r["out"]) for r in records] == [([3, 2], [2, 3, 1])]
     best = assert_best_model_is_the_trained_one(tuner, tmp_path)
     assert [layer.units for layer in best.layers if isinstance(layer, KANDense)] == [2, 1]
     assert best.get_layer("out").grid.shape[0] == 2
     expected = to_numpy(best(PROBE))
-    again = make(False).get_best_models(1)[0]
+    fresh = hyperband(PruningHyperModel(), tmp_path, "prune", overwrite=False)  # from disk
+    again = fresh.get_best_models(1)[0]
     assert [layer.units for layer in again.layers if isinstance(layer, KANDense)] == [2, 1]
     np.testing.assert_allclose(to_numpy(again(PROBE)), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_reloads_take_only_recorded_architectures(tmp_path):
+    """Strict loading under the tuner too: a hypermodel's model accepts the architecture
+    its trial recorded (HyperKAN: its grid schedule's last grid) and nothing else."""
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],
+                          spline_order=3, optimizer="adam", learning_rate=0.05, l1=0.0,
+                          entropy=0.0, seed=0)
+    path = str(tmp_path / "m.weights.h5")
+    for grid, accepted in ((6, True), (5, False)):  # the trial's own architecture: grid 3
+        saved = keras.Sequential([keras.Input((3,)), KANDense(3, grid_size=grid, seed=2,
+                                                              name="kan_dense_0"),
+                                  KANDense(1, grid_size=grid, seed=3, name="kan_dense_1")])
+        saved.save_weights(path)
+        model = hypermodel.build(keras_tuner.HyperParameters())
+        if accepted:
+            model.load_weights(path)
+            assert kan_shapes(model) == [(3, 6), (1, 6)]
+            np.testing.assert_array_equal(to_numpy(model(PROBE)), to_numpy(saved(PROBE)))
+        else:
+            with pytest.raises(ValueError, match=r"kan_dense_0.*\(3, 12\).*\(3, 10\)"):
+                model.load_weights(path)
+            assert kan_shapes(model) == [(3, 3), (1, 3)]
+
+    # A user's hypermodel: the pruned architecture loads once recorded in the trial.
+    hp = keras_tuner.HyperParameters()
+    hypermodel = PruningHyperModel()
+    pruned = prune(hypermodel.build(hp), X, node_threshold=0.0, edge_threshold=0.0,
+                   verbose=False)
+    pruned.save_weights(path)
+    with pytest.raises(ValueError, match=r"hidden.*'spline_kernel'.*\(3, 6, 2\).*\(3, 6, 4\)"):
+        hypermodel.build(hp).load_weights(path)
+    record_architecture(hp, pruned)
+    model = hypermodel.build(hp)
+    model.load_weights(path)
+    assert [layer.units for layer in model.layers if isinstance(layer, KANDense)] == [2, 1]
+    np.testing.assert_array_equal(to_numpy(model(PROBE)), to_numpy(pruned(PROBE)))
 
 
 def test_hyperband_with_a_grid_schedule(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[2, 3], grid_schedule=[3, 6],
                           optimizer="adam", learning_rate=[0.02, 0.05], l1=0.0,
                           entropy=0.0, spline_order=3)
-    tuner = keras_tuner.Hyperband(hypermodel, objective="val_loss", max_epochs=2, factor=2,
-                                  seed=0, directory=str(tmp_path), project_name="hb")
+    tuner = hyperband(hypermodel, tmp_path, "hb")
     search(tuner)
-    trials = list(tuner.oracle.trials.values())
-    resumed = [t for t in trials if t.hyperparameters.values.get("tuner/trial_id")]
-    assert resumed, "Hyperband resumed no trial"
-    assert all(t.status == "COMPLETED" for t in trials), [t.status for t in trials]
+    assert_a_trial_was_resumed(tuner)  # loaded its grid-6 checkpoint, trained on
     best = assert_best_model_is_the_trained_one(tuner, tmp_path)
     assert {grid for _, grid in kan_shapes(best)} == {6}
 

@@ -3,7 +3,7 @@
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from keras_kan import callbacks, datasets, distribution
+from keras_kan import autodiff, callbacks, datasets, distribution
 from keras_kan.attribution import feature_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
@@ -45,6 +45,7 @@ __all__ = [
     "add_symbolic",
     "feature_scores",
     "prune_input",
+    "autodiff",
     "callbacks",
     "datasets",
     "distribution",

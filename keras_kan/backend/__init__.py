@@ -8,7 +8,9 @@ from traced ones) lives here, split by job:
   `fit_lbfgs` calls, cached per model;
 - `common.py`: the loss call shared by every backend's objective;
 - `jax.py`, `tensorflow.py`, `torch.py`: one file per backend, each with its
-  objective, its spline basis and its grid-write checks;
+  objective, its spline basis, its grid-write checks and
+  `input_derivatives(fn, x, second)`, the input gradient and Hessian diagonal
+  behind `keras_kan.autodiff` (same contract on every backend);
 - `export_tensorflow.py`, `export_torch.py`: the file writers behind
   `keras_kan.export` (imported by it when needed, never here).
 
@@ -61,6 +63,7 @@ is_traced = _impl.is_traced
 value_token = _impl.value_token
 check_grid_uniform = _impl.check_grid_uniform
 sync_model_state = _impl.sync_model_state
+input_derivatives = _impl.input_derivatives
 
 __all__ = [
     "BACKEND",
@@ -75,4 +78,5 @@ __all__ = [
     "value_token",
     "check_grid_uniform",
     "sync_model_state",
+    "input_derivatives",
 ]

@@ -14,7 +14,7 @@ from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.splines import fused_spline_basis
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "plain_graphs", "is_traced",
-           "value_token", "check_grid_uniform", "sync_model_state"]
+           "value_token", "check_grid_uniform", "sync_model_state", "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -99,6 +99,33 @@ def make_evaluate(model_ref):
         return float(loss), y_pred
 
     return evaluate
+
+
+# --- input derivatives -----------------------------------------------------------
+
+
+def input_derivatives(fn, x, second):
+    """`(gradient (B, n), hessian diagonal (B, n) or None)` of `fn: (B, n) -> (B,)` at `x`.
+
+    Nested `GradientTape`s (eager or inside a `tf.function`); an outer tape
+    that records the weights sees every op, so the results are
+    differentiable with respect to them.
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = fn(x)
+        grad = inner.gradient(y, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        columns = [grad[:, i] for i in range(x.shape[-1])] if second else []
+    diagonal = None
+    if second:
+        diagonal = tf.stack(
+            [outer.gradient(c, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)[:, i]
+             for i, c in enumerate(columns)], -1)
+    del outer
+    return grad, diagonal
 
 
 # --- spline basis ---------------------------------------------------------------

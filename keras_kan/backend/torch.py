@@ -18,7 +18,7 @@ from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "is_traced",
-           "value_token", "check_grid_uniform", "sync_model_state"]
+           "value_token", "check_grid_uniform", "sync_model_state", "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -54,6 +54,38 @@ def make_evaluate(model_ref):
         return float(loss.cpu()), y_pred
 
     return evaluate
+
+
+# --- input derivatives -----------------------------------------------------------
+
+
+def input_derivatives(fn, x, second):
+    """`(gradient (B, n), hessian diagonal (B, n) or None)` of `fn: (B, n) -> (B,)` at `x`.
+
+    Rows are independent, so the gradient of `sum(fn(x))` is every row's
+    gradient. The graph is kept (`create_graph=True`) whenever the caller
+    records gradients, so the results can be differentiated again (by the
+    weights, for a physics-informed loss); under `torch.no_grad()` they come
+    back detached.
+    """
+    keep = torch.is_grad_enabled()
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y = fn(x)
+        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=keep or second)
+        diagonal = None
+        if second:
+            columns = []
+            for i in range(x.shape[-1]):
+                (row,) = torch.autograd.grad(grad[:, i].sum(), x, create_graph=keep,
+                                             allow_unused=True)
+                columns.append(torch.zeros_like(x[:, i]) if row is None else row[:, i])
+            diagonal = torch.stack(columns, -1)
+    if not keep:
+        grad = grad.detach()
+        diagonal = None if diagonal is None else diagonal.detach()
+    return grad, diagonal
 
 
 # --- spline basis ---------------------------------------------------------------

@@ -325,7 +325,8 @@ class KANDense(keras.layers.Layer):
         """
         if not self._uniform_grid:
             return self.grid, False
-        if kan_backend.is_traced(x):
+        # A constant input inside a traced function (JAX: the weights are tracers) is traced too.
+        if kan_backend.is_traced(x) or kan_backend.is_traced(self.grid.value):
             message = (f"KANDense '{self.name}': its grid is no longer evenly spaced, but this "
                        "compiled function assumed it is. After writing grids yourself "
                        "(set_weights, assign), call keras_kan.sync_grids(model).")

@@ -25,7 +25,12 @@ import keras
 from keras import ops
 
 from keras_kan.backend.common import compute_loss
-from keras_kan.backend.objective import evaluate_fn, reset_compiled_functions, value_and_grad_fn
+from keras_kan.backend.objective import (
+    evaluate_fn,
+    objective_value_and_grad_fn,
+    reset_compiled_functions,
+    value_and_grad_fn,
+)
 
 BACKEND = keras.backend.backend()
 if BACKEND not in ("jax", "tensorflow", "torch"):
@@ -68,6 +73,7 @@ input_derivatives = _impl.input_derivatives
 __all__ = [
     "BACKEND",
     "value_and_grad_fn",
+    "objective_value_and_grad_fn",
     "evaluate_fn",
     "compute_loss",
     "reset_compiled_functions",

@@ -37,7 +37,7 @@ def _stateless(model, variables, values, fn):
     return result, updates
 
 
-def make_value_and_grad(model_ref):
+def make_value_and_grad(model_ref, loss_fn=forward_loss):
     model = model_ref()
     trainable = list(model.trainable_variables)
     non_trainable = list(model.non_trainable_variables)
@@ -47,7 +47,7 @@ def make_value_and_grad(model_ref):
         m = model_ref()
         (loss, _), updates = _stateless(
             m, trainable + non_trainable, list(train_values) + list(non_train_values),
-            lambda: forward_loss(m, x, y, sample_weight, training=True),
+            lambda: loss_fn(m, x, y, sample_weight, training=True),
         )
         return loss, {i - n_train: v for i, v in updates.items() if i >= n_train}
 

@@ -41,7 +41,7 @@ def _compile(model, fn):
     return compiled
 
 
-def make_value_and_grad(model_ref):
+def make_value_and_grad(model_ref, loss_fn=forward_loss):
     model = model_ref()
     trainable = list(model.trainable_variables)
     if tf.distribute.has_strategy() or any(
@@ -61,7 +61,7 @@ def make_value_and_grad(model_ref):
             for v, w in zip(trainable, pieces):
                 v.assign(tf.cast(tf.reshape(w, v.shape), v.dtype))
         with tf.GradientTape() as tape:
-            loss, _ = forward_loss(model_ref(), x, y, sample_weight, training=True)
+            loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
         grads = tape.gradient(loss, trainable)
         flat = []
         for v, g in zip(trainable, grads):

@@ -24,7 +24,7 @@ __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmu
 # --- objective ------------------------------------------------------------------
 
 
-def make_value_and_grad(model_ref):
+def make_value_and_grad(model_ref, loss_fn=forward_loss):
     trainable = list(model_ref().trainable_variables)
 
     def at(weights, x, y, sample_weight=None):
@@ -34,7 +34,7 @@ def make_value_and_grad(model_ref):
                 for p, w in zip(params, weights):
                     p.copy_(torch.as_tensor(w))
         with torch.enable_grad():
-            loss, _ = forward_loss(model_ref(), x, y, sample_weight, training=True)
+            loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
             grads = torch.autograd.grad(loss, params, allow_unused=True) if params else []
         flat = []
         for p, g in zip(params, grads):

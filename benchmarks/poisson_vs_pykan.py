@@ -65,7 +65,7 @@ def main():
         optimizer = LBFGS(model.parameters(), lr=1, history_size=10, line_search_fn="strong_wolfe",
                           tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
 
-        def closure():
+        def closure(model=model, optimizer=optimizer):
             optimizer.zero_grad()
             pde = torch.mean((laplacian(model, mesh) - source) ** 2)
             loss = 0.01 * pde + torch.mean(model(boundary) ** 2)

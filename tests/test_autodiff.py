@@ -42,7 +42,8 @@ def _layer_reference(layer, x):
     spline = BSpline(knots, c, layer.spline_order, extrapolate=False)
     s = 1 / (1 + np.exp(-x))
     silu2 = s * (1 - s) * (2 + x * (1 - 2 * s))
-    return spline.derivative(1)(x) + wb * (s + x * s * (1 - s)), spline.derivative(2)(x) + wb * silu2
+    first = spline.derivative(1)(x) + wb * (s + x * s * (1 - s))
+    return first, spline.derivative(2)(x) + wb * silu2
 
 
 @pytest.mark.parametrize("adapted", [False, True], ids=["uniform", "updated_grid"])

@@ -3,11 +3,11 @@
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from keras_kan import callbacks, datasets, distribution, edges
+from keras_kan import autodiff, callbacks, datasets, distribution, edges
 from keras_kan.attribution import feature_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
-from keras_kan.models import KAN
+from keras_kan.models import KAN, ObjectiveModel
 from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, set_regularizer, sync_grids, update_grids
@@ -34,6 +34,7 @@ def __getattr__(name):
 __all__ = [
     "KANDense",
     "KAN",
+    "ObjectiveModel",
     "KANRegularizer",
     "fit_lbfgs",
     "plot_kan",
@@ -45,6 +46,7 @@ __all__ = [
     "add_symbolic",
     "feature_scores",
     "prune_input",
+    "autodiff",
     "callbacks",
     "datasets",
     "distribution",

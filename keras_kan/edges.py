@@ -81,6 +81,7 @@ class NUMPY:
     square = staticmethod(np.square)
     maximum = staticmethod(np.maximum)
     stack = staticmethod(np.stack)
+    zeros_like = staticmethod(np.zeros_like)
 
     @staticmethod
     def cast(x, dtype):
@@ -150,6 +151,8 @@ def _numpy(value):
 
 
 def _base_fn(layer, xp):
+    if not layer.use_base:  # no base branch: its (zero) kernel multiplies zeros, never b(x)
+        return xp.zeros_like
     activation = layer.base_activation
     if xp is OPS:
         return activation

@@ -71,6 +71,14 @@ class KANDense(keras.layers.Layer):
         seed_offset: draws of the seed's stream to skip first. `KAN` gives
             every layer the model's seed and the number of draws made by the
             layers before it, so a model draws from one stream, as pykan does.
+        use_base: keep the base branch `w_b * b(x)` (default True). With False
+            (pykan's `base_fun='zero'`) the layer is the spline part only:
+            `base_kernel` still exists (same weights and file layout), but it is
+            zero and never trained, and `b` is not evaluated.
+        scales_trainable: train `spline_scale` and `base_kernel` (default
+            True). False freezes both at their initial values (pykan's
+            `sp_trainable=False, sb_trainable=False`), so only the spline
+            coefficients (and `bias`) learn, as for continual learning.
         symbolic_functions: `[[i, j, name], ...]`, the edges that carry a
             symbolic function `c * f(a * x + b) + d` and its registered name
             (see `keras_kan.symbolic_edges`); usually set by
@@ -110,6 +118,8 @@ class KANDense(keras.layers.Layer):
         seed=None,
         seed_offset=0,
         symbolic_functions=None,
+        use_base=True,
+        scales_trainable=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +143,8 @@ class KANDense(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed = None if seed is None else check_int("seed", seed, 0)
         self.seed_offset = check_int("seed_offset", seed_offset, 0)
+        self.use_base = check_bool("use_base", use_base)
+        self.scales_trainable = check_bool("scales_trainable", scales_trainable)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
         self.supports_masking = True
         self._uniform_grid = None  # explicit state, see `uniform_grid`
@@ -187,10 +199,14 @@ class KANDense(keras.layers.Layer):
         self.spline_kernel = self.add_weight(name="spline_kernel",
                                              shape=(n, self.num_basis, m),
                                              initializer=const("spline_kernel"))
+        if not self.use_base:  # zero and frozen: the layer is its spline part
+            values = dict(values, base_kernel=np.zeros((n, m)))
         self.base_kernel = self.add_weight(name="base_kernel", shape=(n, m),
-                                           initializer=const("base_kernel"))
+                                           initializer=const("base_kernel"),
+                                           trainable=self.use_base and self.scales_trainable)
         self.spline_scale = self.add_weight(name="spline_scale", shape=(n, m),
-                                            initializer=const("spline_scale"))
+                                            initializer=const("spline_scale"),
+                                            trainable=self.scales_trainable)
         self.edge_mask = self.add_weight(name="edge_mask", shape=(n, m),
                                          initializer=const("edge_mask"), trainable=False,
                                          autocast=False)
@@ -313,7 +329,8 @@ class KANDense(keras.layers.Layer):
         """
         if not self._uniform_grid:
             return self.grid, False
-        if kan_backend.is_traced(x):
+        # A constant input inside a traced function (JAX: the weights are tracers) is traced too.
+        if kan_backend.is_traced(x) or kan_backend.is_traced(self.grid.value):
             message = (f"KANDense '{self.name}': its grid is no longer evenly spaced, but this "
                        "compiled function assumed it is. After writing grids yourself "
                        "(set_weights, assign), call keras_kan.sync_grids(model).")
@@ -587,6 +604,8 @@ class KANDense(keras.layers.Layer):
                 "seed": self.seed,
                 "seed_offset": self.seed_offset,
                 "symbolic_functions": symbolic_edges.config_value(self),
+                "use_base": self.use_base,
+                "scales_trainable": self.scales_trainable,
             }
         )
         return config

@@ -125,10 +125,11 @@ def _to_tensors(data):
 class _Objective:
     """Loss and gradient at a flat parameter vector (see `backend.value_and_grad_fn`)."""
 
-    def __init__(self, model):
+    def __init__(self, model, objective=None):
         self.variables = list(model.trainable_variables)
         self.params = _FlatParams(self.variables)
-        self.value_and_grad = kan_backend.value_and_grad_fn(model)
+        self.objective = objective
+        self.value_and_grad = self._function(model)
         self.round = self.params.round
         self.data = None
         self.last_f = None  # the raw loss of the last evaluation (may be NaN)
@@ -136,13 +137,18 @@ class _Objective:
     def matches(self, model):
         """Whether this objective still describes `model`: same variables, and
         the same compiled function (a KANDense basis switch rebuilds it)."""
-        if kan_backend.value_and_grad_fn(model) is not self.value_and_grad:
+        if self._function(model) is not self.value_and_grad:
             return False
         variables = list(model.trainable_variables)
         return len(variables) == len(self.variables) and all(
             a is b and tuple(a.shape) == s
             for a, b, s in zip(variables, self.variables, self.params.shapes)
         )
+
+    def _function(self, model):
+        if self.objective is None:
+            return kan_backend.value_and_grad_fn(model)
+        return kan_backend.objective_value_and_grad_fn(model, self.objective)
 
     def __call__(self, x):
         """(f, g) at x, with f = inf when the loss or the gradient is not finite.
@@ -162,7 +168,7 @@ class _Objective:
 
 def fit_lbfgs(
     model,
-    x,
+    x=None,
     y=None,
     steps=100,
     batch_size=None,
@@ -182,6 +188,7 @@ def fit_lbfgs(
     update_grid=False,
     grid_update_num=10,
     stop_grid_update_step=50,
+    objective=None,
 ):
     """Trains a compiled Keras model with L-BFGS, like pykan's `fit(opt="LBFGS")`.
 
@@ -199,10 +206,22 @@ def fit_lbfgs(
     `model.losses` (e.g. `KANRegularizer` penalties), the model called with
     `training=True`. The optimizer given to `compile` is not used.
 
+    With `objective=fn`, the objective is `fn(model)` instead: any scalar
+    built from the model, e.g. a PDE residual from `keras_kan.autodiff`
+    (physics-informed training). The model then need not be compiled, `y`,
+    `sample_weight` and `batch_size` are not used, and `x`, if given, only
+    supplies the samples for `update_grid=True` and for `GridUpdate`/`Pruning`
+    callbacks without samples of their own. `fn` is traced into the compiled
+    objective (`model.run_eagerly = True` runs it eagerly), so it should use
+    `keras.ops` and the data it closes over; penalties in `model.losses` are
+    not added (add them in `fn` if wanted).
+
     Args:
-        model: a built or buildable Keras model, compiled with a loss.
+        model: a built or buildable Keras model, compiled with a loss (built,
+            and compiled or not, with `objective`).
         x, y, sample_weight: training data (arrays or tensors, nested structures
-            allowed), as for `Model.fit`.
+            allowed), as for `Model.fit`. With `objective`: `x` optional (the
+            samples grid updates use), `y` and `sample_weight` must be None.
         steps: number of L-BFGS steps; each is one epoch for callbacks.
         batch_size: `None` (default, pykan's default too): every step uses all
             the data. An integer: every step draws a new random mini-batch of
@@ -229,6 +248,9 @@ def fit_lbfgs(
             grid_update_num, stop_after=stop_grid_update_step)` on the training
             inputs: with pykan's defaults, the grids follow the data before
             steps 0, 5, ..., 45.
+        objective: `fn(model) -> scalar tensor` to minimize instead of the
+            compiled loss (see above). Returning anything but a scalar raises a
+            `ValueError` before any weight changes.
 
     Returns:
         A `keras.callbacks.History`: `history.history["loss"]` holds the
@@ -245,30 +267,99 @@ def fit_lbfgs(
     `RuntimeWarning` naming the step and the model gets back the weights of
     the last finite step.
     """
+    if objective is not None:
+        return _fit_objective(model, objective, x, y, sample_weight, steps, batch_size,
+                              validation_data, callbacks, history_size, max_iter, line_search,
+                              tolerance_grad, tolerance_change, verbose, max_eval, learning_rate,
+                              tolerance_ys, update_grid, grid_update_num, stop_grid_update_step)
     _check_arguments(model, x, steps, history_size, max_iter, line_search, batch_size,
                      tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                      tolerance_ys=tolerance_ys)
     steps = int(steps)
     max_eval = int(max_eval) if max_eval is not None else int(max_iter) * 5 // 4
     verbose = 1 if verbose == "auto" else verbose
-
-    def new_optimizer():
-        return LBFGS(int(history_size), int(max_iter), max_eval, line_search, tolerance_grad,
-                     tolerance_change, learning_rate, tolerance_ys)
-
+    new_optimizer = _optimizer_factory(history_size, max_iter, max_eval, line_search,
+                                       tolerance_grad, tolerance_change, learning_rate,
+                                       tolerance_ys)
     data = _TrainingData(x, y, sample_weight, batch_size)
     _check_data(data)
     _build(model, data.x, data.y, data.sample_weight, data.size)
     val_data = _validation_tensors(validation_data)
-    if update_grid:
-        from keras_kan.callbacks import GridUpdate
-
-        every = max(1, int(stop_grid_update_step) // max(1, int(grid_update_num)))
-        grid_update = GridUpdate(every=every, stop_after=int(stop_grid_update_step))
-    else:
-        grid_update = None
+    grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
     callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
     return _train(model, data, val_data, callback_list, new_optimizer, steps)
+
+
+def _optimizer_factory(history_size, max_iter, max_eval, line_search, tolerance_grad,
+                       tolerance_change, learning_rate, tolerance_ys):
+    def new_optimizer():
+        return LBFGS(int(history_size), int(max_iter), max_eval, line_search, tolerance_grad,
+                     tolerance_change, learning_rate, tolerance_ys)
+
+    return new_optimizer
+
+
+def _grid_update(update_grid, grid_update_num, stop_grid_update_step):
+    if not update_grid:
+        return None
+    from keras_kan.callbacks import GridUpdate
+
+    every = max(1, int(stop_grid_update_step) // max(1, int(grid_update_num)))
+    return GridUpdate(every=every, stop_after=int(stop_grid_update_step))
+
+
+def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, validation_data,
+                   callbacks, history_size, max_iter, line_search, tolerance_grad,
+                   tolerance_change, verbose, max_eval, learning_rate, tolerance_ys,
+                   update_grid, grid_update_num, stop_grid_update_step):
+    """`fit_lbfgs(model, objective=fn, ...)`: L-BFGS on the scalar `fn(model)`."""
+    if not callable(objective):
+        raise TypeError("fit_lbfgs: `objective` must be a callable `fn(model) -> scalar "
+                        f"tensor`, got {type(objective).__name__}.")
+    for name, value in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size),
+                        ("validation_data", validation_data)):
+        if value is not None:
+            raise ValueError(f"fit_lbfgs: `{name}` is not used with `objective` (the objective "
+                             "holds its own data); pass None.")
+    if line_search not in ("strong_wolfe", None):
+        raise ValueError(
+            f"fit_lbfgs: line_search must be 'strong_wolfe' or None, got {line_search!r}."
+        )
+    check_int("steps", steps, 0)
+    check_int("history_size", history_size, 1)
+    check_int("max_iter", max_iter, 1)
+    for name, value in (("tolerance_grad", tolerance_grad),
+                        ("tolerance_change", tolerance_change), ("tolerance_ys", tolerance_ys)):
+        check_real(name, value, 0.0)
+    data = _ObjectiveData(x)
+    if not model.built:
+        if data.x is None:
+            raise ValueError("fit_lbfgs: the model is not built; build it (e.g. create it with "
+                             "keras.Input) or pass `x` to build it on.")
+        model(_to_tensors(_take(data.x, np.arange(min(data.size, 2)))))
+    steps = int(steps)
+    max_eval = int(max_eval) if max_eval is not None else int(max_iter) * 5 // 4
+    verbose = 1 if verbose == "auto" else verbose
+    new_optimizer = _optimizer_factory(history_size, max_iter, max_eval, line_search,
+                                       tolerance_grad, tolerance_change, learning_rate,
+                                       tolerance_ys)
+    grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
+    callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
+    return _train(model, data, None, callback_list, new_optimizer, steps, objective)
+
+
+class _ObjectiveData:
+    """`_TrainingData` for an objective: no batches; `x` only for grid updates."""
+
+    def __init__(self, x):
+        self.x = _to_arrays(x)
+        self.size = 0 if x is None else _num_samples(self.x)
+        if self.x is not None:
+            for array in keras.tree.flatten(self.x):
+                check_finite("x", array)
+
+    def next_batch(self):
+        return (None, None, None)
 
 
 def _check_arguments(model, x, steps, history_size, max_iter, line_search, batch_size,
@@ -365,11 +456,15 @@ def _callback_list(model, callbacks, x, grid_update, verbose, steps):
     )
 
 
-def _train(model, data, val_data, callback_list, new_optimizer, steps):
-    """The step loop: one L-BFGS step per epoch, with a snapshot to roll back to."""
-    compile_config = model.get_compile_config()
-    has_metrics = bool(compile_config.get("metrics") or compile_config.get("weighted_metrics"))
-    objective, opt = _Objective(model), new_optimizer()
+def _train(model, data, val_data, callback_list, new_optimizer, steps, loss_fn=None):
+    """The step loop: one L-BFGS step per epoch, with a snapshot to roll back to.
+
+    `loss_fn`: a user objective `fn(model)` instead of the compiled loss.
+    """
+    compile_config = model.get_compile_config() if loss_fn is None else None
+    has_metrics = bool(compile_config and (compile_config.get("metrics")
+                                           or compile_config.get("weighted_metrics")))
+    objective, opt = _Objective(model, loss_fn), new_optimizer()
     model.stop_training = False
     logs = {}
     callback_list.on_train_begin()
@@ -380,7 +475,7 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps):
             callback_list.on_epoch_begin(step)
             callback_list.on_train_batch_begin(0)
             if not objective.matches(model):  # a callback replaced variables
-                objective, opt = _Objective(model), new_optimizer()
+                objective, opt = _Objective(model, loss_fn), new_optimizer()
             objective.data = data.next_batch()
             x0 = objective.params.get()
             if accepted is not None and not np.array_equal(x0, accepted):

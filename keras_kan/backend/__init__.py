@@ -8,7 +8,9 @@ from traced ones) lives here, split by job:
   `fit_lbfgs` calls, cached per model;
 - `common.py`: the loss call shared by every backend's objective;
 - `jax.py`, `tensorflow.py`, `torch.py`: one file per backend, each with its
-  objective, its spline basis and its grid-write checks;
+  objective, its spline basis, its grid-write checks and
+  `input_derivatives(fn, x, second)`, the input gradient and Hessian diagonal
+  behind `keras_kan.autodiff` (same contract on every backend);
 - `export_tensorflow.py`, `export_torch.py`: the file writers behind
   `keras_kan.export` (imported by it when needed, never here).
 
@@ -22,7 +24,12 @@ import importlib
 import keras
 
 from keras_kan.backend.common import compute_loss
-from keras_kan.backend.objective import evaluate_fn, reset_compiled_functions, value_and_grad_fn
+from keras_kan.backend.objective import (
+    evaluate_fn,
+    objective_value_and_grad_fn,
+    reset_compiled_functions,
+    value_and_grad_fn,
+)
 
 BACKEND = keras.backend.backend()
 if BACKEND not in ("jax", "tensorflow", "torch"):
@@ -39,9 +46,12 @@ _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 #:   -> (B, m)`: `basis(x) @ spline_kernel + base @ base_kernel`, the layer's numeric output;
 #: - `is_traced(x)`, `value_token(variable)`, `check_grid_uniform(knots, ok, message)`,
 #:   `sync_model_state(model)`: the grid-state checks (see `KANDense.uniform_grid`);
-#: - `make_value_and_grad(model_ref)`, `make_evaluate(model_ref)`: fit_lbfgs's objective.
+#: - `make_value_and_grad(model_ref)`, `make_evaluate(model_ref)`: fit_lbfgs's objective;
+#: - `input_derivatives(fn, x (B, n), second) -> (fn(x) (B, 1), grad (B, n), hess_diag (B, n)
+#:   or None)`: input derivatives behind `keras_kan.autodiff`, differentiable in the weights.
 CONTRACT = ("spline_basis", "spline_matmul", "kan_product", "is_traced", "value_token",
-            "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate")
+            "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate",
+            "input_derivatives")
 _missing = [name for name in CONTRACT if not callable(getattr(_impl, name, None))]
 if _missing:  # a broken backend module fails at import, not in the middle of a step
     raise ImportError(f"keras_kan.backend.{BACKEND} does not define {_missing}.")
@@ -53,11 +63,13 @@ is_traced = _impl.is_traced
 value_token = _impl.value_token
 check_grid_uniform = _impl.check_grid_uniform
 sync_model_state = _impl.sync_model_state
+input_derivatives = _impl.input_derivatives
 
 __all__ = [
     "BACKEND",
     "CONTRACT",
     "value_and_grad_fn",
+    "objective_value_and_grad_fn",
     "evaluate_fn",
     "compute_loss",
     "reset_compiled_functions",
@@ -68,4 +80,5 @@ __all__ = [
     "value_token",
     "check_grid_uniform",
     "sync_model_state",
+    "input_derivatives",
 ]

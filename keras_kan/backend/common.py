@@ -4,7 +4,7 @@ import inspect
 
 import numpy as np
 
-__all__ = ["compute_loss", "forward_loss", "ValueAndGrad", "to_float64"]
+__all__ = ["compute_loss", "forward_loss", "objective_loss", "ValueAndGrad", "to_float64"]
 
 
 def compute_loss(model, x, y, y_pred, sample_weight, training=True):
@@ -20,6 +20,29 @@ def forward_loss(model, x, y, sample_weight, training):
     """`(loss, y_pred)`: the model called on `x`, then its compiled loss plus `model.losses`."""
     y_pred = model(x, training=training)
     return compute_loss(model, x, y, y_pred, sample_weight, training=training), y_pred
+
+
+def objective_loss(objective):
+    """A `forward_loss` stand-in that returns `(objective(model), None)`; data are ignored.
+
+    The objective must return one scalar: anything else raises a `ValueError`
+    when the function is traced (before any weight changes).
+    """
+
+    def loss(model, x, y, sample_weight, training):
+        del x, y, sample_weight, training
+        value = objective(model)
+        shape = getattr(value, "shape", None)
+        if value is None or shape is None or tuple(shape) not in ((), (1,)):
+            what = "None" if value is None else (
+                f"shape {tuple(shape)}" if shape is not None else type(value).__name__)
+            raise ValueError(
+                "fit_lbfgs: `objective(model)` must return the loss as a scalar tensor "
+                f"(e.g. keras.ops.mean(residual ** 2)); it returned {what}."
+            )
+        return value.reshape(()) if tuple(shape) == (1,) else value, None
+
+    return loss
 
 
 class ValueAndGrad:

@@ -14,7 +14,8 @@ from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.splines import fused_spline_basis as spline_basis
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
-           "is_traced", "value_token", "check_grid_uniform", "sync_model_state"]
+           "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
+           "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -36,7 +37,7 @@ def _stateless(model, variables, values, fn):
     return result, updates
 
 
-def make_value_and_grad(model_ref):
+def make_value_and_grad(model_ref, loss_fn=forward_loss):
     model = model_ref()
     trainable = list(model.trainable_variables)
     non_trainable = list(model.non_trainable_variables)
@@ -46,7 +47,7 @@ def make_value_and_grad(model_ref):
         m = model_ref()
         (loss, _), updates = _stateless(
             m, trainable + non_trainable, list(train_values) + list(non_train_values),
-            lambda: forward_loss(m, x, y, sample_weight, training=True),
+            lambda: loss_fn(m, x, y, sample_weight, training=True),
         )
         return loss, {i - n_train: v for i, v in updates.items() if i >= n_train}
 
@@ -99,6 +100,35 @@ def make_evaluate(model_ref):
         return float(loss), y_pred
 
     return evaluate
+
+
+# --- input derivatives -----------------------------------------------------------
+
+
+def input_derivatives(fn, x, second):
+    """`(gradient (B, n), hessian diagonal (B, n) or None)` of `fn: (B, n) -> (B,)` at `x`.
+
+    Rows are independent, so one VJP with a cotangent of ones gives every
+    row's gradient, and for the Hessian diagonal one more VJP per input
+    (reverse over reverse: the layer's product has a custom VJP, which
+    forward mode cannot enter). Plain JAX transformations: they run eagerly,
+    under `jax.jit` and inside `jax.grad` with respect to the weights.
+    """
+    x = jnp.asarray(x)
+
+    def grad_fn(z):
+        y, pullback = jax.vjp(fn, z)
+        return pullback(jnp.ones_like(y))[0]
+
+    grad = grad_fn(x)
+    diagonal = None
+    if second:
+        columns = []
+        for i in range(x.shape[-1]):
+            column, pullback = jax.vjp(lambda z, i=i: grad_fn(z)[:, i], x)
+            columns.append(pullback(jnp.ones_like(column))[0][:, i])
+        diagonal = jnp.stack(columns, -1)
+    return grad, diagonal
 
 
 # --- keras.distribution ----------------------------------------------------------

@@ -21,7 +21,8 @@ import weakref
 
 import keras
 
-__all__ = ["value_and_grad_fn", "evaluate_fn", "reset_compiled_functions"]
+__all__ = ["value_and_grad_fn", "objective_value_and_grad_fn", "evaluate_fn",
+           "reset_compiled_functions"]
 
 _CACHE = weakref.WeakKeyDictionary()  # model -> {kind: (signature, function)}
 
@@ -91,6 +92,30 @@ def value_and_grad_fn(model):
     return _cached(model, "value_and_grad_fn", _impl().make_value_and_grad)
 
 
+def objective_value_and_grad_fn(model, objective):
+    """As `value_and_grad_fn`, for the scalar `objective(model)` instead of the compiled loss.
+
+    `objective` is called with the model (inside the compiled function, with
+    the variables at the values being evaluated) and must return a scalar
+    tensor; the data arguments of `f` and `f.at` are ignored (pass None). The
+    model need not be compiled. Cached per model for the last objective (on
+    the model itself, so the objective's closure never keeps a model alive).
+    """
+    from keras_kan.backend.common import objective_loss
+
+    if not model.built:
+        raise ValueError("keras_kan.backend.objective_value_and_grad_fn: the model must be "
+                         "built first.")
+    signature = _signature(model)
+    hit = getattr(model, "_keras_kan_objective_fn", None)
+    if hit is not None and hit[1] is objective and _same(hit[0], signature):
+        return hit[2]
+    fn = _impl().make_value_and_grad(weakref.ref(model), objective_loss(objective))
+    # Not a tracked Keras attribute (Keras would walk the tuple for variables).
+    object.__setattr__(model, "_keras_kan_objective_fn", (signature, objective, fn))
+    return fn
+
+
 def evaluate_fn(model):
     """Returns `f(x, y, sample_weight=None) -> (loss, y_pred)` for a built, compiled model.
 
@@ -118,3 +143,5 @@ def reset_compiled_functions(model):
         if getattr(model, attr, None) is not None:
             setattr(model, attr, None)
     _CACHE.pop(model, None)
+    if getattr(model, "_keras_kan_objective_fn", None) is not None:
+        object.__setattr__(model, "_keras_kan_objective_fn", None)

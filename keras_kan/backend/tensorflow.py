@@ -14,7 +14,8 @@ from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.splines import fused_spline_basis
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
-           "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state"]
+           "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
+           "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -41,7 +42,7 @@ def _compile(model, fn):
     return compiled
 
 
-def make_value_and_grad(model_ref):
+def make_value_and_grad(model_ref, loss_fn=forward_loss):
     model = model_ref()
     trainable = list(model.trainable_variables)
     if tf.distribute.has_strategy() or any(
@@ -61,7 +62,7 @@ def make_value_and_grad(model_ref):
             for v, w in zip(trainable, pieces):
                 v.assign(tf.cast(tf.reshape(w, v.shape), v.dtype))
         with tf.GradientTape() as tape:
-            loss, _ = forward_loss(model_ref(), x, y, sample_weight, training=True)
+            loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
         grads = tape.gradient(loss, trainable)
         flat = []
         for v, g in zip(trainable, grads):
@@ -99,6 +100,33 @@ def make_evaluate(model_ref):
         return float(loss), y_pred
 
     return evaluate
+
+
+# --- input derivatives -----------------------------------------------------------
+
+
+def input_derivatives(fn, x, second):
+    """`(gradient (B, n), hessian diagonal (B, n) or None)` of `fn: (B, n) -> (B,)` at `x`.
+
+    Nested `GradientTape`s (eager or inside a `tf.function`); an outer tape
+    that records the weights sees every op, so the results are
+    differentiable with respect to them.
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = fn(x)
+        grad = inner.gradient(y, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        columns = [grad[:, i] for i in range(x.shape[-1])] if second else []
+    diagonal = None
+    if second:
+        diagonal = tf.stack(
+            [outer.gradient(c, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)[:, i]
+             for i, c in enumerate(columns)], -1)
+    del outer
+    return grad, diagonal
 
 
 # --- spline basis ---------------------------------------------------------------

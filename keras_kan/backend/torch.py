@@ -18,13 +18,14 @@ from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
-           "is_traced", "value_token", "check_grid_uniform", "sync_model_state"]
+           "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
+           "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
 
 
-def make_value_and_grad(model_ref):
+def make_value_and_grad(model_ref, loss_fn=forward_loss):
     trainable = list(model_ref().trainable_variables)
 
     def at(weights, x, y, sample_weight=None):
@@ -34,7 +35,7 @@ def make_value_and_grad(model_ref):
                 for p, w in zip(params, weights):
                     p.copy_(torch.as_tensor(w))
         with torch.enable_grad():
-            loss, _ = forward_loss(model_ref(), x, y, sample_weight, training=True)
+            loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
             grads = torch.autograd.grad(loss, params, allow_unused=True) if params else []
         flat = []
         for p, g in zip(params, grads):
@@ -54,6 +55,38 @@ def make_evaluate(model_ref):
         return float(loss.cpu()), y_pred
 
     return evaluate
+
+
+# --- input derivatives -----------------------------------------------------------
+
+
+def input_derivatives(fn, x, second):
+    """`(gradient (B, n), hessian diagonal (B, n) or None)` of `fn: (B, n) -> (B,)` at `x`.
+
+    Rows are independent, so the gradient of `sum(fn(x))` is every row's
+    gradient. The graph is kept (`create_graph=True`) whenever the caller
+    records gradients, so the results can be differentiated again (by the
+    weights, for a physics-informed loss); under `torch.no_grad()` they come
+    back detached.
+    """
+    keep = torch.is_grad_enabled()
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y = fn(x)
+        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=keep or second)
+        diagonal = None
+        if second:
+            columns = []
+            for i in range(x.shape[-1]):
+                (row,) = torch.autograd.grad(grad[:, i].sum(), x, create_graph=keep,
+                                             allow_unused=True)
+                columns.append(torch.zeros_like(x[:, i]) if row is None else row[:, i])
+            diagonal = torch.stack(columns, -1)
+    if not keep:
+        grad = grad.detach()
+        diagonal = None if diagonal is None else diagonal.detach()
+    return grad, diagonal
 
 
 # --- spline basis ---------------------------------------------------------------

@@ -79,7 +79,7 @@ class NUMPY:
     sum = staticmethod(np.sum)
     sqrt = staticmethod(np.sqrt)
     square = staticmethod(np.square)
-    maximum = staticmethod(np.maximum)
+    relu = staticmethod(lambda x: np.maximum(x, 0.0))
     stack = staticmethod(np.stack)
     zeros_like = staticmethod(np.zeros_like)
 
@@ -235,6 +235,12 @@ def features(xp, x, edges, spline_basis=None):
     return xp.concatenate([spline_basis, xp.expand_dims(base, -1)], axis=-1)
 
 
+def _matmul(xp, a, b):
+    """`a (..., j) @ b (j, k)`. An einsum: Keras 3.15's `matmul` and `maximum`
+    promote through `result_type`, which turns float64 into float32 on torch."""
+    return xp.einsum("...j,jk->...k", a, b)
+
+
 def kernel(xp, edges):
     """The effective kernel `(n, K+1, m)`: rows `mask*w_s*c`, then `mask*w_b`."""
     return xp.concatenate([edges.spline_kernel, xp.expand_dims(edges.base_kernel, 1)], axis=1)
@@ -245,7 +251,7 @@ def numeric_output(xp, feats, edges):
     n, m = edges.shape
     k = kernel(xp, edges)
     flat = xp.reshape(feats, (-1, n * int(k.shape[1])))
-    return xp.matmul(flat, xp.cast(xp.reshape(k, (-1, m)), feats.dtype))
+    return _matmul(xp, flat, xp.cast(xp.reshape(k, (-1, m)), feats.dtype))
 
 
 def _symbolic_parts(xp, x, edges):
@@ -264,7 +270,7 @@ def symbolic_output(xp, x, edges):
     when no edge is symbolic (nothing is computed then)."""
     total = None
     for g, v in _symbolic_parts(xp, x, edges):
-        part = xp.matmul(v, xp.convert_to_tensor(g.onehot, v.dtype))
+        part = _matmul(xp, v, xp.convert_to_tensor(g.onehot, v.dtype))
         total = part if total is None else total + part
     return total
 
@@ -291,7 +297,7 @@ def edge_values(xp, x, edges, symbolic=True, spline_basis=None):
     if not symbolic:
         return phi
     for g, v in _symbolic_parts(xp, xp.cast(x, phi.dtype), edges):
-        part = xp.matmul(v, xp.convert_to_tensor(_scatter(g, n, m), v.dtype))
+        part = _matmul(xp, v, xp.convert_to_tensor(_scatter(g, n, m), v.dtype))
         phi = phi + xp.reshape(part, (-1, n, m))
     return phi
 
@@ -392,18 +398,18 @@ def scores_from_moments(xp, stats, edges):
     if isinstance(stats.count, (int, np.integer)):
         denominator = max(float(stats.count) - 1.0, 1.0)
     else:  # a traced batch size (keras.ops in a graph with an unknown batch)
-        denominator = xp.maximum(xp.cast(stats.count, dtype) - 1.0, 1.0)
+        denominator = xp.relu(xp.cast(stats.count, dtype) - 2.0) + 1.0  # max(B - 1, 1)
     w = xp.cast(kernel(xp, edges), dtype)
     var = xp.sum(w * xp.einsum("npq,nqm->npm", stats.m2_f, w), axis=1) / denominator
     if stats.m2_e is not None:
         scatter = np.concatenate([_scatter(g, n, m) for g in edges.symbolic])  # (E, n m)
         covered = scatter.sum(axis=0)
         flat = (xp.reshape(var, (-1,)) * xp.convert_to_tensor(1.0 - covered, dtype)
-                + xp.matmul(stats.m2_e / denominator, xp.convert_to_tensor(scatter, dtype)))
+                + _matmul(xp, stats.m2_e / denominator, xp.convert_to_tensor(scatter, dtype)))
         var = xp.reshape(flat, (n, m))
     positive = var > _STD_FLOOR
     std_phi = xp.where(positive, xp.sqrt(xp.where(positive, var, 1.0)), 0.0)
-    std_x = xp.sqrt(xp.maximum(stats.m2_x / denominator, 0.0))
+    std_x = xp.sqrt(xp.relu(stats.m2_x / denominator))
     return std_phi / (xp.expand_dims(std_x, -1) + 0.1)
 
 

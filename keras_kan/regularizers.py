@@ -14,40 +14,7 @@ from keras import ops
 
 from keras_kan.validation import check_real
 
-__all__ = ["KANRegularizer", "edge_scores", "get"]
-
-_STD_FLOOR = 1e-12  # variances below this count as 0 (keeps sqrt's gradient finite)
-
-
-def edge_scores(features, kernel, inputs):
-    """pykan's `edge_forward_spline_n` score of every edge, without `(B, n, m)`.
-
-    `A_ij = std_b(phi_ij(x_bi)) / (std_b(x_bi) + 0.1)` with unbiased standard
-    deviations. Since `phi_ij(x_bi) = F_bi . W_ij`, its variance is
-    `B/(B-1) * W_ij^T C_i W_ij` with `C_i` the centred second moment of the
-    features of input `i`: `O(B n (K+1)^2)` work instead of `O(B n m K)`.
-
-    Args:
-        features: `(B, n, K+1)` spline bases and base activation per input.
-        kernel: `(n, K+1, m)` effective kernel (mask and scales folded in).
-        inputs: `(B, n)` the layer inputs.
-
-    Returns:
-        `(n, m)` non-negative scores.
-    """
-    batch = ops.cast(ops.shape(features)[0], features.dtype)
-    correction = batch / ops.maximum(batch - 1.0, 1.0)
-    centred = features - ops.mean(features, axis=0, keepdims=True)
-    moment = ops.einsum("bnp,bnq->npq", centred, centred) / batch  # (n, K+1, K+1)
-    var_phi = ops.sum(kernel * ops.einsum("npq,nqm->npm", moment, kernel), axis=1)
-    var_phi = correction * var_phi  # (n, m)
-    positive = var_phi > _STD_FLOOR
-    std_phi = ops.where(positive, ops.sqrt(ops.where(positive, var_phi, 1.0)), 0.0)
-    x_centred = inputs - ops.mean(inputs, axis=0, keepdims=True)
-    var_x = correction * ops.mean(ops.square(x_centred), axis=0)  # (n,)
-    std_x = ops.sqrt(ops.maximum(var_x, 0.0))
-    return std_phi / (std_x[:, None] + 0.1)
-
+__all__ = ["KANRegularizer", "get"]
 
 def _entropy(p, axis):
     return -ops.sum(p * ops.log(p + 1e-4), axis=axis) / math.log(2.0)

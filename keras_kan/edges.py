@@ -354,6 +354,16 @@ def _centred(xp, values):
     return mean, values - mean
 
 
+def _gram(xp, c):
+    """`(n, P, P)`: `sum_b c[b, i, :]^T c[b, i, :]` of `c (B, n, P)`. NumPy's einsum has
+    no BLAS path for a batched contraction; a batched matmul on contiguous `(n, B, P)`
+    is about 100x faster."""
+    if xp is NUMPY:
+        by_input = np.ascontiguousarray(np.transpose(c, (1, 0, 2)))  # (n, B, P)
+        return np.matmul(np.transpose(by_input, (0, 2, 1)), by_input)
+    return xp.einsum("bnp,bnq->npq", c, c)
+
+
 def moments(xp, x, edges, spline_basis=None):
     """The `Moments` of the samples `x (B, n)` (one chunk)."""
     feats = features(xp, x, edges, spline_basis)
@@ -366,7 +376,7 @@ def moments(xp, x, edges, spline_basis=None):
         mean_e, ce = _centred(xp, full)
         m2_e = xp.sum(xp.square(ce), axis=0)
     count = x.shape[0] if x.shape[0] is not None else xp.shape(x)[0]  # traced batch
-    return Moments(count, mean_f, xp.einsum("bnp,bnq->npq", cf, cf), mean_x,
+    return Moments(count, mean_f, _gram(xp, cf), mean_x,
                    xp.sum(xp.square(cx), axis=0), mean_e, m2_e)
 
 

@@ -122,12 +122,17 @@ def layer_inputs(model, x):
     probe = keras.Model(model.inputs, [layer.input for layer in layers])
     parts = []
     for start in range(0, max(1, len(x)), CHUNK_ROWS):  # bounded memory for many samples
-        outs = probe(ops.convert_to_tensor(x[start:start + CHUNK_ROWS],
-                                           dtype=keras.config.floatx()), training=False)
+        chunk = x[start:start + CHUNK_ROWS]
+        rows = len(chunk)
+        if len(x) > CHUNK_ROWS and rows < CHUNK_ROWS:
+            # The last chunk is padded to the others' shape: eager JAX compiles every
+            # op once per input shape (seconds per new shape).
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], CHUNK_ROWS - rows, axis=0)])
+        outs = probe(ops.convert_to_tensor(chunk, dtype=keras.config.floatx()), training=False)
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
-        parts.append([np.asarray(ops.convert_to_numpy(o), np.float64).reshape(-1, o.shape[-1])
-                      for o in outs])
+        parts.append([np.asarray(ops.convert_to_numpy(o), np.float64)[:rows].reshape(
+            -1, o.shape[-1]) for o in outs])
     return [np.concatenate(chunks) if len(chunks) > 1 else chunks[0] for chunks in zip(*parts)]
 
 

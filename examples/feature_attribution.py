@@ -53,7 +53,8 @@ def run(steps=20, verbose=True):
         for k, (ours, theirs) in enumerate(zip(scores, PYKAN)):
             print(f"x_{k + 1:<4} {ours:>10.2g} {theirs:>12.2g}")
     pruned = prune(model, train[0], verbose=verbose)
-    small, kept = prune_input(pruned, train[0], verbose=verbose)
+    small = prune_input(pruned, train[0], verbose=verbose)
+    kept = np.flatnonzero(feature_scores(pruned, train[0]) >= 1e-2)  # prune_input's default
     x = test[0]
     diff = float(np.max(np.abs(keras.ops.convert_to_numpy(small(x[:, kept])) -
                                keras.ops.convert_to_numpy(pruned(x)))))

@@ -53,7 +53,7 @@ def main():
     report("20 L-BFGS steps (sparsity)", model, train, test)
     plot(model, train[0], "quickstart_trained.png")
 
-    model = prune(model, train[0])
+    model = prune(model, train[0], verbose=1)
     set_regularizer(model, None)  # pykan's second fit has no penalty
     fit_lbfgs(model, *train, steps=100, update_grid=True, validation_data=test, verbose=0)
     report("pruned + 100 steps", model, train, test)

@@ -4,7 +4,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 from keras_kan import autodiff, callbacks, datasets, distribution, edges
-from keras_kan.attribution import feature_scores, prune_input
+from keras_kan.attribution import feature_scores, layer_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN, ObjectiveModel
@@ -21,8 +21,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # Submodules with optional dependencies load on first use: `keras_kan.tuner` needs
 # keras-tuner; `keras_kan.export` needs TensorFlow, onnx, ... (and importing it here
-# would make `python -m keras_kan.export` run a module that is already imported).
-_LAZY_SUBMODULES = ("tuner", "export")
+# would make `python -m keras_kan.export` run a module that is already imported);
+# `keras_kan.symbolic` needs sympy and scipy.
+_LAZY_SUBMODULES = ("tuner", "export", "symbolic")
 
 
 def __getattr__(name):
@@ -45,6 +46,7 @@ __all__ = [
     "set_regularizer",
     "add_symbolic",
     "feature_scores",
+    "layer_scores",
     "prune_input",
     "autodiff",
     "callbacks",

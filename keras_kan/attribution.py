@@ -16,9 +16,9 @@ weights). Unlike pykan's edge score used for pruning (`std(phi) / (std(x) +
 0.1)`), these scores measure a share of the output's variation, so an input
 that every path damps is scored low even when its first edge is steep.
 
-`prune_input(model, x, threshold)` removes the inputs scored below
-`threshold` (pykan's `prune_input`) and returns the smaller model and the
-indices of the inputs it kept.
+`layer_scores` returns the node and edge scores of every layer behind it.
+`prune_input(model, x, threshold)` returns a model without the inputs scored
+below `threshold` (pykan's `prune_input`).
 """
 
 import keras
@@ -32,9 +32,9 @@ from keras_kan.network import (
     kan_layers,
     model_samples,
 )
-from keras_kan.validation import check_real
+from keras_kan.validation import check_real, check_verbose
 
-__all__ = ["feature_scores", "prune_input"]
+__all__ = ["feature_scores", "layer_scores", "prune_input"]
 
 _NODE_EPS = 1e-4  # pykan's guard in std(phi) / (std(node) + 1e-4)
 
@@ -49,19 +49,30 @@ def _chain(model, caller):
     return layers
 
 
-def feature_scores(model, x, return_all=False):
+def feature_scores(model, x):
     """Importance of each model input for the outputs (pykan's `feature_score`).
 
     Args:
         model: a plain chain of KANDense layers (e.g. from `KAN`).
         x: `(N, n_in)` samples of the model input (N >= 2).
-        return_all: also return the node and edge scores of every layer.
 
     Returns:
-        `(n_in,)` float64 scores; with `return_all`, a tuple
-        `(scores, node_scores, edge_scores)`: `node_scores[l]` `(width_l,)`
-        for the nodes entering KAN layer `l` (the last entry is the outputs),
-        `edge_scores[l]` `(n_l, units_l)`.
+        `(n_in,)` float64 scores (`layer_scores(model, x)[0][0]`).
+    """
+    return layer_scores(model, x)[0][0]
+
+
+def layer_scores(model, x):
+    """pykan's attribution scores of every node and edge of a KANDense chain.
+
+    Args:
+        model: a plain chain of KANDense layers (e.g. from `KAN`).
+        x: `(N, n_in)` samples of the model input (N >= 2).
+
+    Returns:
+        `(node_scores, edge_scores)`: `node_scores[l]` `(width_l,)` for the
+        nodes entering KAN layer `l` (the last entry is the outputs, all 1),
+        `edge_scores[l]` `(n_l, units_l)`; float64.
     """
     layers = _chain(model, "feature_scores")
     data = model_samples(model, x)
@@ -77,14 +88,10 @@ def feature_scores(model, x, return_all=False):
         node = edge.sum(axis=2)  # (k, n)
         edge_scores.insert(0, edge)
         node_scores.insert(0, node)
-    node_scores = [s.mean(axis=0) for s in node_scores]
-    edge_scores = [s.mean(axis=0) for s in edge_scores]
-    if return_all:
-        return node_scores[0], node_scores, edge_scores
-    return node_scores[0]
+    return [s.mean(axis=0) for s in node_scores], [s.mean(axis=0) for s in edge_scores]
 
 
-def prune_input(model, x, threshold=1e-2, verbose=True):
+def prune_input(model, x, threshold=1e-2, verbose=0):
     """A model without the inputs whose `feature_scores` are below `threshold`.
 
     The first KANDense keeps only the edges of the kept inputs
@@ -98,16 +105,17 @@ def prune_input(model, x, threshold=1e-2, verbose=True):
         model: a plain chain of KANDense layers.
         x: `(N, n_in)` samples of the model input.
         threshold: inputs scoring below it are removed (> 0).
-        verbose: print the scores and the kept inputs.
+        verbose: 0 (silent) or 1 (print the scores and the kept inputs).
 
     Returns:
-        `(new_model, kept)`: `kept` is the int array of the kept inputs'
-        indices in the old input order (new input `k` is old input `kept[k]`).
+        the new model. Its input `k` is the old input `kept[k]`, with
+        `kept = np.flatnonzero(feature_scores(model, x) >= threshold)`.
 
     Raises:
         ValueError: no input reaches `threshold`.
     """
     threshold = check_real("threshold", threshold, 0.0)
+    verbose = check_verbose(verbose)
     layers = _chain(model, "prune_input")
     scores = feature_scores(model, x)
     kept = np.flatnonzero(scores >= threshold)
@@ -124,4 +132,4 @@ def prune_input(model, x, threshold=1e-2, verbose=True):
     if verbose:
         shown = ", ".join(f"x_{i + 1}: {s:.3g}" for i, s in enumerate(scores))
         print(f"prune_input: scores {shown}; kept {[f'x_{i + 1}' for i in kept]}")
-    return new, kept
+    return new

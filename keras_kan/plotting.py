@@ -331,9 +331,10 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
         if show_scores != "attribution":
             raise ValueError(f"Received an invalid value for argument `show_scores`: expected "
                              f"True, False or 'attribution', got {show_scores!r}.")
-        from keras_kan.attribution import feature_scores
+        from keras_kan.attribution import layer_scores
 
-        inputs_scored, _, attribution = feature_scores(model, data, return_all=True)
+        nodes, attribution = layer_scores(model, data)
+        inputs_scored = nodes[0]
         in_labels = [f"{label} ({score:.2g})" for label, score in zip(in_labels, inputs_scored)]
     rows, bands = _collect(model, layers, chain_inputs(model, layers, data), show_scores,
                            max_points, attribution)

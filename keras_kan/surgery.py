@@ -16,7 +16,7 @@ from keras_kan import backend as kan_backend
 from keras_kan import regularizers, symbolic_edges
 from keras_kan.layers import KANDense
 from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples
-from keras_kan.validation import check_int, check_real
+from keras_kan.validation import check_int, check_real, check_verbose
 
 __all__ = [
     "refine",
@@ -25,12 +25,9 @@ __all__ = [
     "sync_grids",
     "set_regularizer",
     "pruning_plan",
+    "pruning_report",
     "apply_pruning_masks",
-    "kan_layer_inputs",
 ]
-
-#: `keras_kan.network.layer_inputs` under its historical name.
-kan_layer_inputs = layer_inputs
 
 
 def _compile_like(new, old):
@@ -112,14 +109,11 @@ def set_regularizer(model, regularizer):
         model: a model containing KANDense layers.
         regularizer: a `KANRegularizer`, its config dict, or None.
 
-    Returns:
-        `model`.
     """
     regularizer = regularizers.get(regularizer)
     for layer in kan_layers(model, "set_regularizer"):
         layer.regularizer = regularizer
     kan_backend.reset_compiled_functions(model)
-    return model
 
 
 def refine(model, grid_size, x=None):
@@ -221,47 +215,65 @@ def apply_pruning_masks(plan):
         layer.symbolic_mask.assign(entry["symbolic_mask"].astype(layer.symbolic_mask.dtype))
 
 
-def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=True,
-          return_report=False):
+def _report(plan):
+    """`{layer name: {"removed_nodes", "kept_nodes", "masked_edges"}}` of a plan."""
+    report = {}
+    for entry in plan:
+        layer, cols = entry["layer"], entry["keep_out"]
+        report[layer.name] = {
+            "removed_nodes": sorted(set(range(layer.units)) - set(cols.tolist())),
+            "kept_nodes": cols.tolist(),
+            "masked_edges": int(((entry["mask"] == 0) & (entry["symbolic_mask"] == 0)).sum()),
+        }
+    return report
+
+
+def pruning_report(model, x, node_threshold=1e-2, edge_threshold=3e-2):
+    """What `prune` would do, without doing it (an analysis: `model` is unchanged).
+
+    Args: as `prune`.
+
+    Returns:
+        `{layer name: {"removed_nodes": [...], "kept_nodes": [...],
+        "masked_edges": int}}`, one entry per KANDense.
+    """
+    return _report(pruning_plan(model, x, node_threshold, edge_threshold))
+
+
+def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
     """A physically smaller model: dead hidden nodes removed, weak edges masked.
 
     Its outputs equal those of `model` with the plan's edge masks applied (see
     `pruning_plan`): removed nodes have all their edges masked first, so
     dropping them changes nothing. `model` itself is not modified. A compiled
     `model` yields a model compiled the same way with a fresh optimizer.
+    `pruning_report` tells what would be removed.
 
     Args:
         model: Sequential or functional model with KANDense layers.
         x: `(N, n_in)` data sample used to score edges.
         node_threshold, edge_threshold: see `pruning_plan`.
-        verbose: print which nodes of which layer were removed.
-        return_report: also return `{layer name: {"removed_nodes": [...],
-            "kept_nodes": [...], "masked_edges": int}}`.
+        verbose: 0 (silent) or 1 (print the widths and the removed nodes).
 
     Returns:
-        the new model, or `(model, report)` with `return_report=True`.
+        the new model.
     """
+    verbose = check_verbose(verbose)
     plan = pruning_plan(model, x, node_threshold, edge_threshold)
-    replace, report = {}, {}
+    replace = {}
     for entry in plan:
         layer, rows, cols = entry["layer"], entry["keep_in"], entry["keep_out"]
         subset = layer.get_subset(rows, cols)
         subset.edge_mask.assign(entry["mask"][rows][:, cols].astype(subset.edge_mask.dtype))
         symbolic_edges.keep_edges(subset, entry["symbolic_mask"][rows][:, cols])
         replace[id(layer)] = subset
-        report[layer.name] = {
-            "removed_nodes": sorted(set(range(layer.units)) - set(cols.tolist())),
-            "kept_nodes": cols.tolist(),
-            "masked_edges": int(((entry["mask"] == 0) & (entry["symbolic_mask"] == 0)).sum()),
-        }
     new = _clone(model, replace)
     if verbose:
         before = [plan[0]["layer"].input_dim] + [e["layer"].units for e in plan]
         after = [plan[0]["layer"].input_dim] + [e["keep_out"].size for e in plan]
         print(f"prune: widths {before} -> {after}")
-        for name, info in report.items():
+        for name, info in _report(plan).items():
             if info["removed_nodes"]:
                 print(f"  {name}: removed output nodes {info['removed_nodes']}, "
                       f"kept {info['kept_nodes']}")
-    new = _compile_like(new, model)
-    return (new, report) if return_report else new
+    return _compile_like(new, model)

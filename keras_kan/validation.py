@@ -63,6 +63,16 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_verbose(value, name="verbose"):
+    """The library's one `verbose` convention: 0 (silent, every default outside the
+    trainers) or 1 (print a summary); bools are accepted as 0/1."""
+    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+        return int(value)
+    raise ValueError(
+        f"Received an invalid value for argument `{name}`: expected 0 or 1, got {value!r}."
+    )
+
+
 def check_finite(name, value):
     """Raise unless every number in the array `value` is finite (non-float arrays pass)."""
     data = np.asarray(value)

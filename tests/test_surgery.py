@@ -8,7 +8,8 @@ import reference
 from conftest import to_numpy
 
 from keras_kan import KAN, KANDense, prune, refine, splines, update_grids
-from keras_kan.surgery import apply_pruning_masks, kan_layer_inputs, pruning_plan
+from keras_kan.network import layer_inputs
+from keras_kan.surgery import apply_pruning_masks, pruning_plan, pruning_report
 
 
 def trained_looking_layer(units=3, grid_size=5, seed=0, n=2):
@@ -127,7 +128,7 @@ def test_update_grids_goes_layer_by_layer():
     model = KAN([2, 4, 1], seed=0)
     x = np.random.default_rng(0).uniform(0, 1, size=(300, 2)).astype("float32")
     update_grids(model, x)
-    for layer, sample in zip(model.layers, kan_layer_inputs(model, x)):
+    for layer, sample in zip(model.layers, layer_inputs(model, x)):
         knots = to_numpy(layer.grid)
         np.testing.assert_allclose(knots[:, 3], sample.min(0), atol=1e-5)
         np.testing.assert_allclose(knots[:, -4], sample.max(0), atol=1e-5)
@@ -206,7 +207,8 @@ def sparse_model():
 def test_prune_removes_dead_nodes_and_matches_masked_model():
     model = sparse_model()
     x = np.random.default_rng(1).uniform(-1, 1, size=(400, 2)).astype("float32")
-    pruned, report = prune(model, x, verbose=False, return_report=True)
+    report = pruning_report(model, x)
+    pruned = prune(model, x)
     assert [layer.units for layer in pruned.layers] == [2, 1]
     assert report["kan_dense_0"]["removed_nodes"] == [1, 3]
     assert report["kan_dense_0"]["kept_nodes"] == [0, 2]
@@ -219,6 +221,8 @@ def test_prune_removes_dead_nodes_and_matches_masked_model():
 def test_prune_prints_report(capsys):
     x = np.random.default_rng(1).uniform(-1, 1, size=(100, 2)).astype("float32")
     prune(sparse_model(), x)
+    assert capsys.readouterr().out == ""  # silent by default
+    prune(sparse_model(), x, verbose=1)
     out = capsys.readouterr().out
     assert "[2, 4, 1] -> [2, 2, 1]" in out and "removed output nodes [1, 3]" in out
 

@@ -60,7 +60,10 @@ class KANDense(keras.layers.Layer):
         scale_base_mu, scale_base_sigma: `w_b = (mu + sigma * U(-1, 1)) / sqrt(n)`.
         grid_eps: grid-update mix, 1 = uniform grid, 0 = sample quantiles.
         regularizer: a `KANRegularizer` (or its config) whose penalty is added
-            with `add_loss` on training calls.
+            with `add_loss` on training calls. Unlike `Dense`'s
+            `kernel_regularizer` it is not a `keras.regularizers.Regularizer`:
+            the paper's penalty depends on the edge scores on the batch, not on
+            one weight (docs/design.md, "Conventions of the public API").
         bias_initializer: initializer of `bias`.
         seed: int for a reproducible initialization, identical on every
             backend and to pykan's: the layer draws its noise, then its base

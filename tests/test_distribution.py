@@ -28,7 +28,7 @@ def run_worker(script, backend, out_dir, **env):
     environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                        PYTHONPATH=os.pathsep.join(
                            p for p in (ROOT, os.environ.get("PYTHONPATH")) if p), **env)
-    done = subprocess.run([sys.executable, os.path.join(HERE, script), str(out_dir)],
+    done = subprocess.run([sys.executable, os.path.join(HERE, "support", script), str(out_dir)],
                           env=environment, capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
     assert done.returncode == 0 and lines, f"{script} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
@@ -40,7 +40,7 @@ def crossload(backend, out_dir, name):
     environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                        PYTHONPATH=os.pathsep.join(
                            p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, os.path.join(HERE, "crossload.py"),
+    done = subprocess.run([sys.executable, os.path.join(HERE, "support", "crossload.py"),
                            os.path.join(out_dir, name), os.path.join(out_dir, "io.npz")],
                           env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (

@@ -1,6 +1,6 @@
 """Committed files of every kind of model keras_kan makes keep loading, on every backend.
 
-saved_models/kinds/ was written once by tests/make_golden_kinds.py (TensorFlow,
+saved_models/kinds/ was written once by tests/support/make_golden_kinds.py (TensorFlow,
 keras_kan 0.1.0). A change that cannot load one of them, or loads it to other
 outputs, fails here: see the compatibility policy in the README ("Guarantees").
 Symbolic edges do not exist yet; their kind is to be added when they do.

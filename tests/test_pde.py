@@ -202,7 +202,7 @@ def test_options_load_on_the_other_backends(tmp_path):
             continue
         env = dict(os.environ, KERAS_BACKEND=other)
         for args in (["-c", check, model_path],
-                     [os.path.join(HERE, "crossload.py"), model_path, io_path]):
+                     [os.path.join(HERE, "support", "crossload.py"), model_path, io_path]):
             run = subprocess.run([sys.executable, *args], env=env, capture_output=True,
                                  text=True, timeout=300)
             assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])

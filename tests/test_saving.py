@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SAVED = os.path.join(HERE, "..", "saved_models")
 BACKENDS = ("tensorflow", "jax", "torch")
 
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "support"))
 from make_golden import golden_inputs, golden_model  # noqa: E402
 
 
@@ -185,7 +185,8 @@ def test_file_saved_here_loads_on_the_other_backends(tmp_path):
         if other == BACKEND:
             continue
         env = dict(os.environ, KERAS_BACKEND=other)
-        run = subprocess.run([sys.executable, os.path.join(HERE, "crossload.py"), model_path,
-                              io_path], env=env, capture_output=True, text=True, timeout=300)
+        script = os.path.join(HERE, "support", "crossload.py")
+        run = subprocess.run([sys.executable, script, model_path, io_path], env=env,
+                             capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])
         assert "max_abs_diff" in run.stdout

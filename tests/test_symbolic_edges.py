@@ -192,8 +192,8 @@ def save_and_load_everywhere(tmp_path, plain, custom):
         if other == BACKEND:
             continue
         run = subprocess.run(
-            [sys.executable, os.path.join(HERE, "crossload_symbolic.py"), *paths["plain"],
-             *paths["custom"]],
+            [sys.executable, os.path.join(HERE, "support", "crossload_symbolic.py"),
+             *paths["plain"], *paths["custom"]],
             env=dict(os.environ, KERAS_BACKEND=other), capture_output=True, text=True,
             timeout=300)
         assert run.returncode == 0, (other, run.stdout[-3000:], run.stderr[-3000:])

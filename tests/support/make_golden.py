@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from keras_kan import KAN, KANRegularizer  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "saved_models")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "saved_models")
 
 
 def golden_model():

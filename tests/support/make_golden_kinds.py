@@ -9,7 +9,7 @@ Run ONCE (the committed files are what older versions wrote; every test run on
 every backend loads them), and only again when a saved format changes on
 purpose, together with a version bump (see README, "Guarantees"):
 
-    KERAS_BACKEND=tensorflow python tests/make_golden_kinds.py
+    KERAS_BACKEND=tensorflow python tests/support/make_golden_kinds.py
 """
 
 import os
@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 
 from keras_kan import KAN, KANRegularizer, prune, refine, update_grids  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "saved_models", "kinds")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "saved_models",
+                    "kinds")
 
 
 def _randomize(model, seed=0):

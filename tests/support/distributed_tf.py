@@ -3,7 +3,7 @@
 Run by tests/test_distribution.py in a fresh process (logical devices must be
 configured before TensorFlow initializes):
 
-    KERAS_BACKEND=tensorflow python tests/distributed_tf.py OUT_DIR
+    KERAS_BACKEND=tensorflow python tests/support/distributed_tf.py OUT_DIR
 
 Trains the same KAN (a `KANRegularizer` active, `GridUpdate` every 2 steps)
 without a strategy and under a `MirroredStrategy` over two logical CPU

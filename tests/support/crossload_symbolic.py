@@ -1,6 +1,6 @@
 """Load .keras files with symbolic edges (safe_mode=True) on $KERAS_BACKEND.
 
-Usage: python tests/crossload_symbolic.py PLAIN.keras PLAIN.npz CUSTOM.keras CUSTOM.npz
+Usage: python tests/support/crossload_symbolic.py PLAIN.keras PLAIN.npz CUSTOM.keras CUSTOM.npz
 PLAIN uses built-in functions only; CUSTOM also a user function `cosh2`, which
 must fail to load before it is registered here and load after.
 """

@@ -1,6 +1,6 @@
 """Load a .keras file on the backend in $KERAS_BACKEND and compare with stored outputs.
 
-Usage: python tests/crossload.py MODEL.keras IO.npz
+Usage: python tests/support/crossload.py MODEL.keras IO.npz
 Prints the max absolute difference; exits 1 if any output differs by more than
 1e-6 + 1e-6 * |expected| (float32 rounding: other backends order sums differently).
 """

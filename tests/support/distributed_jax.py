@@ -4,7 +4,7 @@ Run by tests/test_distribution.py in a fresh process (the device count must be
 set before JAX starts):
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 KERAS_BACKEND=jax \\
-        python tests/distributed_jax.py OUT_DIR
+        python tests/support/distributed_jax.py OUT_DIR
 
 Every check compares a run under `DataParallel` (4 devices on the batch axis)
 or `ModelParallel` (a 2 x 2 batch x model mesh with

@@ -23,17 +23,19 @@ demo: $(STAMP)
 # Each backend runs in a fresh process; all run even if one fails, and the
 # target fails if any did.
 test: $(STAMP)
-	@status=0; for b in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$b"; \
+	@status=0; summary=""; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b"; start=$$(date +%s); \
 	  KERAS_BACKEND=$$b $(PY) -m pytest -q --durations=10 $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+	  summary="$$summary $$b $$(( $$(date +%s) - start ))s;"; \
+	done; echo "=== time per backend:$$summary"; exit $$status
 
 # The same without the tests marked slow (about a minute per backend).
 test-fast: $(STAMP)
-	@status=0; for b in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$b (fast)"; \
+	@status=0; summary=""; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b (fast)"; start=$$(date +%s); \
 	  KERAS_BACKEND=$$b $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+	  summary="$$summary $$b $$(( $$(date +%s) - start ))s;"; \
+	done; echo "=== time per backend:$$summary"; exit $$status
 
 # One backend (explicit targets: make skips pattern rules for .PHONY targets).
 test-tensorflow test-jax test-torch: $(STAMP)

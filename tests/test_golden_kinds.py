@@ -2,8 +2,8 @@
 
 saved_models/kinds/ was written once by tests/support/make_golden_kinds.py (TensorFlow,
 keras_kan 0.1.0). A change that cannot load one of them, or loads it to other
-outputs, fails here: see the compatibility policy in the README ("Guarantees").
-Symbolic edges do not exist yet; their kind is to be added when they do.
+outputs, fails here: see the compatibility policy in docs/guarantees.md. The symbolic
+kind (symbolic edges by function name: cos, x^2, exp) was added on 2026-12-03.
 """
 
 import os
@@ -17,7 +17,8 @@ from keras_kan import KANDense, KANRegularizer
 
 KINDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "saved_models",
                          "kinds")
-KINDS = ("update_grids", "refine", "prune", "regularizer", "use_bias", "mixed_float16")
+KINDS = ("update_grids", "refine", "prune", "regularizer", "use_bias", "mixed_float16",
+         "symbolic")
 
 
 def load(kind):
@@ -77,3 +78,16 @@ def test_committed_file_trains_after_loading(kind):
     after = model.get_weights()
     assert all(np.all(np.isfinite(w)) for w in after)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_symbolic_file_keeps_its_functions_and_modes():
+    model, x, y = load("symbolic")
+    first, second = model.layers
+    assert first.get_config()["symbolic_functions"] == [[0, 0, "cos"], [1, 1, "x^2"]]
+    assert second.get_config()["symbolic_functions"] == [[0, 0, "exp"]]
+    mask = to_numpy(first.edge_mask)
+    assert mask[0, 0] == 0.0 and mask[1, 1] == 1.0  # "symbolic" vs "both"
+    # the symbolic edge's own value, by hand from its saved parameters
+    a, b, c, d = (to_numpy(getattr(first, f"symbolic_{p}"))[0, 0] for p in "abcd")
+    phi = to_numpy(first.edge_activations(x))[:, 0, 0]
+    np.testing.assert_allclose(phi, c * np.cos(a * x[:, 0] + b) + d, rtol=1e-5, atol=1e-6)

@@ -13,6 +13,7 @@ purpose, together with a version bump (see README, "Guarantees"):
 """
 
 import os
+import sys
 import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -75,6 +76,18 @@ def mixed_precision():
     return _randomize(KAN([2, 2, 1], grid_size=3, seed=0, dtype="mixed_float16"))
 
 
+def with_symbolic_edges():
+    """Symbolic edges beside numeric ones: one symbolic only, one both, on two layers."""
+    from keras_kan import symbolic_edges
+
+    model = _randomize(KAN([2, 2, 1], grid_size=3, seed=0))
+    first, second = model.layers
+    symbolic_edges.set_edge(first, 0, 0, "cos", (3.0, 0.5, 0.8, -0.1), mode="symbolic")
+    symbolic_edges.set_edge(first, 1, 1, "x^2", (1.2, -0.3, 0.6, 0.2), mode="both")
+    symbolic_edges.set_edge(second, 0, 0, "exp", (0.7, 0.1, 0.5, 0.0), mode="symbolic")
+    return model
+
+
 def deflate(path):
     """Re-pack the `.keras` zip with compression (Keras stores it uncompressed): the same
     members, a quarter of the size; Keras reads either."""
@@ -92,11 +105,15 @@ KINDS = {
     "regularizer": with_regularizer,
     "use_bias": with_bias,
     "mixed_float16": mixed_precision,
+    "symbolic": with_symbolic_edges,  # added 2026-12-03 (keras_kan 0.1.0)
 }
 
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)
+    only = sys.argv[1:] or list(KINDS)  # golden files are written once: name new kinds
     for kind, make in KINDS.items():
+        if kind not in only:
+            continue
         model = make()
         x = inputs()
         y = np.asarray(keras.ops.convert_to_numpy(model(x)), np.float64)

@@ -1,7 +1,8 @@
 """Feature attribution and input pruning (pykan 0.2.8's `attribute` / `prune_input`).
 
 f(x_1..x_6) = sin(pi x_1) + x_4^2 on [-1, 1]^6: only x_1 and x_4 matter.
-A [6, 5, 1] KAN is trained with pykan's sparsity penalty (20 L-BFGS steps),
+A [6, 5, 1] KAN is trained with a light sparsity penalty (pykan's `lamb=1e-3,
+lamb_entropy=10`; 20 L-BFGS steps),
 `feature_scores` ranks the inputs, `prune` masks the weak edges and
 `prune_input` returns a [2, ., 1] model that keeps exactly x_1 and x_4 and
 computes the same outputs.
@@ -44,7 +45,9 @@ def run(steps=20, verbose=True):
     """Train, score, prune; returns `(scores, kept, max |output difference|)`."""
     train, test = create_dataset(target, n_var=6, n_samples=1000, ranges=(-1, 1), seed=0,
                                  test_split=0.2)
-    model = KAN([6, 5, 1], grid_size=5, seed=0, regularizer=KANRegularizer(l1=0.01, entropy=0.1))
+    # The canonical run's tenfold stronger penalty starves x_4's edge (score
+    # ~0.03, at the edge threshold) and leaves the fit at test RMSE 0.2.
+    model = KAN([6, 5, 1], grid_size=5, seed=0, regularizer=KANRegularizer(l1=1e-3, entropy=1e-2))
     model.compile(loss="mse")
     fit_lbfgs(model, *train, steps=steps, update_grid=True, verbose=0)
     scores = feature_scores(model, train[0])

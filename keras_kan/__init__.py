@@ -11,7 +11,7 @@ from keras_kan.models import KAN, ObjectiveModel
 from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, set_regularizer, sync_grids, update_grids
-from keras_kan.symbolic_edges import add_symbolic
+from keras_kan.symbolic_library import add_symbolic, remove_symbolic
 
 try:
     __version__ = version("keras-kan")
@@ -20,9 +20,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 
 # Submodules with optional dependencies load on first use: `keras_kan.tuner` needs
-# keras-tuner; `keras_kan.export` needs TensorFlow, onnx, ... (and importing it here
-# would make `python -m keras_kan.export` run a module that is already imported).
-_LAZY_SUBMODULES = ("tuner", "export")
+# keras-tuner; `keras_kan.symbolic` needs sympy; `keras_kan.export` needs TensorFlow,
+# onnx, ... (and importing it here would make `python -m keras_kan.export` run a
+# module that is already imported).
+_LAZY_SUBMODULES = ("tuner", "export", "symbolic")
 
 
 def __getattr__(name):
@@ -44,6 +45,7 @@ __all__ = [
     "sync_grids",
     "set_regularizer",
     "add_symbolic",
+    "remove_symbolic",
     "feature_scores",
     "prune_input",
     "autodiff",

@@ -12,7 +12,7 @@ package-level module gathers the symbolic tools, which live by job in:
 * `keras_kan.symbolic_refit`: refitting all symbolic constants jointly
   against data (`polish_symbolic`);
 * `keras_kan.symbolic_formulas`: formulas (`symbolic_formula`,
-  `evaluate_formula`, `formula_r2`).
+  `readable_formula`, `evaluate_formula`, `formula_r2`).
 
 The usual recipe: train, `prune`, then `auto_symbolic(model, x, y)` (per-edge
 choices, a joint refit against the data, runner-ups where a choice is
@@ -29,7 +29,12 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
     ) from error
 
 from keras_kan.symbolic_fit import SymbolicFit, fit_function
-from keras_kan.symbolic_formulas import evaluate_formula, formula_r2, symbolic_formula
+from keras_kan.symbolic_formulas import (
+    evaluate_formula,
+    formula_r2,
+    readable_formula,
+    symbolic_formula,
+)
 from keras_kan.symbolic_library import add_symbolic, registered_names, remove_symbolic
 from keras_kan.symbolic_model import (
     auto_symbolic,
@@ -51,6 +56,7 @@ __all__ = [
     "remove_symbolic",
     "registered_names",
     "symbolic_formula",
+    "readable_formula",
     "evaluate_formula",
     "formula_r2",
 ]

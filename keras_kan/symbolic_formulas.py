@@ -40,7 +40,7 @@ from keras_kan.network import (
 from keras_kan.symbolic_library import get_function, sympy_function
 from keras_kan.validation import check_int, check_real
 
-__all__ = ["symbolic_formula", "evaluate_formula", "formula_r2"]
+__all__ = ["symbolic_formula", "readable_formula", "evaluate_formula", "formula_r2"]
 
 _CHOP = 1e-12  # |constant| below this (float32 noise on exact zeros) reads as 0
 _DENOMINATORS = (2, 3, 4, 5, 6, 8, 10, 12)
@@ -219,6 +219,48 @@ def _snap(exprs, columns, symbols, functions, target, tolerance):
 
 
 # ------------------------------------------------------------------- formula
+def readable_formula(expr, x=None, y=None, snap_tolerance=1e-4, precision=4, variables=None,
+                     functions=None):
+    """Make any formula readable: factors pulled out, constants snapped, rounded.
+
+    The same steps as `symbolic_formula` (module docstring), on an expression
+    from anywhere (another library's formula, a hand-written one).
+
+    Args:
+        expr: a sympy expression or a list of them (one per output).
+        x: `(N, n)` inputs (column `k` is `variables[k]`); None: no snapping.
+        y: `(N, n_out)` targets (required with `x`).
+        snap_tolerance: see `symbolic_formula`.
+        precision: significant digits of the constants left as floats; None: exact.
+        variables: the input symbols or names; default `x_1 .. x_n`.
+        functions: `{name: callable}` for undefined functions in `expr`.
+
+    Returns:
+        the same structure as `expr`.
+    """
+    single = not isinstance(expr, (list, tuple))
+    exprs = [_tidy(sympy.sympify(e)) for e in ([expr] if single else expr)]
+    if precision is not None:
+        precision = check_int("precision", precision, 1)
+    snap_tolerance = check_real("snap_tolerance", snap_tolerance, 0.0)
+    if x is not None:
+        data = np.asarray(ops.convert_to_numpy(x), np.float64)
+        if data.ndim != 2:
+            raise ValueError(f"`x` must have shape (N, features), got {data.shape}.")
+        if y is None:
+            raise ValueError("readable_formula: snapping on `x` needs the targets `y`.")
+        target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(data.shape[0], -1)
+        if target.shape[1] != len(exprs):
+            raise ValueError(f"`y` has {target.shape[1]} outputs, the formula {len(exprs)}.")
+        symbols = _variables(variables, data.shape[1])
+        columns = [data[:, k] for k in range(data.shape[1])]
+        exprs = _snap(exprs, columns, symbols, functions or {}, target, snap_tolerance)
+        exprs = [_tidy(e) for e in exprs]
+    if precision is not None:
+        exprs = [_round(e, precision) for e in exprs]
+    return exprs[0] if single else exprs
+
+
 def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, precision=4,
                      variables=None, verbose=True):
     """One sympy expression per model output, read from the model's symbolic edges.
@@ -250,31 +292,19 @@ def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, prec
             f"(input -> KANDense -> ... -> KANDense); '{model.name}' has other layers or "
             "branches."
         )
-    if precision is not None:
-        precision = check_int("precision", precision, 1)
-    snap_tolerance = check_real("snap_tolerance", snap_tolerance, 0.0)
     symbols = _variables(variables, layers[0].input_dim)
     exprs, numeric = _raw_formula(layers, symbols)
     if numeric and verbose:
         print(f"symbolic_formula: {len(numeric)} numeric edge(s) kept as functions: "
               f"{', '.join(numeric)}")
-    exprs = [_tidy(e) for e in exprs]
-    if snap and x is not None:
+    target = None
+    if snap and x is not None and y is None:  # judge snapping against the model itself
         data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
-        if y is None:
-            target = layer_output(layers[-1], edge_values(layers[-1], chain_inputs(
-                model, layers, data)[-1]))
-        else:
-            target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(
-                data.shape[0], -1)
-        if target.shape[1] != len(exprs):
-            raise ValueError(f"`y` has {target.shape[1]} outputs, the model {len(exprs)}.")
-        functions = {name: _numeric_edge(name, model) for name in numeric}
-        columns = [data[:, k] for k in range(data.shape[1])]
-        exprs = _snap(exprs, columns, symbols, functions, target, snap_tolerance)
-        exprs = [_tidy(e) for e in exprs]
-    if precision is not None:
-        exprs = [_round(e, precision) for e in exprs]
+        target = layer_output(layers[-1], edge_values(layers[-1], chain_inputs(
+            model, layers, data)[-1]))
+    exprs = readable_formula(exprs, x if snap else None, target if y is None else y,
+                             snap_tolerance, precision, symbols,
+                             {name: _numeric_edge(name, model) for name in numeric})
     return exprs[0] if len(exprs) == 1 else exprs
 
 

@@ -74,6 +74,9 @@ def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
         return values
 
     fixed = [layer.get_weights_by_name() for layer in layers]  # read once, not per trial
+    first = edges.params(layers[0], edges.NUMPY, weights=fixed[0])
+    first_numeric = edges.numeric_output(edges.NUMPY, edges.features(edges.NUMPY, data, first),
+                                         first)  # the first layer's numeric part never changes
 
     def forward(values):
         current = data
@@ -81,9 +84,19 @@ def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
             trial = dict(fixed[index], **{w: values[(index, w)] for w in
                                           symbolic_edges.SYMBOLIC_WEIGHT_NAMES
                                           if (index, w) in values})
+            p = edges.params(layer, edges.NUMPY, weights=trial)
             with np.errstate(all="ignore"):
-                current = edges.output(edges.NUMPY, current,
-                                       edges.params(layer, edges.NUMPY, weights=trial))
+                if index == 0:
+                    out = first_numeric
+                elif fixed[index]["edge_mask"].any():
+                    out = edges.numeric_output(edges.NUMPY,
+                                               edges.features(edges.NUMPY, current, p), p)
+                else:  # purely symbolic layer: no basis to compute
+                    out = 0.0
+                symbolic = edges.symbolic_output(edges.NUMPY, current, p)
+                out = out + (0.0 if symbolic is None else symbolic)
+                current = out + (0.0 if p.bias is None else p.bias)
+            current = np.broadcast_to(current, (data.shape[0], layer.units))
         return current
 
     start = np.concatenate([params0[(index, w)][rows, cols] for index, rows, cols in slots

@@ -3,7 +3,8 @@
 saved_models/kinds/ was written once by tests/make_golden_kinds.py (TensorFlow,
 keras_kan 0.1.0). A change that cannot load one of them, or loads it to other
 outputs, fails here: see the compatibility policy in the README ("Guarantees").
-Symbolic edges do not exist yet; their kind is to be added when they do.
+The "symbolic" kind (symbolic edges, numeric and "both" edges, an alias name) was
+added with the one symbolic function registry (issue 20).
 """
 
 import os
@@ -17,7 +18,8 @@ from keras_kan import KANDense, KANRegularizer
 
 KINDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "saved_models",
                          "kinds")
-KINDS = ("update_grids", "refine", "prune", "regularizer", "use_bias", "mixed_float16")
+KINDS = ("update_grids", "refine", "prune", "regularizer", "use_bias", "mixed_float16",
+         "symbolic")
 
 
 def load(kind):
@@ -77,3 +79,19 @@ def test_committed_file_trains_after_loading(kind):
     after = model.get_weights()
     assert all(np.all(np.isfinite(w)) for w in after)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_committed_symbolic_file_keeps_its_functions_and_formula():
+    model, x, y = load("symbolic")
+    names = [layer.get_config()["symbolic_functions"] for layer in model.layers]
+    assert names == [[[0, 0, "sin"], [0, 1, "x^0.5"], [1, 0, "x^2"]],
+                     [[0, 0, "exp"], [1, 0, "1/x"]]]
+    # the symbolic part by closed form (float64), the numeric parts from the model itself
+    first = model.layers[0]
+    mask = to_numpy(first.edge_mask)
+    assert mask[0, 0] == 0 and mask[1, 0] == 1 and mask[0, 1] == 0
+    phi = to_numpy(first.edge_activations(x))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(phi[:, 0, 0], 0.7 * np.sin(2 * x64[:, 0] + 0.3) + 0.1,
+                               atol=1e-5)
+    np.testing.assert_allclose(phi[:, 0, 1], 0.8 * np.sqrt(x64[:, 0] + 1.5), atol=1e-5)

@@ -52,10 +52,11 @@ FUNCTIONS = {
 }
 
 PYKAN_CHILD = r"""
-import json, sys, warnings
+import json, os, sys, warnings
 warnings.filterwarnings("ignore")
 import numpy as np, torch
 from kan import KAN
+os.makedirs("model", exist_ok=True)  # pykan logs its history under ./model
 spec = json.load(open(sys.argv[1]))
 out = {}
 for name, job in spec["jobs"].items():
@@ -67,6 +68,7 @@ for name, job in spec["jobs"].items():
         for n, g in enumerate(spec["grids"]):
             if n:
                 model = model.refine(g)
+                model.auto_save = False  # refine's new model saves checkpoints by default
             model.fit(d, opt="LBFGS", steps=spec["steps"], log=10**9)
         model.auto_symbolic(verbose=0)
         model.fit(d, opt="LBFGS", steps=50, log=10**9, update_grid=False)

@@ -154,9 +154,17 @@ def _small_power(term, max_terms=60):
             and math.comb(len(term.base.args) + int(term.exp) - 1, int(term.exp)) <= max_terms)
 
 
+def _whole_numbers(expr):
+    """Floats that are whole numbers (`1.0` after dividing `k x / k`) become integers:
+    the same value, and sympy drops `1*`."""
+    floats = [f for f in expr.atoms(sympy.Float)
+              if math.isfinite(float(f)) and float(f) == int(float(f)) and abs(float(f)) < 1e15]
+    return expr.xreplace({f: sympy.Integer(int(float(f))) for f in floats}) if floats else expr
+
+
 def _tidy(expr):
     """Pull factors out, then multiply out small powers of sums when shorter."""
-    expr = _pull_factors(expr)
+    expr = _whole_numbers(_pull_factors(expr))
     expanded = expr.replace(_small_power, lambda term: sympy.expand(
         term, deep=False, power_base=False, power_exp=False, log=False))
     return expanded if sympy.count_ops(expanded) <= sympy.count_ops(expr) else expr
@@ -207,8 +215,8 @@ def _snap(exprs, columns, symbols, functions, target, tolerance):
 
     base = rmse(exprs)
     limit = base + tolerance * max(float(np.std(target)), 1e-300)
-    floats = sorted(set().union(*(e.atoms(sympy.Float) for e in exprs)),
-                    key=lambda f: -abs(float(f)))
+    floats = sorted((f for f in set().union(*(e.atoms(sympy.Float) for e in exprs))
+                     if math.isfinite(float(f))), key=lambda f: -abs(float(f)))
     for value in floats:
         for candidate in _candidates(float(value)):
             trial = [e.xreplace({value: candidate}) for e in exprs]

@@ -290,7 +290,8 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
 
     Returns:
         dict `{(layer_index, i, j): SymbolicFit}` of the edges considered, as
-        chosen (with `y`: the parameters after the joint refit).
+        chosen (with `y`: the function and parameters after the joint refit and
+        swaps; `r2` is NaN for an edge whose function was swapped).
     """
     weight_simple = check_weight_simple(weight_simple)
     lib = resolve_functions(lib)

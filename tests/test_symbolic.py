@@ -285,3 +285,28 @@ def test_library_is_one_registry():
     assert "cosh2" not in symbolic_library.registered_names()
     with pytest.raises(ValueError, match="built-in"):
         keras_kan.remove_symbolic("sin")
+
+
+def test_ranking_prefers_the_polynomial_over_its_disguise():
+    # cos(0.15 x) on [-1, 1] is 1 - 0.011 x^2 to 1e-7: the quadratic wins, and the
+    # conditioning kappa = |mean f| / std f says why (cos is used on a sliver of its range)
+    from keras_kan.symbolic_fit import rank_functions
+
+    v = np.linspace(-1, 1, 400)
+    ranked = rank_functions(v, 1 - np.cos(0.15 * v), ["cos", "sin", "x^2", "exp"])
+    assert ranked[0].name == "x^2" and ranked[0].kappa < 10
+    cos = next(fit for fit in ranked if fit.name == "cos")
+    assert cos.r2 > ranked[0].r2 and cos.kappa > 100
+
+
+def test_readable_formula_on_any_expression():
+    x1, x2 = sympy.symbols("x_1 x_2")
+    k = sympy.Float(0.08563)
+    expr = 3.417 * sympy.sqrt(k * x1**2 + k * x2**2 + k)  # off by 1e-4 (4-digit constants)
+    x = _x(300, features=2).astype(np.float64)
+    y = np.sqrt(1 + x[:, 0] ** 2 + x[:, 1] ** 2)
+    unsnapped = symbolic.readable_formula(expr, precision=None)
+    assert str(unsnapped) == "0.999903182848219*sqrt(x_1**2 + x_2**2 + 1)"
+    assert str(symbolic.readable_formula(expr, x, y)) == "sqrt(x_1**2 + x_2**2 + 1)"
+    with pytest.raises(ValueError, match="needs the targets"):
+        symbolic.readable_formula(expr, x)

@@ -4,8 +4,9 @@ Learn f(x, y) = exp(cos(pi x) + y^2) from 1000 random points in [0, 1]^2
 (800 train / 200 test) with a [2, 5, 1] KAN (grid 5, cubic splines, seed 0):
 20 L-BFGS steps with pykan's lamb=0.01, lamb_entropy=10; prune (the hidden
 layer shrinks to the one node the function needs); 100 more steps; make every
-edge symbolic (`auto_symbolic`: cos, x^2, exp) and polish a, b, c, d with 50
-more L-BFGS steps, which leaves the exact formula; save the model to
+edge symbolic (`auto_symbolic` with the data: cos, x^2, exp, every constant
+refit jointly in float64), 50 more L-BFGS steps, and print the formula with its
+constants snapped (`exp(x_2**2 + cos(pi*x_1))`); save the model to
 saved_models/quickstart.keras and check the reloaded outputs.
 
 Run: `make demo` (TensorFlow) or `KERAS_BACKEND=jax python examples/quickstart.py`.
@@ -87,8 +88,8 @@ def plot(model, x, name):
 
 
 def symbolic_stage(model, train, test, steps=50):
-    """auto_symbolic in place, a float64 least-squares polish of a, b, c, d, then
-    `steps` L-BFGS steps (needs sympy).
+    """auto_symbolic in place with the data (per-edge choices, then a joint float64
+    refit of a, b, c, d), `steps` L-BFGS steps, the snapped formula (needs sympy).
 
     Returns:
         `(formula, test RMSE)`, or None without sympy.
@@ -97,13 +98,11 @@ def symbolic_stage(model, train, test, steps=50):
         from keras_kan import symbolic
     except ImportError:
         return None
-    symbolic.auto_symbolic(model, train[0])
+    symbolic.auto_symbolic(model, *train)
     report("auto_symbolic", model, train, test)
-    # a, b, c, d of all edges jointly in float64 (float32 training alone can stall ~1e-5)
-    symbolic.polish_symbolic(model, *train)
     fit_lbfgs(model, *train, steps=steps, validation_data=test, verbose=0)
     report(f"symbolic + {steps} steps", model, train, test)
-    expr = symbolic.symbolic_formula(model)
+    expr = symbolic.symbolic_formula(model, *train)
     print(f"  formula: {expr}")
     plot(model, train[0], "quickstart_symbolic.png")
     return expr, rmse(model, *test)

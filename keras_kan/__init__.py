@@ -11,7 +11,7 @@ from keras_kan.models import KAN, ObjectiveModel
 from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import prune, refine, set_regularizer, sync_grids, update_grids
-from keras_kan.symbolic_edges import add_symbolic
+from keras_kan.symbolic_library import add_symbolic, remove_symbolic
 
 try:
     __version__ = version("keras-kan")
@@ -45,6 +45,7 @@ __all__ = [
     "sync_grids",
     "set_regularizer",
     "add_symbolic",
+    "remove_symbolic",
     "feature_scores",
     "layer_scores",
     "prune_input",

@@ -1,7 +1,7 @@
 """Symbolic edges of `KANDense`: `c * f(a * x + b) + d` inside the layer.
 
 Every edge `i -> j` of a `KANDense` can carry, besides (or instead of) its
-numeric spline, a symbolic function `f` from a library of named functions,
+numeric spline, a symbolic function `f` from `keras_kan.symbolic_library`,
 with four trainable parameters. The layer output is
 
     y_j = sum_i edge_mask[i, j] * phi_ij(x_i)
@@ -24,33 +24,25 @@ them: per function in use, one gather of the inputs and parameters of its
 edges `(batch, E)`, one evaluation, one `(E, units)` matmul back to the
 outputs. No per-edge Python loop runs in the traced step.
 
-The library functions are singularity-safe: `1/x^k`, `log`, `sqrt`,
-`x^1.5`, `1/sqrt(x)`, `tan`, `arcsin`, `arccos`, `arctanh` give finite
-values *and* finite gradients for every finite input (outside their domain
-they are continued by a constant or a clipped argument), so a training step
-cannot turn the model into NaN. Inside their domain (away from the clipping
-thresholds, which are at `1e-10`-ish distances from a pole) they are the
-exact functions.
-
-Users add functions with `add_symbolic(name, fn_keras, fn_sympy,
-complexity)`; a file that names an unregistered function fails to load with
-an error saying to call `add_symbolic` first.
+This module is the layer's plumbing (weights, config, saving, editing one
+edge); the functions themselves live in `keras_kan.symbolic_library`.
 """
-
-import math
-from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 from keras import ops
 
+from keras_kan.symbolic_library import get_function
+
 __all__ = [
     "SYMBOLIC_WEIGHT_NAMES",
-    "EdgeFunction",
-    "add_symbolic",
-    "remove_symbolic",
-    "get_function",
-    "registered_names",
+    "SYMBOLIC_PARAM_NAMES",
+    "check_spec",
+    "build",
+    "regroup",
+    "set_edge",
+    "normalize_node",
+    "keep_edges",
+    "reset_model",
 ]
 
 #: The symbolic weights of a KANDense, by the names they are saved under.
@@ -58,313 +50,9 @@ SYMBOLIC_WEIGHT_NAMES = ("symbolic_mask", "symbolic_a", "symbolic_b", "symbolic_
                          "symbolic_d")
 _DEFAULTS = {"symbolic_mask": 0.0, "symbolic_a": 1.0, "symbolic_b": 0.0, "symbolic_c": 1.0,
              "symbolic_d": 0.0}
-_PARAMS = SYMBOLIC_WEIGHT_NAMES[1:]
-
-
-class EdgeFunction(NamedTuple):
-    """A registered edge function `f`.
-
-    Attributes:
-        name: its key (stored in configs).
-        keras: `u -> f(u)` on Keras tensors (keras.ops only: every backend).
-        numpy: `u -> f(u)` on float64 NumPy arrays (analysis, plots, fits).
-        sympy: `sympy expression -> sympy expression`, or a string in `x`
-            (parsed lazily, so sympy is needed only for formulas).
-        complexity: used when ranking candidate functions.
-        fit: optional keyword arguments for `keras_kan.symbolic.SymbolicFunction`
-            (how `a`, `b` are searched); None: `a` of either sign and `b` free.
-        builtin: True for the library shipped with keras_kan.
-    """
-
-    name: str
-    keras: Callable
-    numpy: Callable
-    sympy: object
-    complexity: float
-    fit: dict | None = None
-    builtin: bool = False
-
-
-# ------------------------------------------------------- safe function bodies
-# Written once against a namespace `xp` that is `keras.ops` or `numpy`.
-_RECIP_LIMIT = 1e10  # |1/x^k| is capped here (x^k -> 1/limit near 0)
-_LOG_FLOOR = 1e-10  # log(u) for u < this is log(this)
-_SQRT_FLOOR = 1e-8  # sqrt(u) for u < this continues linearly through 0
-_TAN_FLOOR = 1e-7  # |cos u| is kept >= this in tan = sin / cos
-_UNIT_MARGIN = 1e-6  # arcsin, arccos, arctanh: argument clipped to +-(1 - this)
-
-
-def _power(k):
-    def f(xp, u):
-        out = u
-        for _ in range(k - 1):
-            out = out * u
-        return out
-    return f
-
-
-def _inv_power(k):
-    """`1/u^k`; for `|u| < th` (where `|1/u^k| > 1e10`) continued by
-    `u * th^(-k-1)` (odd k: through 0) or the constant `th^(-k)` (even k)."""
-    th = _RECIP_LIMIT ** (-1.0 / k)
-
-    def f(xp, u):
-        small = xp.abs(u) < th
-        safe = xp.where(small, th, u)
-        inside = 1.0 / _power(k)(xp, safe)
-        outside = u * th ** (-k - 1) if k % 2 else xp.zeros_like(u) + th ** (-k)
-        return xp.where(small, outside, inside)
-    return f
-
-
-def _sqrt(xp, u):
-    small = u < _SQRT_FLOOR
-    safe = xp.where(small, _SQRT_FLOOR, u)
-    return xp.where(small, u / math.sqrt(_SQRT_FLOOR), xp.sqrt(safe))
-
-
-def _inv_sqrt(xp, u):
-    small = u < _SQRT_FLOOR
-    safe = xp.where(small, _SQRT_FLOOR, u)
-    return xp.where(small, xp.zeros_like(u) + 1.0 / math.sqrt(_SQRT_FLOOR), 1.0 / xp.sqrt(safe))
-
-
-def _pow15(xp, u):
-    root = _sqrt(xp, u)
-    return root * root * root
-
-
-def _log(xp, u):
-    small = u < _LOG_FLOOR
-    safe = xp.where(small, _LOG_FLOOR, u)
-    return xp.where(small, xp.zeros_like(u) + math.log(_LOG_FLOOR), xp.log(safe))
-
-
-def _tan(xp, u):
-    c = xp.cos(u)
-    small = xp.abs(c) < _TAN_FLOOR
-    safe = xp.where(small, xp.where(c < 0, -_TAN_FLOOR, _TAN_FLOOR), c)
-    return xp.sin(u) / safe
-
-
-# arcsin, arccos, arctanh, arctan through atan2 / log: LiteRT has no builtin
-# ASIN, ACOS, ATANH (or ATAN), and these forms export with builtin ops only.
-def _unit(xp, u):
-    return xp.clip(u, -1.0 + _UNIT_MARGIN, 1.0 - _UNIT_MARGIN)
-
-
-def _arcsin(xp, u):
-    v = _unit(xp, u)
-    return xp.arctan2(v, xp.sqrt(1.0 - v * v))
-
-
-def _arccos(xp, u):
-    v = _unit(xp, u)
-    return xp.arctan2(xp.sqrt(1.0 - v * v), v)
-
-
-def _arctanh(xp, u):
-    v = _unit(xp, u)
-    return 0.5 * xp.log((1.0 + v) / (1.0 - v))
-
-
-def _arctan(xp, u):
-    return xp.arctan2(u, xp.ones_like(u))
-
-
-def _exp(xp, u):
-    return xp.exp(xp.minimum(u, 80.0))  # e^80 ~ 5.5e34: finite in float32
-
-
-def _gaussian(xp, u):
-    return xp.exp(-u * u)
-
-
-def _zero(xp, u):
-    return u * 0.0  # not zeros_like: TensorFlow gives no gradient through that
-
-
-def _identity(xp, u):
-    return u
-
-
-def _elementary(fn_name):
-    def f(xp, u):
-        return getattr(xp, fn_name)(u)
-    return f
-
-
-# fit options (see keras_kan.symbolic.SymbolicFunction): how a, b are searched.
-_UNIT, _UNIT_SIGNED, _FREE, _SIGNED = "unit", "unit_signed", "free", "signed"
-
-
-def _nonzero(lo, hi):
-    return (lo > 1e-9 * (abs(lo) + abs(hi))) | (hi < -1e-9 * (abs(lo) + abs(hi)))
-
-
-def _nonneg(lo, hi):
-    return lo >= 0
-
-
-def _positive(lo, hi):
-    return lo > 1e-9 * (np.abs(lo) + np.abs(hi) + 1e-300)
-
-
-def _unit_open(lo, hi):
-    return (lo > -1) & (hi < 1)
-
-
-def _unit_closed(lo, hi):
-    return (lo >= -1) & (hi <= 1)
-
-
-def _tan_domain(lo, hi):
-    return np.floor(lo / np.pi - 0.5) == np.floor(hi / np.pi - 0.5)
-
-
-#: name: (body, sympy string in x, complexity, fit options). pykan 0.2.8's
-#: library, plus `x^4`-style powers it has, under the same names.
-_BUILTINS = {
-    "0": (_zero, "0", 0, dict(scale=_UNIT, shift=False)),
-    "x": (_identity, "x", 1, dict(scale=_UNIT, shift=False)),
-    "x^2": (_power(2), "x**2", 2, dict(scale=_UNIT)),
-    "x^3": (_power(3), "x**3", 3, dict(scale=_UNIT)),
-    "x^4": (_power(4), "x**4", 3, dict(scale=_UNIT)),
-    "x^5": (_power(5), "x**5", 4, dict(scale=_UNIT)),
-    "1/x": (_inv_power(1), "1/x", 2, dict(scale=_UNIT, domain=_nonzero)),
-    "1/x^2": (_inv_power(2), "x**(-2)", 2, dict(scale=_UNIT, domain=_nonzero)),
-    "1/x^3": (_inv_power(3), "x**(-3)", 3, dict(scale=_UNIT, domain=_nonzero)),
-    "1/x^4": (_inv_power(4), "x**(-4)", 4, dict(scale=_UNIT, domain=_nonzero)),
-    "1/x^5": (_inv_power(5), "x**(-5)", 5, dict(scale=_UNIT, domain=_nonzero)),
-    "sqrt": (_sqrt, "sqrt(x)", 2, dict(scale=_UNIT_SIGNED, domain=_nonneg)),
-    "x^0.5": (_sqrt, "sqrt(x)", 2, dict(scale=_UNIT_SIGNED, domain=_nonneg)),
-    "x^1.5": (_pow15, "x**(3/2)", 4, dict(scale=_UNIT_SIGNED, domain=_nonneg)),
-    "1/sqrt(x)": (_inv_sqrt, "1/sqrt(x)", 4, dict(scale=_UNIT_SIGNED, domain=_positive)),
-    "1/x^0.5": (_inv_sqrt, "1/sqrt(x)", 4, dict(scale=_UNIT_SIGNED, domain=_positive)),
-    "exp": (_exp, "exp(x)", 2, dict(scale=_SIGNED, shift=False)),
-    "log": (_log, "log(x)", 2, dict(scale=_UNIT_SIGNED, domain=_positive)),
-    "abs": (_elementary("abs"), "Abs(x)", 3, dict(scale=_UNIT)),
-    "sin": (_elementary("sin"), "sin(x)", 2,
-            dict(scale=_FREE, period=2 * math.pi, flip=True)),
-    "cos": (_elementary("cos"), "cos(x)", 2,
-            dict(scale=_FREE, period=2 * math.pi, flip=True)),
-    "tan": (_tan, "tan(x)", 3, dict(scale=_FREE, domain=_tan_domain, period=math.pi)),
-    "tanh": (_elementary("tanh"), "tanh(x)", 3, dict(scale=_FREE)),
-    "sgn": (_elementary("sign"), "sign(x)", 3, dict(scale=_UNIT)),
-    "sign": (_elementary("sign"), "sign(x)", 3, dict(scale=_UNIT)),
-    "arcsin": (_arcsin, "asin(x)", 4, dict(scale=_FREE, domain=_unit_closed)),
-    "arccos": (_arccos, "acos(x)", 4, dict(scale=_SIGNED, domain=_unit_closed)),
-    "arctan": (_arctan, "atan(x)", 4, dict(scale=_FREE)),
-    "arctanh": (_arctanh, "atanh(x)", 4, dict(scale=_FREE, domain=_unit_open)),
-    "gaussian": (_gaussian, "exp(-x**2)", 3, dict(scale=_FREE)),
-}
-
-
-def _bind(body, xp):
-    return lambda u: body(xp, u)
-
-
-_REGISTRY = {
-    name: EdgeFunction(name, _bind(body, ops), _bind(body, np), sympy_text, complexity, fit,
-                       True)
-    for name, (body, sympy_text, complexity, fit) in _BUILTINS.items()
-}
-
-
-def add_symbolic(name, fn_keras, fn_sympy, complexity=2, fn_numpy=None):
-    """Register a function for symbolic edges (pykan's `add_symbolic`).
-
-    Register it in every process that loads a model using it: the `.keras`
-    file stores only the name.
-
-    Args:
-        name: a new name (str); re-registering a user function replaces it,
-            built-in names cannot be replaced.
-        fn_keras: `u -> f(u)` written with `keras.ops` (so that it runs on
-            every backend and can be exported).
-        fn_sympy: `sympy expression -> sympy expression`, e.g.
-            `lambda u: sympy.cosh(u)`.
-        complexity: positive number used when ranking candidates (the
-            built-ins use 1 for `x` to 5 for `1/x^5`).
-        fn_numpy: optional float64 NumPy twin; default
-            `sympy.lambdify` of `fn_sympy`.
-
-    Returns:
-        the `EdgeFunction`.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"Received an invalid value for argument `name`: expected a "
-                         f"non-empty string, got {name!r}.")
-    if name in _REGISTRY and _REGISTRY[name].builtin:
-        raise ValueError(f"Received an invalid value for argument `name`: {name!r} is a "
-                         "built-in symbolic function and cannot be replaced.")
-    for arg, fn in (("fn_keras", fn_keras), ("fn_sympy", fn_sympy)):
-        if not callable(fn):
-            raise ValueError(f"Received an invalid value for argument `{arg}`: expected a "
-                             f"callable, got {fn!r}.")
-    if isinstance(complexity, bool) or not isinstance(complexity, (int, float)) or not (
-            complexity > 0 and math.isfinite(complexity)):
-        raise ValueError(f"Received an invalid value for argument `complexity`: expected a "
-                         f"positive number, got {complexity!r}.")
-    if fn_numpy is None:
-        fn_numpy = _lambdify(fn_sympy)
-    entry = EdgeFunction(name, fn_keras, fn_numpy, fn_sympy, float(complexity))
-    _REGISTRY[name] = entry
-    return entry
-
-
-def remove_symbolic(name):
-    """Unregister a function added with `add_symbolic` (built-ins stay)."""
-    entry = get_function(name)
-    if entry.builtin:
-        raise ValueError(f"Received an invalid value for argument `name`: {name!r} is a "
-                         "built-in symbolic function and cannot be removed.")
-    del _REGISTRY[name]
-
-
-def _lambdify(fn_sympy):
-    try:
-        import sympy
-    except ImportError as error:
-        raise ImportError("add_symbolic without `fn_numpy` needs sympy (`pip install "
-                          "sympy`), or pass `fn_numpy`.") from error
-    u = sympy.Symbol("u")
-    compiled = sympy.lambdify(u, fn_sympy(u), "numpy")
-    return lambda v: np.broadcast_to(np.asarray(compiled(v), np.float64), np.shape(v))
-
-
-def get_function(name):
-    """The registered `EdgeFunction` called `name`.
-
-    Raises:
-        ValueError: `name` is not registered (the message says how to fix it).
-    """
-    entry = _REGISTRY.get(name) if isinstance(name, str) else None
-    if entry is None:
-        raise ValueError(
-            f"Unknown symbolic edge function {name!r}. Built-in names: {sorted(_BUILTINS)}. "
-            "A user function must be registered with keras_kan.add_symbolic(name, fn_keras, "
-            "fn_sympy, complexity) in this process before a model using it is built or loaded."
-        )
-    return entry
-
-
-def registered_names(builtin=None):
-    """Names in the registry (all, or only built-in / only user-added)."""
-    return [name for name, entry in _REGISTRY.items()
-            if builtin is None or entry.builtin == builtin]
-
-
-def sympy_function(entry):
-    """`u -> sympy expression` for a registered function (needs sympy)."""
-    import sympy
-
-    if callable(entry.sympy):
-        return entry.sympy
-    template = sympy.sympify(entry.sympy)
-    x = sympy.Symbol("x")
-    return lambda u: template.xreplace({x: u}) if not isinstance(u, (int, float)) else (
-        template.subs(x, u))
+#: The trainable parameters `a, b, c, d` of `c * f(a * x + b) + d`, by weight name.
+SYMBOLIC_PARAM_NAMES = SYMBOLIC_WEIGHT_NAMES[1:]
+_PARAMS = SYMBOLIC_PARAM_NAMES
 
 
 # ------------------------------------------------------------ layer plumbing

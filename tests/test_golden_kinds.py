@@ -3,7 +3,9 @@
 saved_models/kinds/ was written once by tests/support/make_golden_kinds.py (TensorFlow,
 keras_kan 0.1.0). A change that cannot load one of them, or loads it to other
 outputs, fails here: see the compatibility policy in docs/guarantees.md. The symbolic
-kind (symbolic edges by function name: cos, x^2, exp) was added on 2026-12-03.
+kind (symbolic edges by function name: cos, x^2, exp) was written on
+2026-12-03 by the code before the one symbolic registry (issue 20); "symbolic_alias"
+(symbolic, "both" and numeric edges, the alias name x^0.5) was written after it.
 """
 
 import os
@@ -18,7 +20,7 @@ from keras_kan import KANDense, KANRegularizer
 KINDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "saved_models",
                          "kinds")
 KINDS = ("update_grids", "refine", "prune", "regularizer", "use_bias", "mixed_float16",
-         "symbolic")
+         "symbolic", "symbolic_alias")
 
 
 def load(kind):
@@ -91,3 +93,19 @@ def test_symbolic_file_keeps_its_functions_and_modes():
     a, b, c, d = (to_numpy(getattr(first, f"symbolic_{p}"))[0, 0] for p in "abcd")
     phi = to_numpy(first.edge_activations(x))[:, 0, 0]
     np.testing.assert_allclose(phi, c * np.cos(a * x[:, 0] + b) + d, rtol=1e-5, atol=1e-6)
+
+
+def test_symbolic_alias_file_keeps_its_functions_and_formula():
+    model, x, y = load("symbolic_alias")
+    names = [layer.get_config()["symbolic_functions"] for layer in model.layers]
+    assert names == [[[0, 0, "sin"], [0, 1, "x^0.5"], [1, 0, "x^2"]],
+                     [[0, 0, "exp"], [1, 0, "1/x"]]]
+    # the symbolic part by closed form (float64), the numeric parts from the model itself
+    first = model.layers[0]
+    mask = to_numpy(first.edge_mask)
+    assert mask[0, 0] == 0 and mask[1, 0] == 1 and mask[0, 1] == 0
+    phi = to_numpy(first.edge_activations(x))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(phi[:, 0, 0], 0.7 * np.sin(2 * x64[:, 0] + 0.3) + 0.1,
+                               atol=1e-5)
+    np.testing.assert_allclose(phi[:, 0, 1], 0.8 * np.sqrt(x64[:, 0] + 1.5), atol=1e-5)

@@ -4,7 +4,7 @@ import pytest
 import reference
 
 import keras_kan
-from keras_kan import splines
+from keras_kan import splines, symbolic_edges, symbolic_library
 from keras_kan.layers import KANDense
 
 sympy = pytest.importorskip("sympy")
@@ -67,7 +67,8 @@ def test_square_edge_is_recovered_on_a_bare_layer():
     assert a == 1.0 and abs(b + 0.2) < 1e-2 and abs(c - 0.5) < 1e-2 and abs(d + 0.1) < 1e-2
     # Every library function was tried and the list is best first under the rule.
     assert {fit.name for fit in symbolic.suggest_symbolic(
-        model, 0, 0, 0, _x(), top_k=None, verbose=False)} == set(symbolic.SYMBOLIC_LIB)
+        model, 0, 0, 0, _x(), top_k=None, verbose=False)} == set(
+        symbolic_library.candidate_names())
 
 
 def test_fit_function_on_plain_arrays():
@@ -91,21 +92,20 @@ def test_constant_edge_prefers_zero():
 def test_formula_of_a_two_input_model():
     model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)
     x = _x(features=2)
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin", "exp", "tanh"], verbose=0,
-                                  inplace=False)
+    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin", "exp", "tanh"], verbose=0)
     assert [fits[(0, 0, 0)].name, fits[(0, 1, 0)].name] == ["sin", "x^2"]
-    expr = symbolic.symbolic_formula(model, x, fits=fits)
+    assert symbolic_edges.function_names(model.layers[0]).tolist() == [["sin"], ["x^2"]]
     x1, x2 = sympy.symbols("x_1 x_2")
-    assert isinstance(expr, sympy.Expr) and expr.free_symbols == {x1, x2}
-    assert expr.has(sympy.sin)
-    f = sympy.lambdify((x1, x2), expr, "numpy")
-    pred = f(x[:, 0].astype(np.float64), x[:, 1].astype(np.float64))
-    target = keras.ops.convert_to_numpy(model(x))[:, 0]
-    r2 = 1 - np.sum((pred - target) ** 2) / np.sum((target - target.mean()) ** 2)
-    assert r2 > 0.999
+    # snapped against the model's own outputs: the constants of the closed form
+    expr = symbolic.symbolic_formula(model, x)
+    truth = 0.7 * sympy.sin(2 * x1 + sympy.Rational(3, 10)) + 0.5 * (x2 - 0.2) ** 2
+    f, g = (sympy.lambdify((x1, x2), e, "numpy") for e in (expr, truth))
+    xs = x.astype(np.float64)
+    np.testing.assert_allclose(f(xs[:, 0], xs[:, 1]), g(xs[:, 0], xs[:, 1]), atol=2e-3)
+    assert expr.has(sympy.sin) and expr.free_symbols == {x1, x2}
     assert symbolic.formula_r2(model, x, expr) > 0.999
-    raw = symbolic.symbolic_formula(model, x, fits=fits, simplify=False, precision=3)
-    assert symbolic.formula_r2(model, x, raw) > 0.99
+    raw = symbolic.symbolic_formula(model, snap=False, precision=None)
+    assert symbolic.formula_r2(model, x, raw) > 1 - 1e-9
 
 
 def test_unfitted_edge_becomes_a_function_symbol():
@@ -120,11 +120,11 @@ def test_unfitted_edge_becomes_a_function_symbol():
     model = _model({(0, 0): sin_edge, (1, 0): wiggle}, 2)
     x = _x(features=2)
     fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.95,
-                                  inplace=False, verbose=0)
+                                  verbose=0)
     assert fits[(0, 0, 0)].fitted
     assert not fits[(0, 1, 0)].fitted and fits[(0, 1, 0)].params is None
     assert fits[(0, 1, 0)].r2 < 0.95
-    expr = symbolic.symbolic_formula(model, x, fits=fits)
+    expr = symbolic.symbolic_formula(model, x, verbose=False)
     calls = expr.atoms(sympy.core.function.AppliedUndef)
     assert {str(c) for c in calls} == {"phi_0_1_0(x_2)"}
     # The numeric edge is evaluated from the model's own spline.
@@ -133,25 +133,26 @@ def test_unfitted_edge_becomes_a_function_symbol():
         symbolic.evaluate_formula(expr, x)
 
 
-def test_fix_symbolic():
+def test_fix_symbolic_fits_the_edge_spline():
     model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)
     x = _x(features=2)
-    fits = {}
-    fit = symbolic.fix_symbolic(fits, 0, 1, 0, "x^2", model=model, x=x)
-    assert fits[(0, 1, 0)] is fit and fit.name == "x^2" and fit.r2 > 0.999
-    fit = symbolic.fix_symbolic(fits, 0, 0, 0, "sin", params=(2, 0.3, 0.7, 0.1))
+    fit = symbolic.fix_symbolic(model, 0, 1, 0, "x^2", x=x, verbose=False)
+    assert fit.name == "x^2" and fit.r2 > 0.999
+    np.testing.assert_allclose(fit.params, (1.0, -0.2, 0.5, -0.1), atol=1e-3)
+    fit = symbolic.fix_symbolic(model, 0, 0, 0, "sin", params=(2, 0.3, 0.7, 0.1), verbose=False)
     assert fit.params == (2.0, 0.3, 0.7, 0.1) and np.isnan(fit.r2)
-    fit = symbolic.fix_symbolic(fits, 0, 0, 0, "sin", model=model, x=x, params=(2, 0.3, 0.7, 0.1))
-    assert fit.r2 > 0.999
-    assert symbolic.formula_r2(model, x, symbolic.symbolic_formula(model, x, fits=fits)) > 0.999
-    symbolic.fix_symbolic(fits, 0, 0, 0, None)
-    assert not fits[(0, 0, 0)].fitted
+    x1, x2 = sympy.symbols("x_1 x_2")
+    expr = symbolic.symbolic_formula(model, x)
+    truth = (sympy.Rational(7, 10) * sympy.sin(2 * x1 + sympy.Rational(3, 10))
+             + sympy.Rational(1, 10) + (x2 - sympy.Rational(1, 5)) ** 2 / 2
+             - sympy.Rational(1, 10))
+    assert sympy.simplify(expr - truth) == 0, expr
     with pytest.raises(ValueError, match="Unknown symbolic function"):
-        symbolic.fix_symbolic(fits, 0, 0, 0, "cosh", model=model, x=x)
-    with pytest.raises(ValueError, match="params"):
-        symbolic.fix_symbolic(fits, 0, 0, 0, "sin")
+        symbolic.fix_symbolic(model, 0, 0, 0, "cosh", x=x)
+    with pytest.raises(ValueError, match="needs `x`"):
+        symbolic.fix_symbolic(model, 0, 0, 0, "sin")
     with pytest.raises(ValueError, match="argument `i`: expected an integer in \\[0, 1\\], got 5"):
-        symbolic.fix_symbolic(fits, 0, 5, 0, "sin", model=model, x=x)
+        symbolic.fix_symbolic(model, 0, 5, 0, "sin", x=x)
 
 
 def test_pruned_deep_model_and_multiple_outputs():
@@ -160,27 +161,91 @@ def test_pruned_deep_model_and_multiple_outputs():
     first.edge_mask.assign(np.array([[1, 0, 1], [0, 1, 0]], "float32"))
     second.edge_mask.assign(np.array([[1, 0], [0, 0], [1, 1]], "float32"))
     x = _x(200, features=2)
+    # what reaches the first layer's edges, from scipy-basis edge values
+    phi = reference.edge_functions(first, x.astype(np.float64))
     fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.0,
-                                  inplace=False, verbose=0)
+                                  verbose=0)
     assert sorted(fits) == [(0, 0, 0), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 2, 0), (1, 2, 1)]
     assert all(fit.fitted for fit in fits.values())
     # R^2 >= 0 accepts any fit at least as good as a constant, so every edge gets a
     # formula; and none explains its edge worse than the plain linear fit "x" would
-    # (computed here from scipy-basis edge values and NumPy's correlation).
-    inputs = [x.astype(np.float64), reference.forward(first, x)]
+    # (NumPy's correlation).
     for (layer_index, i, j), fit in fits.items():
-        layer, t = model.layers[layer_index], inputs[layer_index][:, i]
-        phi = reference.edge_functions(layer, inputs[layer_index])[:, i, j]
-        linear_r2 = np.corrcoef(t, phi)[0, 1] ** 2
-        assert fit.r2 >= max(0.0, linear_r2 - 1e-3), ((layer_index, i, j), fit, linear_r2)
-    exprs = symbolic.symbolic_formula(model, x, fits=fits)
+        if layer_index == 0:
+            linear_r2 = np.corrcoef(x[:, i], phi[:, i, j])[0, 1] ** 2
+            assert fit.r2 >= max(0.0, linear_r2 - 1e-3), ((i, j), fit, linear_r2)
+    exprs = symbolic.symbolic_formula(model, x)
     assert isinstance(exprs, list) and len(exprs) == 2
     scores = symbolic.formula_r2(model, x, exprs)
-    assert len(scores) == 2 and all(np.isfinite(scores))
+    assert len(scores) == 2 and all(s > 0.99 for s in scores)
     values = symbolic.evaluate_formula(exprs, x)
     assert values.shape == (200, 2)
-    with pytest.raises(ValueError, match="masked"):
-        symbolic.fix_symbolic(fits, 0, 0, 1, "x", model=model, x=x)
+    # the model's own outputs (every edge symbolic now)
+    np.testing.assert_allclose(values, keras.ops.convert_to_numpy(model(x)), atol=0.05)
+
+
+def _composed_model(inner, outer, hidden_range):
+    """A [2, 1, 1] KAN whose splines (grid 20) fit `inner[i]` on [-1, 1] and `outer`
+    on `hidden_range`: a trained model's stand-in, without the training."""
+    model = keras_kan.KAN([2, 1, 1], grid_size=20, seed=0)
+    first, second = model.layers
+    _set_edges(first, {(0, 0): inner[0], (1, 0): inner[1]})
+    lo, hi = hidden_range
+    second.grid.assign(splines.uniform_knots((lo, hi), 20, 3)[None].astype("float32"))
+    knots = np.asarray(keras.ops.convert_to_numpy(second.grid), np.float64)
+    h = np.linspace(lo, hi, 400)[:, None]
+    coef = splines.fit_coefficients(h, outer(h)[:, :, None], knots, 3)
+    second.spline_kernel.assign(coef.astype("float32"))
+    second.base_kernel.assign(np.zeros((1, 1), "float32"))
+    second.spline_scale.assign(np.ones((1, 1), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("case", ["exp_sin", "sqrt"])
+def test_issue_cases_recover_the_exact_formula(case):
+    x1, x2 = sympy.symbols("x_1 x_2")
+    if case == "exp_sin":  # exp(sin(pi x1) + x2^2): x2's edge is x^2, not cos(0.15 x)
+        model = _composed_model((lambda v: np.sin(np.pi * v), lambda v: v**2), np.exp, (-1, 2))
+        truth = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
+    else:
+        model = _composed_model((lambda v: v**2, lambda v: v**2 + 0.5),
+                                lambda h: np.sqrt(0.5 + h), (0.5, 2.5))
+        truth = sympy.sqrt(1 + x1**2 + x2**2)
+    x = _x(1000, features=2, seed=1)
+    y = sympy.lambdify((x1, x2), truth, "numpy")(x[:, :1].astype(np.float64),
+                                                  x[:, 1:].astype(np.float64))
+    symbolic.auto_symbolic(model, x, y, verbose=0)
+    params = np.concatenate([keras.ops.convert_to_numpy(getattr(layer, w)).ravel()
+                             for layer in model.layers
+                             for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES])
+    assert np.all(np.abs(params) < 1e3), params
+    names = [symbolic_edges.function_names(layer).ravel().tolist() for layer in model.layers]
+    assert names == ([["sin", "x^2"], ["exp"]] if case == "exp_sin" else
+                     [["x^2", "x^2"], ["sqrt"]])
+    expr = symbolic.symbolic_formula(model, x, y)
+    assert sympy.simplify(expr - truth) == 0, expr
+    if case == "sqrt":
+        assert str(expr) == "sqrt(x_1**2 + x_2**2 + 1)"
+
+
+def test_formula_pulls_constant_factors_out_and_snaps():
+    # c*sqrt(k*(x1^2 + x2^2 + 1)) with c = 1/sqrt(k): reads sqrt(x1^2 + x2^2 + 1)
+    model = keras_kan.KAN([2, 1, 1], seed=0)
+    k = 0.08563
+    for i in range(2):
+        symbolic.fix_symbolic(model, 0, i, 0, "x^2", params=(1, 0, k, k / 2), verbose=False)
+    symbolic.fix_symbolic(model, 1, 0, 0, "sqrt", params=(1, 0, 1 / np.sqrt(k), 0),
+                          verbose=False)
+    x1, x2 = sympy.symbols("x_1 x_2")
+    unsnapped = symbolic.symbolic_formula(model, snap=False, precision=None)
+    assert not unsnapped.has(sympy.Rational(k))
+    assert abs(float(unsnapped.subs({x1: 0.3, x2: -0.4})) - np.sqrt(1.25)) < 1e-6
+    x = _x(300, features=2)
+    assert str(symbolic.symbolic_formula(model, x)) == "sqrt(x_1**2 + x_2**2 + 1)"
+    # a constant whose snap would change the fit beyond the tolerance stays a float
+    symbolic.fix_symbolic(model, 1, 0, 0, "sqrt", params=(1, 0, 1.2346 / np.sqrt(k), 0),
+                          verbose=False)
+    assert str(symbolic.symbolic_formula(model, x)) == "1.235*sqrt(x_1**2 + x_2**2 + 1)"
 
 
 def test_errors():
@@ -189,7 +254,7 @@ def test_errors():
     dense = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="no KANDense"):
         symbolic.suggest_symbolic(dense, 0, 0, 0, x, verbose=False)
-    with pytest.raises(ValueError, match="layer_index"):
+    with pytest.raises(ValueError, match="argument `layer`"):
         symbolic.suggest_symbolic(model, 1, 0, 0, x, verbose=False)
     with pytest.raises(ValueError, match="argument `j`: expected an integer in \\[0, 0\\], got 1"):
         symbolic.suggest_symbolic(model, 0, 0, 1, x, verbose=False)
@@ -201,3 +266,47 @@ def test_errors():
         inputs = keras.Input((1,))
         outputs = KANDense(1)(keras.layers.Dense(1)(inputs))
         symbolic.symbolic_formula(keras.Model(inputs, outputs), x)
+
+
+def test_library_is_one_registry():
+    assert keras_kan.symbolic is symbolic  # an attribute after `import keras_kan`
+    assert symbolic_library.get_function("arctan").complexity == 4
+    names = symbolic_library.candidate_names()
+    assert "sign" not in names and "sgn" in names  # aliases load, are not candidates
+    keras_kan.add_symbolic("cosh2", lambda u: keras.ops.cosh(2 * u),
+                           lambda u: sympy.cosh(2 * u), complexity=3)
+    try:
+        assert "cosh2" in symbolic_library.candidate_names()
+        v = np.linspace(-1, 1, 200)
+        r2, (a, b, c, d) = symbolic.fit_function(v, 0.5 * np.cosh(2 * v) - 1, "cosh2")
+        assert r2 > 1 - 1e-9 and abs(c - 0.5) < 1e-6
+    finally:
+        keras_kan.remove_symbolic("cosh2")
+    assert "cosh2" not in symbolic_library.registered_names()
+    with pytest.raises(ValueError, match="built-in"):
+        keras_kan.remove_symbolic("sin")
+
+
+def test_ranking_prefers_the_polynomial_over_its_disguise():
+    # cos(0.15 x) on [-1, 1] is 1 - 0.011 x^2 to 1e-7: the quadratic wins, and the
+    # conditioning kappa = |mean f| / std f says why (cos is used on a sliver of its range)
+    from keras_kan.symbolic_fit import rank_functions
+
+    v = np.linspace(-1, 1, 400)
+    ranked = rank_functions(v, 1 - np.cos(0.15 * v), ["cos", "sin", "x^2", "exp"])
+    assert ranked[0].name == "x^2" and ranked[0].kappa < 10
+    cos = next(fit for fit in ranked if fit.name == "cos")
+    assert cos.r2 > ranked[0].r2 and cos.kappa > 100
+
+
+def test_readable_formula_on_any_expression():
+    x1, x2 = sympy.symbols("x_1 x_2")
+    k = sympy.Float(0.08563)
+    expr = 3.417 * sympy.sqrt(k * x1**2 + k * x2**2 + k)  # off by 1e-4 (4-digit constants)
+    x = _x(300, features=2).astype(np.float64)
+    y = np.sqrt(1 + x[:, 0] ** 2 + x[:, 1] ** 2)
+    unsnapped = symbolic.readable_formula(expr, precision=None)
+    assert str(unsnapped) == "0.999903182848219*sqrt(x_1**2 + x_2**2 + 1)"
+    assert str(symbolic.readable_formula(expr, x, y)) == "sqrt(x_1**2 + x_2**2 + 1)"
+    with pytest.raises(ValueError, match="needs the targets"):
+        symbolic.readable_formula(expr, x)

@@ -10,7 +10,7 @@ import pytest
 from conftest import BACKEND, gradient_of, to_numpy
 
 import keras_kan
-from keras_kan import KAN, KANDense, edges, fit_lbfgs, splines, symbolic_edges
+from keras_kan import KAN, KANDense, edges, fit_lbfgs, splines, symbolic_edges, symbolic_library
 
 sympy = pytest.importorskip("sympy")
 
@@ -66,7 +66,7 @@ def test_auto_symbolic_finds_each_edge_and_the_model_equals_its_formula(capsys):
     assert layer.get_config()["symbolic_functions"] == [[i, 0, e[2]] for i, e in enumerate(EDGES)]
     assert not to_numpy(layer.edge_mask).any() and to_numpy(layer.symbolic_mask).all()
     # the model is now the formula: sympy's lambdify of it, to float32 rounding
-    expr = symbolic.symbolic_formula(model, precision=10, chop=0)
+    expr = symbolic.symbolic_formula(model, snap=False, precision=None)
     symbols = sympy.symbols(f"x_1:{len(EDGES) + 1}")
     f = sympy.lambdify(symbols, expr, "numpy")
     expected = f(*x.astype(np.float64).T)
@@ -94,7 +94,7 @@ def test_fix_unfix_and_both_modes_in_place():
     assert symbolic.unfix_symbolic(model, verbose=False) == 2
     np.testing.assert_allclose(to_numpy(model(x)), numeric, atol=1e-6)
     assert len(model.trainable_variables) == 6
-    with pytest.raises(ValueError, match="Unknown symbolic edge function 'cosh'"):
+    with pytest.raises(ValueError, match="Unknown symbolic function 'cosh'"):
         symbolic.fix_symbolic(model, 0, 0, 0, "cosh", fit_params=False)
     with pytest.raises(ValueError, match="needs `x`"):
         symbolic.fix_symbolic(model, 0, 0, 0, "sin")
@@ -128,9 +128,9 @@ def test_numeric_layers_get_no_symbolic_work():
     assert not any(getattr(layer, w).trainable for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES)
 
 
-@pytest.mark.parametrize("name", sorted(symbolic_edges.registered_names(builtin=True)))
+@pytest.mark.parametrize("name", sorted(symbolic_library.registered_names(builtin=True)))
 def test_library_functions_are_finite_with_finite_gradients_everywhere(name):
-    fn = symbolic_edges.get_function(name)
+    fn = symbolic_library.get_function(name)
     u = np.array([-1e6, -3.0, -1.0, -0.5, -1e-12, 0.0, 1e-12, 0.5, 1.0, np.pi / 2, 3.0, 100.0,
                   1e6], "float32")
     values = to_numpy(fn.keras(keras.ops.convert_to_tensor(u)))
@@ -161,8 +161,8 @@ def mixed_model():
 
 
 def register_cosh2():
-    symbolic_edges.add_symbolic("cosh2", lambda u: keras.ops.cosh(2 * u),
-                                lambda u: sympy.cosh(2 * u), complexity=3)
+    symbolic_library.add_symbolic("cosh2", lambda u: keras.ops.cosh(2 * u),
+                                  lambda u: sympy.cosh(2 * u), complexity=3)
 
 
 @pytest.mark.slow  # two fresh interpreters (other backends): ~40 s on 2 shared cores
@@ -173,7 +173,7 @@ def test_save_load_safe_mode_on_every_backend(tmp_path):
     try:
         save_and_load_everywhere(tmp_path, plain, custom)
     finally:
-        symbolic_edges.remove_symbolic("cosh2")
+        symbolic_library.remove_symbolic("cosh2")
 
 
 def save_and_load_everywhere(tmp_path, plain, custom):
@@ -300,7 +300,7 @@ def test_attribution_example_finds_x1_and_x4():
 def test_litert_export_of_every_library_function_uses_builtin_ops(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    names = sorted(symbolic_edges.registered_names(builtin=True))
+    names = sorted(symbolic_library.registered_names(builtin=True))
     model = KAN([len(names), 1], seed=0)
     for i, name in enumerate(names):  # arguments in [0.6, 1.4]: away from every pole
         symbolic.fix_symbolic(model, 0, i, 0, name, fit_params=False,

@@ -3,7 +3,8 @@
 The kinds are the models keras_kan makes besides a fresh one (see
 make_golden.py): after `update_grids` (non-uniform knots), after `refine`,
 after `prune`, with a regularizer, with `use_bias`, with a `mixed_float16`
-policy. Symbolic edges do not exist yet; add their kind when they do.
+policy, with symbolic edges (added later: `python tests/make_golden_kinds.py symbolic`
+writes only that kind).
 
 Run ONCE (the committed files are what older versions wrote; every test run on
 every backend loads them), and only again when a saved format changes on
@@ -88,6 +89,23 @@ def with_symbolic_edges():
     return model
 
 
+def with_symbolic_alias():
+    """Every kind of edge: purely symbolic, numeric and symbolic ("both"), numeric; names
+    include an alias (`x^0.5`) so that files naming it keep loading."""
+    from keras_kan import symbolic
+
+    model = _randomize(KAN([2, 2, 1], grid_size=3, seed=0))
+    for layer, i, j, name, params, mode in [
+            (0, 0, 0, "sin", (2.0, 0.3, 0.7, 0.1), "symbolic"),
+            (0, 1, 0, "x^2", (1.0, -0.2, 0.5, -0.1), "both"),
+            (0, 0, 1, "x^0.5", (1.0, 1.5, 0.8, 0.0), "symbolic"),
+            (1, 0, 0, "exp", (0.5, 0.0, 1.2, -0.3), "symbolic"),
+            (1, 1, 0, "1/x", (1.0, 3.0, 0.4, 0.0), "both")]:
+        symbolic.fix_symbolic(model, layer, i, j, name, params=params, mode=mode,
+                              verbose=False)
+    return model
+
+
 def deflate(path):
     """Re-pack the `.keras` zip with compression (Keras stores it uncompressed): the same
     members, a quarter of the size; Keras reads either."""
@@ -106,9 +124,12 @@ KINDS = {
     "use_bias": with_bias,
     "mixed_float16": mixed_precision,
     "symbolic": with_symbolic_edges,  # added 2026-12-03 (keras_kan 0.1.0)
+    "symbolic_alias": with_symbolic_alias,  # added with the one symbolic registry (issue 20)
 }
 
 if __name__ == "__main__":
+    import sys
+
     os.makedirs(ROOT, exist_ok=True)
     only = sys.argv[1:] or list(KINDS)  # golden files are written once: name new kinds
     for kind, make in KINDS.items():

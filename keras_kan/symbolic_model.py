@@ -1,0 +1,443 @@
+"""Making a model's edges symbolic, in place: suggest, fix, unfix, auto.
+
+Layers are given by their index among the model's KANDense layers (0-based),
+the layer itself or its name; `i`/`j` are 0-based input/output units. A
+symbolic edge computes `c * f(a * x + b) + d` inside its `KANDense` (see
+`keras_kan.symbolic_edges`); its numeric spline is kept (masked off), so
+`unfix_symbolic` restores it. Every change rebuilds the model's compiled
+functions (and gives a built optimizer a fresh twin when the trainable
+variables change).
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+from keras_kan import symbolic_edges
+from keras_kan.layers import KANDense
+from keras_kan.network import (
+    chain_inputs,
+    edge_values,
+    is_plain_chain,
+    kan_layers,
+    model_samples,
+    quantile_samples,
+)
+from keras_kan.symbolic_fit import (
+    WEIGHT_SIMPLE,
+    SymbolicFit,
+    check_weight_simple,
+    fit_function,
+    kappa,
+    rank_functions,
+    resolve_functions,
+)
+from keras_kan.symbolic_library import get_function
+from keras_kan.symbolic_refit import chain_rmse, polish_symbolic
+from keras_kan.validation import check_int, check_samples
+
+__all__ = ["suggest_symbolic", "fix_symbolic", "unfix_symbolic", "auto_symbolic"]
+
+_FIT_POINTS = 1024  # order statistics of a layer's input used for fits
+_KAPPA_BAD = 100.0  # a symbolic edge whose |mean f| / std f exceeds this is ill-conditioned
+_PARAM_BAD = 1e3  # ... or whose constants exceed this in magnitude
+_WORSE_THAN_NUMERIC = 10.0  # symbolic RMSE this many times the numeric one: try runner-ups
+_RUNNER_UPS = 3  # alternatives tried per edge
+_TRIAL_NFEV = 60  # joint-refit evaluations per trial swap
+
+
+# ------------------------------------------------------------------- helpers
+def _layers(model, caller):
+    if isinstance(model, KANDense):
+        if not model.built:
+            raise ValueError(f"{caller}: the KANDense layer is not built.")
+        return [model]
+    return kan_layers(model, caller)
+
+
+def _layer_inputs(model, x, caller):
+    """`(layers, inputs)`: every KAN layer and what reaches it for `x`, `(N, n_l)` float64."""
+    layers = _layers(model, caller)
+    if isinstance(model, KANDense):
+        data = check_samples("x", x, model.input_dim, min_samples=2,
+                             what=f"samples of the input of layer '{model.name}'")
+        return layers, [np.asarray(data, np.float64)]
+    return layers, chain_inputs(model, layers, model_samples(model, x))
+
+
+def _find_layer(model, layer, caller):
+    """`(index, layer)` for a layer given by index, object or name."""
+    layers = _layers(model, caller)
+    if isinstance(layer, KANDense):
+        for index, candidate in enumerate(layers):
+            if candidate is layer:
+                return index, layer
+        raise ValueError(f"Received an invalid value for argument `layer`: KANDense "
+                         f"'{layer.name}' is not in the model.")
+    if isinstance(layer, str):
+        for index, candidate in enumerate(layers):
+            if candidate.name == layer:
+                return index, candidate
+        raise ValueError(f"Received an invalid value for argument `layer`: no KANDense named "
+                         f"{layer!r} (have {[c.name for c in layers]}).")
+    index = check_int("layer", layer, 0, len(layers) - 1)
+    return index, layers[index]
+
+
+def _check_edge(layer, i, j):
+    check_int("i", i, 0, layer.input_dim - 1)
+    check_int("j", j, 0, layer.units - 1)
+    return int(i), int(j)
+
+
+def _numpy(variable):
+    return np.asarray(ops.convert_to_numpy(variable), np.float64)
+
+
+def _spline_values(layer, xs, i, j):
+    """`(P,)` the numeric spline of edge `i -> j` on `xs (P, n)`, even where
+    `edge_mask` switches it off (read through a weight override, nothing written)."""
+    mask = _numpy(layer.edge_mask)
+    mask[i, j] = 1.0
+    return edge_values(layer, xs, include_symbolic=False, weights={"edge_mask": mask})[:, i, j]
+
+
+def _symbolic_values(layer, xs, i, j):
+    """`(P,)` the symbolic part `c f(a x + b) + d` of edge `i -> j` on `xs (P, n)`."""
+    a, b, c, d = (_numpy(getattr(layer, w))[i, j] for w in symbolic_edges.SYMBOLIC_PARAM_NAMES)
+    fn = get_function(symbolic_edges.function_names(layer)[i, j])
+    with np.errstate(all="ignore"):
+        return c * fn.numpy(a * xs[:, i] + b) + d
+
+
+def _format_params(params):
+    return "" if params is None else "  ".join(f"{k}={v: .4g}" for k, v in zip("abcd", params))
+
+
+def _describe(index, i, j, fit):
+    return (f"layer {index} edge {i} -> {j}: {fit.name:<8} R^2 = {fit.r2:.6f}  "
+            f"{_format_params(fit.params)}")
+
+
+# ------------------------------------------------------------------- suggest
+def suggest_symbolic(model, layer, i, j, x, lib=None, top_k=5,
+                     weight_simple=WEIGHT_SIMPLE, verbose=True):
+    """Rank the library's functions for edge `i -> j` (the model is not changed).
+
+    Each function `f` is fitted as `c * f(a * x + b) + d` to the edge's numeric
+    spline on the values of input `i` that reach the layer for `x` (up to 1024
+    evenly spaced order statistics); see `keras_kan.symbolic_fit` for the search
+    and the ranking rule.
+
+    Args:
+        model: a model with KANDense layers, or a single built `KANDense`
+            (then `x` is that layer's input and `layer` must be 0).
+        layer: index among the KANDense layers, the layer or its name.
+        i, j: the edge's input and output unit.
+        x: `(N, n_in)` samples of the model input.
+        lib: None (every registered function) or a list of names.
+        top_k: how many to return (None: all).
+        weight_simple: see `keras_kan.symbolic_fit`.
+        verbose: print a table.
+
+    Returns:
+        list of `SymbolicFit` `(name, r2, (a, b, c, d), kappa)`, best first.
+    """
+    lib = resolve_functions(lib)
+    index, target = _find_layer(model, layer, "suggest_symbolic")
+    i, j = _check_edge(target, i, j)
+    _, inputs = _layer_inputs(model, x, "suggest_symbolic")
+    xs = quantile_samples(inputs[index], _FIT_POINTS)
+    ranked = rank_functions(xs[:, i], _spline_values(target, xs, i, j), list(lib.values()),
+                            weight_simple)
+    if top_k is not None:
+        ranked = ranked[: int(top_k)]
+    if verbose:
+        print(f"edge {i} -> {j} of layer {index} ('{target.name}'): phi ~ c*f(a*x+b)+d")
+        print(f"  {'#':>2}  {'function':<9} {'R^2':>10}  {'cplx':>4}  {'kappa':>8}  params")
+        for rank, fit in enumerate(ranked, 1):
+            print(f"  {rank:>2}  {fit.name:<9} {fit.r2:>10.6f}  {lib[fit.name].complexity:>4g}"
+                  f"  {fit.kappa:>8.3g}  {_format_params(fit.params)}")
+    return ranked
+
+
+# ----------------------------------------------------------------- fix, unfix
+def fix_symbolic(model, layer, i, j, name, fit_params=True, x=None, params=None,
+                 mode="symbolic", verbose=True):
+    """Give edge `i -> j` the function `name`, in place (pykan's `fix_symbolic`).
+
+    Args:
+        model: a model with KANDense layers, or a built KANDense.
+        layer: index among the KANDense layers, the layer or its name.
+        i, j: the edge.
+        name: a registered function name (see `keras_kan.add_symbolic`).
+        fit_params: fit `(a, b, c, d)` to the edge's numeric spline on the values
+            that reach it for `x` (see `keras_kan.symbolic_fit.fit_function`);
+            False: use `params` (default `(1, 0, 1, 0)`).
+        x: `(N, n_in)` samples of the model input (needed with `fit_params`).
+        params: explicit `(a, b, c, d)`; given, nothing is fitted.
+        mode: `"symbolic"` (the numeric part is masked off) or `"both"` (the
+            two parts add up).
+        verbose: print the choice and its `R^2`.
+
+    Returns:
+        the `SymbolicFit` written (`r2` NaN when nothing was fitted).
+    """
+    index, target = _find_layer(model, layer, "fix_symbolic")
+    i, j = _check_edge(target, i, j)
+    fn = get_function(name)
+    r2 = float("nan")
+    if params is not None:
+        params = tuple(float(v) for v in params)
+        if len(params) != 4:
+            raise ValueError(f"Received an invalid value for argument `params`: expected "
+                             f"(a, b, c, d), got {params!r}.")
+    elif fit_params:
+        if x is None:
+            raise ValueError("fix_symbolic with fit_params=True needs `x` (samples of the "
+                             "model input) to fit (a, b, c, d); or pass `params`.")
+        _, inputs = _layer_inputs(model, x, "fix_symbolic")
+        xs = quantile_samples(inputs[index], _FIT_POINTS)
+        r2, params = fit_function(xs[:, i], _spline_values(target, xs, i, j), fn)
+        if params is None:
+            raise ValueError(f"{name!r} cannot be evaluated on the values reaching edge "
+                             f"{i} -> {j} of layer {index} (outside its domain).")
+    else:
+        params = (1.0, 0.0, 1.0, 0.0)
+    before = list(model.trainable_variables)
+    symbolic_edges.set_edge(target, i, j, name, params, mode)
+    symbolic_edges.reset_model(model, before)
+    fit = SymbolicFit(name, float(r2), params)
+    if verbose:
+        print("fixed " + _describe(index, i, j, fit))
+    return fit
+
+
+def unfix_symbolic(model, layer=None, i=None, j=None, verbose=True):
+    """Make symbolic edges numeric again, in place (pykan's `unfix_symbolic`).
+
+    The edge's numeric spline (kept all along) is switched back on
+    (`edge_mask` 1) and its symbolic part off.
+
+    Args:
+        model: a model with KANDense layers, or a built KANDense.
+        layer: index among the KANDense layers, the layer or its name; None:
+            every layer.
+        i, j: the edge; None: every symbolic edge of the layer(s).
+        verbose: print what changed.
+
+    Returns:
+        the number of edges made numeric.
+    """
+    layers = _layers(model, "unfix_symbolic")
+    targets = (range(len(layers)) if layer is None
+               else [_find_layer(model, layer, "unfix_symbolic")[0]])
+    if (i is None) != (j is None):
+        raise ValueError("unfix_symbolic needs both `i` and `j`, or neither.")
+    before = list(model.trainable_variables)
+    count = 0
+    for index in targets:
+        current = layers[index]
+        if i is not None:
+            chosen = [_check_edge(current, i, j)]
+        else:
+            chosen = list(zip(*np.nonzero(symbolic_edges.function_names(current) != "")))
+        for a, b in chosen:
+            symbolic_edges.set_edge(current, int(a), int(b), None)
+            count += 1
+            if verbose:
+                print(f"unfixed layer {index} edge {a} -> {b}: numeric")
+    symbolic_edges.reset_model(model, before)
+    return count
+
+
+# ---------------------------------------------------------------------- auto
+def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WEIGHT_SIMPLE,
+                  mode="symbolic", max_nfev=200, verbose=1):
+    """Make every unmasked edge symbolic with its best function, in place.
+
+    1. **Per edge, layer by layer** (each layer fitted on the values that
+       reach it after the layers before it were made symbolic): the library is
+       ranked on the edge's numeric spline (`keras_kan.symbolic_fit`: `R^2`,
+       complexity and conditioning) and the best function with `R^2 >=
+       r2_threshold` is written into the edge; an edge with none keeps its
+       spline. Edges already symbolic are skipped. Each hidden node whose edges
+       are all symbolic is then rescaled, exactly, so that its first outgoing
+       edge reads `f(1 * h + 0)`.
+    2. **With `y`, on the whole model**: every symbolic constant is refit
+       jointly against `(x, y)` in float64 (`polish_symbolic`). Then an edge
+       whose fit is ill-conditioned (`|mean f| / std f > 100` on its inputs,
+       or a constant beyond `1e3`: a function used as a Taylor polynomial,
+       e.g. `cos(a x)` with small `a`) is tried with its runner-up functions;
+       and where the symbolic model's RMSE ends more than 10 times above the
+       numeric model's, so are the edges with the worst per-edge `R^2`. A
+       swap is kept when the jointly refit model's RMSE is no worse than 3
+       times the current (ill-conditioned edge) or better than it (worst
+       edges).
+
+    Args:
+        model: a model with KANDense layers (or a single built KANDense; then
+            `y` must be None).
+        x: `(N, n_in)` samples of the model input.
+        y: `(N, n_out)` targets, or None (per-edge choices only).
+        lib: None (every registered function) or a list of names.
+        r2_threshold: minimum per-edge `R^2` for a symbolic edge.
+        weight_simple: see `keras_kan.symbolic_fit`.
+        mode: `"symbolic"` (numeric parts masked off) or `"both"`.
+        max_nfev: evaluations of the final joint refit (with `y`).
+        verbose: 0 silent, 1 one line per edge and per model-level step.
+
+    Returns:
+        dict `{(layer_index, i, j): SymbolicFit}` of the edges considered, as
+        chosen (with `y`: the function and parameters after the joint refit and
+        swaps; `r2` is NaN for an edge whose function was swapped).
+    """
+    weight_simple = check_weight_simple(weight_simple)
+    lib = resolve_functions(lib)
+    layers = _layers(model, "auto_symbolic")
+    chain = not isinstance(model, KANDense) and is_plain_chain(model, layers)
+    if y is not None and not chain:
+        raise ValueError("auto_symbolic with `y` needs a plain chain of KANDense layers.")
+    data = target = None
+    if y is not None:
+        data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
+        target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(data.shape[0], -1)
+        numeric_rmse = chain_rmse(layers, data, target)
+    before = list(model.trainable_variables)
+    fits, ranked_by_edge = {}, {}
+    for index, layer in enumerate(layers):
+        _, inputs = _layer_inputs(model, x, "auto_symbolic")  # after the layers before
+        xs = quantile_samples(inputs[index], _FIT_POINTS)
+        mask = _numpy(layer.edge_mask)
+        names = symbolic_edges.function_names(layer)
+        for i, j in zip(*np.nonzero(mask)):
+            i, j = int(i), int(j)
+            if names[i, j]:
+                if verbose:
+                    print(f"layer {index} edge {i} -> {j}: already symbolic ({names[i, j]}), "
+                          "skipped")
+                continue
+            ranked = rank_functions(xs[:, i], _spline_values(layer, xs, i, j),
+                                    list(lib.values()), weight_simple)
+            good = [fit for fit in ranked if fit.r2 >= r2_threshold]
+            fit = good[0] if good else SymbolicFit(
+                None, max((f.r2 for f in ranked), default=-math.inf), None)
+            fits[(index, i, j)] = fit
+            ranked_by_edge[(index, i, j)] = good
+            if fit.fitted:
+                symbolic_edges.set_edge(layer, i, j, fit.name, fit.params, mode)
+            if verbose:
+                print("fixed " + _describe(index, i, j, fit) if fit.fitted else
+                      f"kept   layer {index} edge {i} -> {j}: numeric (best R^2 = "
+                      f"{fit.r2:.4f} < {r2_threshold})")
+    if chain:
+        for layer, after in zip(layers[:-1], layers[1:]):
+            for j in range(layer.units):
+                symbolic_edges.normalize_node(layer, after, j)
+    symbolic_edges.reset_model(model, before)
+    if y is None:
+        return fits
+    rmse = polish_symbolic(model, data, target, max_nfev=max_nfev, verbose=False)
+    if verbose:
+        print(f"joint refit: RMSE {rmse:.3e} (numeric model {numeric_rmse:.3e})")
+    rmse = _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
+                            max_nfev, verbose)
+    for key in fits:
+        index, i, j = key
+        name = symbolic_edges.function_names(layers[index])[i, j]
+        if name:
+            params = tuple(float(_numpy(getattr(layers[index], w))[i, j])
+                           for w in symbolic_edges.SYMBOLIC_PARAM_NAMES)
+            fits[key] = SymbolicFit(name, fits[key].r2 if name == fits[key].name else
+                                    float("nan"), params)
+    return fits
+
+
+def _edge_health(model, layers, data):
+    """`{(l, i, j): kappa}` of every symbolic edge on its current inputs, with
+    `inf` where a constant exceeds `1e3`."""
+    inputs = chain_inputs(model, layers, data)
+    out = {}
+    for index, layer in enumerate(layers):
+        names = symbolic_edges.function_names(layer)
+        params = [_numpy(getattr(layer, w)) for w in symbolic_edges.SYMBOLIC_PARAM_NAMES]
+        for i, j in zip(*np.nonzero(names != "")):
+            edge = tuple(float(p[i, j]) for p in params)
+            if max(abs(v) for v in edge) > _PARAM_BAD:
+                out[(index, int(i), int(j))] = math.inf
+            else:
+                out[(index, int(i), int(j))] = kappa(get_function(names[i, j]),
+                                                     inputs[index][:, i], edge)
+    return out
+
+
+def _try_swap(model, layers, data, target, key, alternatives, nfev):
+    """Try each alternative function on edge `key`, fitted to the edge's current
+    symbolic values and then refit jointly; returns `[(rmse, state)]` (the model
+    is restored to its state before the call)."""
+    index, i, j = key
+    layer = layers[index]
+    saved = [layer.get_weights_by_name() for layer in layers]
+    saved_names = [symbolic_edges.function_names(layer) for layer in layers]
+    inputs = chain_inputs(model, layers, data)[index]
+    xs = quantile_samples(inputs, _FIT_POINTS)
+    values = _symbolic_values(layer, xs, i, j)
+    results = []
+    for name in alternatives:
+        r2, params = fit_function(xs[:, i], values, get_function(name))
+        if params is None:
+            continue
+        symbolic_edges.set_edge(layer, i, j, name, params, "symbolic")
+        rmse = polish_symbolic(model, data, target, max_nfev=nfev, verbose=False)
+        state = ([lay.get_weights_by_name() for lay in layers],
+                 [symbolic_edges.function_names(lay) for lay in layers])
+        results.append((rmse, name, state))
+        _restore(layers, saved, saved_names)
+    return results
+
+
+def _restore(layers, weights, names):
+    for layer, values, fn_names in zip(layers, weights, names):
+        for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES + ("edge_mask",):
+            getattr(layer, w).assign(values[w].astype(getattr(layer, w).dtype))
+        layer._symbolic_names = fn_names.copy()
+        symbolic_edges.regroup(layer)
+
+
+def _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
+                     max_nfev, verbose):
+    """Step 2 of `auto_symbolic` after the first joint refit; returns the final RMSE."""
+    before = list(model.trainable_variables)
+    health = _edge_health(model, layers, data)
+    bad = [key for key, k in health.items() if k > _KAPPA_BAD and key in ranked_by_edge]
+    worst = []
+    if rmse > _WORSE_THAN_NUMERIC * numeric_rmse:
+        worst = sorted((key for key in health if key in ranked_by_edge and key not in bad),
+                       key=lambda key: ranked_by_edge[key][0].r2 if ranked_by_edge[key]
+                       else 1.0)[:2]
+    changed = False
+    for key in bad + worst:
+        index, i, j = key
+        current = symbolic_edges.function_names(layers[index])[i, j]
+        alternatives = [fit.name for fit in ranked_by_edge[key] if fit.name != current]
+        results = _try_swap(model, layers, data, target, key, alternatives[:_RUNNER_UPS],
+                            _TRIAL_NFEV)
+        if not results:
+            continue
+        best_rmse, name, state = min(results, key=lambda r: r[0])
+        limit = 3.0 * rmse if key in bad else rmse
+        if verbose:
+            why = ("ill-conditioned" if key in bad else "symbolic error far above numeric")
+            print(f"layer {index} edge {i} -> {j} ({current}, {why}): best runner-up {name} "
+                  f"RMSE {best_rmse:.3e} vs {rmse:.3e}: "
+                  f"{'swapped' if best_rmse <= limit else 'kept'}")
+        if best_rmse <= limit:
+            _restore(layers, *state)
+            rmse, changed = best_rmse, True
+    if changed:
+        symbolic_edges.reset_model(model, before)
+        rmse = polish_symbolic(model, data, target, max_nfev=max_nfev, verbose=False)
+        if verbose:
+            print(f"joint refit after swaps: RMSE {rmse:.3e}")
+    return rmse

@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_kan import backend as kan_backend
 from keras_kan.lbfgs_core import LBFGS
-from keras_kan.surgery import sync_grids
+from keras_kan.surgery import start_grids, sync_grids
 from keras_kan.validation import check_finite, check_int, check_real
 
 __all__ = ["fit_lbfgs"]
@@ -284,6 +284,8 @@ def fit_lbfgs(
     data = _TrainingData(x, y, sample_weight, batch_size)
     _check_data(data)
     _build(model, data.x, data.y, data.sample_weight, data.size)
+    if not isinstance(data.x, (list, tuple, dict)):  # one input: grids meet the data first
+        start_grids(model, data.x)
     val_data = _validation_tensors(validation_data)
     grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
     callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)

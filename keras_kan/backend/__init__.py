@@ -49,9 +49,10 @@ _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 #: - `make_value_and_grad(model_ref)`, `make_evaluate(model_ref)`: fit_lbfgs's objective;
 #: - `input_derivatives(fn, x (B, n), second) -> (fn(x) (B, 1), grad (B, n), hess_diag (B, n)
 #:   or None)`: input derivatives behind `keras_kan.autodiff`, differentiable in the weights;
-#: - `host_report(fn, value) -> zero or None`: inside a compiled step, call `fn(array)` on the
-#:   host with `value` (a small 1-D float32 tensor) as a NumPy array when the step runs; returns a float32 zero to add to a result
-#:   (so the step keeps the call), or None where it cannot (see `keras_kan.coverage`).
+#: - `host_report(fn, value) -> zero or None`: inside a compiled step, call `fn(array)` on
+#:   the host with `value` (a small 1-D float32 tensor) when the step runs; returns a float32
+#:   zero to add to a result (so the step keeps the call), or None where it cannot (see
+#:   `keras_kan.coverage`).
 CONTRACT = ("spline_basis", "spline_matmul", "kan_product", "is_traced", "value_token",
             "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate",
             "input_derivatives", "host_report")

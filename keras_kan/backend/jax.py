@@ -8,8 +8,8 @@ variables updated by the forward pass are written back.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import keras
+import numpy as np
 
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.splines import fused_spline_basis as spline_basis

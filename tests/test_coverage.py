@@ -180,3 +180,14 @@ def test_constant_feature_gets_a_finite_grid():
 def test_bad_grid_range(bad):
     with pytest.raises(ValueError, match="grid_range"):
         KANDense(2, grid_range=bad)
+
+
+def test_hyperkan_passes_data_grid_range():
+    keras_tuner = pytest.importorskip("keras_tuner")
+    from keras_kan.tuner import HyperKAN
+
+    model = HyperKAN((3,), 1, depth=1, hidden_units=4, grid_range="data",
+                     seed=0).build(keras_tuner.HyperParameters())
+    assert all(layer.grid_range == "data" for layer in model.layers)
+    with pytest.raises(ValueError, match="grid_range"):
+        HyperKAN((3,), 1, grid_range="auto")

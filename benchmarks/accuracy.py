@@ -88,15 +88,17 @@ def make_data(f, ranges, seed=0, n=1000):
 
 
 # ------------------------------------------------------------------ pykan child
-def pykan_child(path, grids, steps, seeds):
-    """Runs in the pykan interpreter (no keras_kan): same arrays, same protocol."""
+def pykan_child(path, grids, steps, seeds, out_path):
+    """Runs in the pykan interpreter (no keras_kan): same arrays, same protocol.
+
+    Appends one JSON line `{name: [{rmse, time}, ...]}` per problem to `out_path`.
+    """
     import torch
     from kan import KAN
 
     torch.set_default_dtype(torch.float32)
     data = np.load(path)
     names = [str(n) for n in data["names"]]
-    out = {}
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # pykan writes checkpoints to ./model
@@ -119,11 +121,10 @@ def pykan_child(path, grids, steps, seeds):
                     with torch.no_grad():
                         rmse = float(torch.sqrt(torch.mean((model(xte) - yte) ** 2)))
                     rows.append({"rmse": rmse, "time": time.perf_counter() - t0})
-                out[name] = rows
-                print(f"pykan {name}: {[round(r['rmse'], 5) for r in rows]}", file=sys.stderr)
+                with open(out_path, "a") as f:
+                    f.write(json.dumps({name: rows}) + "\n")
         finally:
             os.chdir(cwd)
-    print("@@JSON@@ " + json.dumps(out))
 
 
 # ------------------------------------------------------------------ keras_kan side
@@ -175,23 +176,22 @@ def run_paper(args):
     problems = paper_problems()
     seeds = list(range(args.paper_seeds))
     datasets = {name: make_data(f, ranges) for name, (f, ranges) in problems.items()}
-    pykan = {}
+    # pykan runs in its own interpreter, beside the keras_kan side, on the same arrays.
+    tmp = tempfile.mkdtemp()
+    out_path = os.path.join(tmp, "pykan.jsonl")
+    child = None
     if args.pykan and os.path.exists(args.pykan):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "data.npz")
-            arrays = {"names": np.array(list(datasets))}
-            for name, parts in datasets.items():
-                arrays.update({f"{name}/{k}": v for k, v in zip(("xtr", "ytr", "xte", "yte"),
-                                                                 parts)})
-            np.savez(path, **arrays)
-            proc = subprocess.run(
-                [args.pykan, os.path.abspath(__file__), "--pykan-child", path,
-                 "--steps", str(args.steps), "--paper-seeds", str(args.paper_seeds)],
-                capture_output=True, text=True, timeout=3600)
-            sys.stderr.write(proc.stderr[-2000:])
-            for line in proc.stdout.splitlines():
-                if line.startswith("@@JSON@@ "):
-                    pykan = json.loads(line[len("@@JSON@@ "):])
+        path = os.path.join(tmp, "data.npz")
+        arrays = {"names": np.array(list(datasets))}
+        for name, parts in datasets.items():
+            arrays.update({f"{name}/{k}": v for k, v in zip(("xtr", "ytr", "xte", "yte"),
+                                                             parts)})
+        np.savez(path, **arrays)
+        child = subprocess.Popen(
+            [args.pykan, os.path.abspath(__file__), "--pykan-child", path, "--pykan-out",
+             out_path, "--steps", str(args.steps), "--paper-seeds", str(args.paper_seeds)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"pykan child {child.pid} writes {out_path}", file=sys.stderr, flush=True)
     rows = []
     for name, (xtr, ytr, xte, yte) in datasets.items():
         kan = [kan_protocol(xtr, ytr, xte, yte, GRIDS, args.steps, s) for s in seeds]
@@ -200,11 +200,19 @@ def run_paper(args):
                "kan_time": np.mean([r["time"] for r in kan]),
                "kan_params": kan[0]["params"], "mlp": _best_median(mlp),
                "mlp_params": mlp[0]["params"], "mlp_time": np.mean([r["time"] for r in mlp])}
-        if name in pykan:
-            row["pykan"] = _best_median(pykan[name])
-            row["pykan_time"] = np.mean([r["time"] for r in pykan[name]])
         rows.append(row)
         print(f"{name}: {row}", file=sys.stderr, flush=True)
+    if child is not None:
+        child.wait(timeout=args.pykan_timeout)
+    pykan = {}
+    if os.path.exists(out_path):
+        with open(out_path) as f:
+            for line in f:
+                pykan.update(json.loads(line))
+    for row in rows:
+        if row["name"] in pykan:
+            row["pykan"] = _best_median(pykan[row["name"]])
+            row["pykan_time"] = np.mean([r["time"] for r in pykan[row["name"]]])
     lines = ["| problem | keras_kan best / median | pykan 0.2.8 best / median | ratio (median) "
              "| MLP best / median | KAN params | MLP params | time kk / pykan / MLP (s) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -316,6 +324,8 @@ def main():
     parser.add_argument("--part", choices=("paper", "real", "all"), default="all")
     parser.add_argument("--pykan", default="/tmp/pykan-venv/bin/python")
     parser.add_argument("--pykan-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--pykan-out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--pykan-timeout", type=float, default=3600)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--paper-seeds", type=int, default=None)
     parser.add_argument("--real-seeds", type=int, default=5)
@@ -325,7 +335,8 @@ def main():
     args.paper_seeds = args.paper_seeds or (1 if args.quick else 3)
     args.epochs = args.epochs or (60 if args.quick else 150)
     if args.pykan_child:
-        pykan_child(args.pykan_child, GRIDS, args.steps, list(range(args.paper_seeds)))
+        pykan_child(args.pykan_child, GRIDS, args.steps, list(range(args.paper_seeds)),
+                    args.pykan_out)
         return
     import keras
 

@@ -40,9 +40,9 @@ from keras import ops
 from keras_kan import backend as kan_backend
 from keras_kan import splines
 
-__all__ = ["DATA", "INITIAL_RANGE", "WARN_ABOVE", "outside_fraction",
-           "outside_fraction_numpy", "initial_knots",
-           "data_knots", "pending", "training_call", "check_training_call", "data_grid"]
+__all__ = ["DATA", "INITIAL_RANGE", "WARN_ABOVE", "outside_fraction", "outside_fraction_numpy",
+           "initial_knots", "data_knots", "pending", "skip_check", "training_call",
+           "check_training_call", "data_grid"]
 
 #: The `grid_range` value that makes a layer's grid follow its first training batch.
 DATA = "data"
@@ -131,6 +131,11 @@ def data_grid(layer, x):
 def pending(layer):
     """Whether `layer`'s first-training-call work (adapt or check) is still to be done."""
     return not (layer._data_grid_done if layer.grid_range == DATA else layer._coverage_checked)
+
+
+def skip_check(layer):
+    """Mark `layer` as checked without measuring (its grid is about to move to the data)."""
+    layer._coverage_checked = True
 
 
 def training_call(layer, x):

@@ -82,7 +82,7 @@ def update_grids(model, x):
     sync_grids(model, before)
 
 
-def start_grids(model, x):
+def start_grids(model, x, check=True):
     """Before training on `x`: what each KANDense does on its first training call, on the host.
 
     A `grid_range="data"` layer still on its initial grid moves it to the
@@ -95,8 +95,13 @@ def start_grids(model, x):
     Args:
         model: a model containing KANDense layers.
         x: `(N, n_in)` samples of the model input.
+        check: measure coverage; False when a grid update runs before the first
+            step (it moves the grids to the data): the layers are marked checked.
     """
     layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
+    if not check:
+        for layer in layers:
+            coverage.skip_check(layer)
     pending = [index for index, layer in enumerate(layers) if coverage.pending(layer)]
     if not pending:
         return

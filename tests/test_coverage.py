@@ -191,3 +191,13 @@ def test_hyperkan_passes_data_grid_range():
     assert all(layer.grid_range == "data" for layer in model.layers)
     with pytest.raises(ValueError, match="grid_range"):
         HyperKAN((3,), 1, grid_range="auto")
+
+
+def test_fit_lbfgs_with_grid_updates_does_not_warn():
+    x, y = _data(3.0)
+    model = _model()
+    model.compile(loss="mse")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fit_lbfgs(model, x, y, steps=2, verbose=0, update_grid=True)
+    assert _coverage_warnings(record, "first") == []

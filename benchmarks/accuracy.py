@@ -22,10 +22,12 @@
     with one hidden layer sized to the KAN's parameter count. Mean +- sd over
     seeds of test RMSE (diabetes) or accuracy, and training time.
 
-`--quick`: 1 seed and 20 steps per grid for (a); 3 seeds and 30 epochs for (b)
-(about 10 minutes per part on 2 otherwise idle CPU cores; several times longer
-on a loaded machine). The full run: 3 seeds, 50 steps per grid,
-5 seeds and 150 epochs. Prints Markdown tables.
+`--quick`: 1 seed and 20 steps per grid for (a); 3 seeds and 30 epochs for (b).
+Measured on the 2-core machine at load ~10 (about a quarter core per process):
+(b) 24 minutes, the keras_kan and MLP side of (a) 36 minutes, pykan's side of (a)
+15-30 minutes per problem. The 10-minute target is unverified on an idle machine and
+(a) with pykan will not meet it; `--pykan ""` skips pykan. The full run: 3 seeds, 50
+steps per grid, 5 seeds and 150 epochs. Prints Markdown tables.
 """
 
 import argparse

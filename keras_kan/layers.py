@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import edges, regularizers, splines, symbolic_edges
+from keras_kan import coverage, edges, regularizers, splines, symbolic_edges
 from keras_kan.rng import torch_rand
 from keras_kan.validation import (
     check_bool,
@@ -52,7 +52,12 @@ class KANDense(keras.layers.Layer):
         units: output size (positive int).
         grid_size: `G`, grid intervals inside `grid_range` (>= 1).
         spline_order: `k`, the spline degree (>= 0; 3 = cubic).
-        grid_range: `(low, high)` of the initial uniform grid.
+        grid_range: `(low, high)` of the initial uniform grid, or `"data"`: the
+            grid starts as pykan's `(-1, 1)` and moves, on the layer's first
+            training call, to that batch's range per feature (evenly spaced;
+            see `keras_kan.coverage`). With a fixed range, a layer warns on
+            its first training call when most of its inputs lie outside the
+            grid, where only the base branch acts.
         base_activation: activation of the residual branch `b` (default SiLU).
         use_bias: add a bias vector (pykan has none; default False).
         noise_scale: scale of the random initial spline,
@@ -129,7 +134,7 @@ class KANDense(keras.layers.Layer):
         self.units = check_int("units", units, 1)
         self.grid_size = check_int("grid_size", grid_size, 1)
         self.spline_order = check_int("spline_order", spline_order, 0)
-        self.grid_range = check_grid_range(grid_range)
+        self.grid_range = check_grid_range(grid_range, keywords=(coverage.DATA,))
         try:
             self.base_activation = keras.activations.get(base_activation)
         except (TypeError, ValueError):
@@ -155,6 +160,10 @@ class KANDense(keras.layers.Layer):
         self._initial_weights = None  # set by `from_weights`: values to build with
         self._accepted_architectures = []  # see `accept_architecture`
         self._symbolic_spec = symbolic_edges.check_spec(symbolic_functions)
+        # Grid coverage (keras_kan.coverage): measured once, on the first training call.
+        self._coverage_checked = False
+        self._data_grid_done = False
+        self.outside_grid_fraction = None
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -224,7 +233,8 @@ class KANDense(keras.layers.Layer):
     def _initial_values(self, n):
         """pykan 0.2.8's initialization for `n` inputs, as float64 NumPy arrays by name."""
         m, g, k = self.units, self.grid_size, self.spline_order
-        knots = splines.uniform_knots(self.grid_range, g, k, n_features=n)  # (n, L)
+        grid_range = coverage.INITIAL_RANGE if self.grid_range == coverage.DATA else self.grid_range
+        knots = splines.uniform_knots(grid_range, g, k, n_features=n)  # (n, L)
         seed = self.seed if self.seed is not None else np.random.randint(0, 2**31 - 1)
         noise, draws = torch_rand(seed, (g + 1, n, m), (n, m), offset=self.seed_offset)
         noise = (noise - 0.5) * self.noise_scale / g
@@ -381,6 +391,8 @@ class KANDense(keras.layers.Layer):
         x = ops.reshape(inputs, (-1, n)) if len(inputs.shape) != 2 else inputs
         dtype = self.compute_dtype
         xf = self._basis_input(x)
+        if training:  # a "data" grid adapts; a fixed one is checked once
+            xf = coverage.training_call(self, xf)
         snapshot = self.edge_params(xf, dtype=self.variable_dtype)
         base = snapshot.base_fn(xf)  # (B, n)
         scored = training and self.regularizer is not None and self.regularizer.needs_scores
@@ -594,7 +606,8 @@ class KANDense(keras.layers.Layer):
                 "units": self.units,
                 "grid_size": self.grid_size,
                 "spline_order": self.spline_order,
-                "grid_range": list(self.grid_range),
+                "grid_range": (self.grid_range if isinstance(self.grid_range, str)
+                               else list(self.grid_range)),
                 "base_activation": keras.activations.serialize(self.base_activation),
                 "use_bias": self.use_bias,
                 "noise_scale": self.noise_scale,

@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_kan import backend as kan_backend
 from keras_kan.lbfgs_core import LBFGS
-from keras_kan.surgery import sync_grids
+from keras_kan.surgery import start_grids, sync_grids
 from keras_kan.validation import check_finite, check_int, check_real
 
 __all__ = ["fit_lbfgs"]
@@ -286,6 +286,11 @@ def fit_lbfgs(
     _build(model, data.x, data.y, data.sample_weight, data.size)
     val_data = _validation_tensors(validation_data)
     grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
+    if not isinstance(data.x, (list, tuple, dict)):  # one input: grids meet the data first
+        # A grid update before the first step moves the grids to the data: no warning then.
+        updates = [grid_update, *(callbacks if isinstance(callbacks, (list, tuple)) else [])]
+        start_grids(model, data.x, check=not any(
+            type(c).__name__ == "GridUpdate" and c.stop_after > 0 for c in updates if c))
     callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
     return _train(model, data, val_data, callback_list, new_optimizer, steps)
 

@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import regularizers, symbolic_edges
+from keras_kan import coverage, regularizers, symbolic_edges
 from keras_kan.layers import KANDense
 from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples
 from keras_kan.validation import check_int, check_real, check_verbose
@@ -76,6 +76,38 @@ def update_grids(model, x):
     before = [layer.uniform_grid for layer in layers]
     for index, layer in enumerate(layers):
         layer.update_grid(layer_inputs(model, x)[index])
+    sync_grids(model, before)
+
+
+def start_grids(model, x, check=True):
+    """Before training on `x`: what each KANDense does on its first training call, on the host.
+
+    A `grid_range="data"` layer still on its initial grid moves it to the
+    range of the inputs that reach it; any other layer not yet checked
+    measures the fraction of those inputs outside its grid and warns when it
+    is most of them (see `keras_kan.coverage`). Layers are handled first to
+    last, each on the activations of the layers before it. `fit_lbfgs` calls
+    this, so its compiled objective never carries the host report.
+
+    Args:
+        model: a model containing KANDense layers.
+        x: `(N, n_in)` samples of the model input.
+        check: measure coverage; False when a grid update runs before the first
+            step (it moves the grids to the data): the layers are marked checked.
+    """
+    layers = [layer for layer in model.layers if isinstance(layer, KANDense)]
+    if not check:
+        for layer in layers:
+            coverage.skip_check(layer)
+    pending = [index for index, layer in enumerate(layers) if coverage.pending(layer)]
+    if not pending:
+        return
+    x = _model_inputs(model, x)
+    before = [layer.uniform_grid for layer in layers]
+    for index in pending:
+        layer = layers[index]
+        inputs = layer_inputs(model, x)[index]
+        coverage.training_call(layer, ops.convert_to_tensor(inputs, layer.compute_dtype))
     sync_grids(model, before)
 
 

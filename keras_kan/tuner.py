@@ -41,6 +41,7 @@ from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import refine
+from keras_kan.validation import check_grid_range
 
 __all__ = ["HyperKAN", "record_architecture", "accept_recorded_architectures"]
 
@@ -132,7 +133,8 @@ class HyperKAN(keras_tuner.HyperModel):
             given to `search` are split evenly between the stages (the last
             stage gets at least one). The trial's objective and checkpoint come
             from the last stage, i.e. from the final model.
-        grid_range: initial grid range of every layer (scale inputs to it).
+        grid_range: initial grid range of every layer (scale inputs to it), or
+            `"data"`: each layer's grid follows its first training batch.
         base_activation: residual activation of every layer.
         seed: seed of the layers' initial weights (the same for every trial),
             or None for fresh random weights per trial.
@@ -235,7 +237,7 @@ class HyperKAN(keras_tuner.HyperModel):
         self.grid_schedule = grid_schedule
         self.grid_size = _search_arg("grid_size", grid_size, lambda v: _is_int(v, 1),
                                      "an int >= 1")
-        self.grid_range = tuple(grid_range)
+        self.grid_range = check_grid_range(grid_range, keywords=("data",))
         self.base_activation = base_activation
         if seed is not None and not _is_int(seed, 0):
             raise ValueError(

@@ -85,14 +85,17 @@ def check_finite(name, value):
     return value
 
 
-def check_grid_range(grid_range):
-    """`(low, high)` as two finite floats with `low < high`."""
+def check_grid_range(grid_range, keywords=()):
+    """`(low, high)` as two finite floats with `low < high`, or one of the strings `keywords`."""
+    if isinstance(grid_range, str) and grid_range in keywords:
+        return grid_range
     try:
         low, high = (float(v) for v in grid_range)
     except (TypeError, ValueError):
         raise ValueError(
             "Received an invalid value for argument `grid_range`: expected a pair "
-            f"(low, high) of finite numbers, got {grid_range!r}."
+            f"(low, high) of finite numbers{''.join(f' or {w!r}' for w in keywords)}, "
+            f"got {grid_range!r}."
         ) from None
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise ValueError(

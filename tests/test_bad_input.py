@@ -206,7 +206,7 @@ FROM_CONFIG_CASES = [
     ({"units": None}, r"argument `units`: expected an integer >= 1, got None\."),
     ({"use_bias": "yes"}, r"argument `use_bias`: expected True or False, got 'yes'\."),
     ({"grid_range": "ab"}, r"argument `grid_range`: expected a pair \(low, high\) of finite "
-                           r"numbers, got 'ab'\."),
+                           r"numbers or 'data', got 'ab'\."),
     ({"spline_order": 1.0}, r"argument `spline_order`: expected an integer >= 0, got 1\.0\."),
     ({"grid_eps": [0.1]}, r"argument `grid_eps`: expected a finite number, got \[0\.1\]\."),
 ]

@@ -48,10 +48,14 @@ _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 #:   `sync_model_state(model)`: the grid-state checks (see `KANDense.uniform_grid`);
 #: - `make_value_and_grad(model_ref)`, `make_evaluate(model_ref)`: fit_lbfgs's objective;
 #: - `input_derivatives(fn, x (B, n), second) -> (fn(x) (B, 1), grad (B, n), hess_diag (B, n)
-#:   or None)`: input derivatives behind `keras_kan.autodiff`, differentiable in the weights.
+#:   or None)`: input derivatives behind `keras_kan.autodiff`, differentiable in the weights;
+#: - `host_report(fn, value) -> zero or None`: inside a compiled step, call `fn(array)` on
+#:   the host with `value` (a small 1-D float32 tensor) when the step runs; returns a float32
+#:   zero to add to a result (so the step keeps the call), or None where it cannot (see
+#:   `keras_kan.coverage`).
 CONTRACT = ("spline_basis", "spline_matmul", "kan_product", "is_traced", "value_token",
             "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate",
-            "input_derivatives")
+            "input_derivatives", "host_report")
 _missing = [name for name in CONTRACT if not callable(getattr(_impl, name, None))]
 if _missing:  # a broken backend module fails at import, not in the middle of a step
     raise ImportError(f"keras_kan.backend.{BACKEND} does not define {_missing}.")
@@ -64,6 +68,7 @@ value_token = _impl.value_token
 check_grid_uniform = _impl.check_grid_uniform
 sync_model_state = _impl.sync_model_state
 input_derivatives = _impl.input_derivatives
+host_report = _impl.host_report
 
 __all__ = [
     "BACKEND",
@@ -81,4 +86,5 @@ __all__ = [
     "check_grid_uniform",
     "sync_model_state",
     "input_derivatives",
+    "host_report",
 ]

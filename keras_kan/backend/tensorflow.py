@@ -241,3 +241,32 @@ def check_grid_uniform(knots, ok, message):
 
 def sync_model_state(model):
     """Nothing to do: TensorFlow's trainer writes the variables in place."""
+
+
+def host_report(fn, value):
+    """Call `fn(array)` on the host with `value` (a small 1-D float32 tensor) when the
+    graph runs; returns a float32 zero for the caller to add to its result (so the op is kept).
+
+    A stateful `tf.numpy_function` on gradient-stopped values (see
+    `keras_kan.coverage`); XLA cannot compile it, so under `jit_compile=True`
+    nothing is reported (returns None).
+    """
+    if _xla_compiling():
+        return None
+
+    def callback(v):
+        fn(np.asarray(v, np.float64))
+        return np.zeros((), np.float32)
+
+    out = tf.numpy_function(callback, [tf.stop_gradient(value)], tf.float32, stateful=True)
+    out.set_shape(())
+    return out
+
+
+def _xla_compiling():
+    """Whether the graph being traced is compiled by XLA (`jit_compile=True`)."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - layout of another TensorFlow version
+        return True  # unknown: report nothing rather than break the compile
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))

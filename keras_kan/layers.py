@@ -739,13 +739,20 @@ class KANDense(keras.layers.Layer):
         self.units, self.grid_size = int(units), int(grid_size)
         for name in list(self._named_variables()) + list(symbolic_edges.SYMBOLIC_WEIGHT_NAMES):
             if getattr(self, name, None) is not None:
-                delattr(self, name)  # untracks the variable (keras Layer.__delattr__)
+                self._drop_variable(name)
         # Rebuild with the stored values as initial values (no random draws).
         # As Keras's own layers do to add state after `build` (Dense.quantize):
         # unlock the tracker; `build` locks it again.
         self._initial_weights = {name: np.asarray(store[name]) for name in self._shapes(n)}
         self._tracker.unlock()
         self.build((None, int(n)))
+
+    def _drop_variable(self, name):
+        """Untrack and delete the variable `name`: Keras's `Layer.__delattr__` without its
+        `gc.collect()`, which costs ~0.4 s per call in a TensorFlow process (a reload
+        deletes about a dozen variables per layer); reference counting frees the buffer."""
+        self._untrack_variable(getattr(self, name))
+        super(keras.layers.Layer, self).__delattr__(name)
 
     def _check_stored_values(self, store, variables):
         """Refuse stored weights with NaN/inf, or knots that do not increase (damaged file)."""

@@ -20,22 +20,14 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} $(PY) examples/quickstart.py
 
-# Each backend runs in a fresh process; all run even if one fails, and the
-# target fails if any did.
+# Each backend runs in its own process, all three at once (tests/support/run_backends.sh);
+# the target fails if any backend did. `make test-<backend>` runs one.
 test: $(STAMP)
-	@status=0; summary=""; for b in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$b"; start=$$(date +%s); \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q --durations=10 $(PYTEST_ARGS) || status=1; \
-	  summary="$$summary $$b $$(( $$(date +%s) - start ))s;"; \
-	done; echo "=== time per backend:$$summary"; exit $$status
+	@tests/support/run_backends.sh $(PY) "$(BACKENDS)" --durations=10 $(PYTEST_ARGS)
 
-# The same without the tests marked slow (about a minute per backend).
+# The same without the tests marked slow.
 test-fast: $(STAMP)
-	@status=0; summary=""; for b in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$b (fast)"; start=$$(date +%s); \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) || status=1; \
-	  summary="$$summary $$b $$(( $$(date +%s) - start ))s;"; \
-	done; echo "=== time per backend:$$summary"; exit $$status
+	@tests/support/run_backends.sh $(PY) "$(BACKENDS)" -m "not slow" $(PYTEST_ARGS)
 
 # One backend (explicit targets: make skips pattern rules for .PHONY targets).
 test-tensorflow test-jax test-torch: $(STAMP)

@@ -274,7 +274,7 @@ def test_serving_layout_and_saved_model_cli(exported, kinds, tmp_path):
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed next to this Python")
     shown = subprocess.run([cli, "show", "--all", "--dir", written["saved_model"]],
-                           check=False, capture_output=True, text=True, timeout=120)
+                           check=False, capture_output=True, text=True, timeout=600)
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
     assert "signature_def['serving_default']" in text
@@ -473,6 +473,6 @@ def test_import_keras_kan_loads_no_export_dependency():
             "'ai_edge_litert') if m in sys.modules))")
     backend = "jax" if ON_TF else BACKEND  # Keras itself imports TensorFlow on TF
     done = subprocess.run([sys.executable, "-c", code], env=_env(backend),
-                          check=False, capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Making a model's edges symbolic, in place: suggest, fix, unfix, auto.
+"""A model's symbolic edges: edits in place (fix, unfix, auto) and analyses (suggest, report).
 
 Layers are given by their index among the model's KANDense layers (0-based),
 the layer itself or its name; `i`/`j` are 0-based input/output units. A
@@ -37,7 +37,8 @@ from keras_kan.symbolic_library import get_function
 from keras_kan.symbolic_refit import chain_rmse, polish_symbolic
 from keras_kan.validation import check_int, check_samples
 
-__all__ = ["suggest_symbolic", "fix_symbolic", "unfix_symbolic", "auto_symbolic"]
+__all__ = ["suggest_symbolic", "fix_symbolic", "unfix_symbolic", "auto_symbolic",
+           "symbolic_report"]
 
 _FIT_POINTS = 1024  # order statistics of a layer's input used for fits
 _KAPPA_BAD = 100.0  # a symbolic edge whose |mean f| / std f exceeds this is ill-conditioned
@@ -252,6 +253,43 @@ def unfix_symbolic(model, layer=None, i=None, j=None, verbose=True):
     return count
 
 
+# -------------------------------------------------------------------- report
+def symbolic_report(model):
+    """The model's symbolic edges as they are (an analysis: nothing is changed).
+
+    What `fix_symbolic` or `auto_symbolic` wrote, read back from the layers:
+    each edge's function name (`keras_kan.symbolic_edges.function_names`)
+    and its weights `symbolic_a` .. `symbolic_d`. The model keeps no fit
+    quality; `suggest_symbolic(model, layer, i, j, x, lib=[name])` gives the
+    `R^2` of that function on the edge's spline (kept, masked off) for the
+    values that reach it now.
+
+    Args:
+        model: a model with KANDense layers, or a built KANDense (layer 0).
+
+    Returns:
+        dict `{(layer_index, i, j): {"name": str, "params": (a, b, c, d),
+        "mode": "symbolic" | "both"}}`, one entry per symbolic edge in layer,
+        then row-major order: `layer_index` counts the KANDense layers from 0,
+        `i`/`j` are the edge's input/output unit, `params` are Python floats
+        (float64) of `c * f(a * x + b) + d`, and `mode` is `"both"` where the
+        numeric part is on too (`edge_mask` not 0), as `fix_symbolic` takes
+        it. Empty when no edge is symbolic.
+    """
+    report = {}
+    for index, layer in enumerate(_layers(model, "symbolic_report")):
+        names = symbolic_edges.function_names(layer)
+        params = [_numpy(getattr(layer, w)) for w in symbolic_edges.SYMBOLIC_PARAM_NAMES]
+        numeric = _numpy(layer.edge_mask) != 0
+        for i, j in zip(*np.nonzero(names != "")):
+            report[(index, int(i), int(j))] = {
+                "name": str(names[i, j]),
+                "params": tuple(float(p[i, j]) for p in params),
+                "mode": "both" if numeric[i, j] else "symbolic",
+            }
+    return report
+
+
 # ---------------------------------------------------------------------- auto
 def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WEIGHT_SIMPLE,
                   mode="symbolic", max_nfev=200, verbose=1):
@@ -359,16 +397,10 @@ def _edge_health(model, layers, data):
     `inf` where a constant exceeds `1e3`."""
     inputs = chain_inputs(model, layers, data)
     out = {}
-    for index, layer in enumerate(layers):
-        names = symbolic_edges.function_names(layer)
-        params = [_numpy(getattr(layer, w)) for w in symbolic_edges.SYMBOLIC_PARAM_NAMES]
-        for i, j in zip(*np.nonzero(names != "")):
-            edge = tuple(float(p[i, j]) for p in params)
-            if max(abs(v) for v in edge) > _PARAM_BAD:
-                out[(index, int(i), int(j))] = math.inf
-            else:
-                out[(index, int(i), int(j))] = kappa(get_function(names[i, j]),
-                                                     inputs[index][:, i], edge)
+    for (index, i, j), edge in symbolic_report(model).items():
+        params = edge["params"]
+        out[(index, i, j)] = (math.inf if max(abs(v) for v in params) > _PARAM_BAD else
+                              kappa(get_function(edge["name"]), inputs[index][:, i], params))
     return out
 
 

@@ -310,3 +310,28 @@ def test_readable_formula_on_any_expression():
     assert str(symbolic.readable_formula(expr, x, y)) == "sqrt(x_1**2 + x_2**2 + 1)"
     with pytest.raises(ValueError, match="needs the targets"):
         symbolic.readable_formula(expr, x)
+
+
+def test_symbolic_report_reads_every_kind_of_edge():
+    model = keras_kan.KAN([3, 2, 1], seed=0)
+    assert symbolic.symbolic_report(model) == {}
+    symbolic.fix_symbolic(model, 1, 1, 0, "exp", params=(0.5, 0, 1, -1))
+    symbolic.fix_symbolic(model, "kan_dense_0", 2, 1, "1/x", params=(1, 2.5, 0.25, 0),
+                          mode="both")
+    symbolic.fix_symbolic(model, 0, 0, 0, "x^0.5", fit_params=False)  # an alias name
+    report = symbolic.symbolic_report(model)
+    assert report == {
+        (0, 0, 0): {"name": "x^0.5", "params": (1.0, 0.0, 1.0, 0.0), "mode": "symbolic"},
+        (0, 2, 1): {"name": "1/x", "params": (1.0, 2.5, 0.25, 0.0), "mode": "both"},
+        (1, 1, 0): {"name": "exp", "params": (0.5, 0.0, 1.0, -1.0), "mode": "symbolic"},
+    }
+    assert list(report) == sorted(report)
+    # a bare layer is layer 0; the report round-trips through fix_symbolic
+    assert symbolic.symbolic_report(model.layers[1]) == {(0, 1, 0): report[(1, 1, 0)]}
+    other = keras_kan.KAN([3, 2, 1], seed=1)
+    for (index, i, j), edge in report.items():
+        symbolic.fix_symbolic(other, index, i, j, edge["name"], params=edge["params"],
+                              mode=edge["mode"])
+    assert symbolic.symbolic_report(other) == report
+    with pytest.raises(ValueError, match="no KANDense"):
+        symbolic.symbolic_report(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))

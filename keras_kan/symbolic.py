@@ -19,7 +19,9 @@ package-level module gathers the symbolic tools, which live by job in:
 The usual recipe: train, `prune`, then `auto_symbolic(model, x, y)` (per-edge
 choices, a joint refit against the data, runner-ups where a choice is
 ill-conditioned or the error stays high), optionally a few `fit_lbfgs` steps,
-and `symbolic_formula(model, x, y)` for the snapped, readable formula.
+and `symbolic_formula(model, x, y)` for the snapped, readable formula. The
+edits return None and print nothing unless `verbose=1`; `symbolic_report`
+tells what they chose.
 """
 
 try:

@@ -98,11 +98,11 @@ def symbolic_stage(model, train, test, steps=50):
         from keras_kan import symbolic
     except ImportError:
         return None
-    symbolic.auto_symbolic(model, *train)
+    symbolic.auto_symbolic(model, *train, verbose=1)  # one line per edge, the joint refit
     report("auto_symbolic", model, train, test)
     fit_lbfgs(model, *train, steps=steps, validation_data=test, verbose=0)
     report(f"symbolic + {steps} steps", model, train, test)
-    expr = symbolic.symbolic_formula(model, *train)
+    expr = symbolic.symbolic_formula(model, *train, verbose=1)  # names any numeric edge left
     print(f"  formula: {expr}")
     plot(model, train[0], "quickstart_symbolic.png")
     return expr, rmse(model, *test)

@@ -7,8 +7,10 @@ package-level module gathers the symbolic tools, which live by job in:
   (`add_symbolic`, `remove_symbolic`);
 * `keras_kan.symbolic_fit`: fitting `c * f(a * x + b) + d` to one edge's
   values and ranking the library (`fit_function`);
-* `keras_kan.symbolic_model`: editing a model in place (`suggest_symbolic`,
-  `auto_symbolic`, `fix_symbolic`, `unfix_symbolic`);
+* `keras_kan.symbolic_model`: editing a model in place (`auto_symbolic`,
+  `fix_symbolic`, `unfix_symbolic`) and the analyses around it
+  (`suggest_symbolic` ranks one edge's functions, `symbolic_report` reads
+  the symbolic edges back);
 * `keras_kan.symbolic_refit`: refitting all symbolic constants jointly
   against data (`polish_symbolic`);
 * `keras_kan.symbolic_formulas`: formulas (`symbolic_formula`,
@@ -17,7 +19,9 @@ package-level module gathers the symbolic tools, which live by job in:
 The usual recipe: train, `prune`, then `auto_symbolic(model, x, y)` (per-edge
 choices, a joint refit against the data, runner-ups where a choice is
 ill-conditioned or the error stays high), optionally a few `fit_lbfgs` steps,
-and `symbolic_formula(model, x, y)` for the snapped, readable formula.
+and `symbolic_formula(model, x, y)` for the snapped, readable formula. The
+edits return None and print nothing unless `verbose=1`; `symbolic_report`
+tells what they chose.
 """
 
 try:
@@ -40,6 +44,7 @@ from keras_kan.symbolic_model import (
     auto_symbolic,
     fix_symbolic,
     suggest_symbolic,
+    symbolic_report,
     unfix_symbolic,
 )
 from keras_kan.symbolic_refit import polish_symbolic
@@ -51,6 +56,7 @@ __all__ = [
     "auto_symbolic",
     "fix_symbolic",
     "unfix_symbolic",
+    "symbolic_report",
     "polish_symbolic",
     "add_symbolic",
     "remove_symbolic",

@@ -38,7 +38,7 @@ from keras_kan.network import (
     model_samples,
 )
 from keras_kan.symbolic_library import get_function, sympy_function
-from keras_kan.validation import check_int, check_real
+from keras_kan.validation import check_int, check_real, check_verbose
 
 __all__ = ["symbolic_formula", "readable_formula", "evaluate_formula", "formula_r2"]
 
@@ -270,7 +270,7 @@ def readable_formula(expr, x=None, y=None, snap_tolerance=1e-4, precision=4, var
 
 
 def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, precision=4,
-                     variables=None, verbose=True):
+                     variables=None, verbose=0):
     """One sympy expression per model output, read from the model's symbolic edges.
 
     See the module docstring for how the expression is made readable.
@@ -288,11 +288,12 @@ def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, prec
             None: exact.
         variables: names (or sympy Symbols) of the inputs; default
             `x_1 .. x_n`.
-        verbose: print the numeric edges left in the formula.
+        verbose: 0 (silent) or 1 (print the numeric edges left in the formula).
 
     Returns:
         a sympy expression (one output) or a list of them.
     """
+    verbose = check_verbose(verbose)
     layers = kan_layers(model, "symbolic_formula")
     if not is_plain_chain(model, layers):
         raise ValueError(

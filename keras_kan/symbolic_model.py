@@ -1,4 +1,4 @@
-"""Making a model's edges symbolic, in place: suggest, fix, unfix, auto.
+"""A model's symbolic edges: edits in place (fix, unfix, auto) and analyses (suggest, report).
 
 Layers are given by their index among the model's KANDense layers (0-based),
 the layer itself or its name; `i`/`j` are 0-based input/output units. A
@@ -7,6 +7,10 @@ symbolic edge computes `c * f(a * x + b) + d` inside its `KANDense` (see
 `unfix_symbolic` restores it. Every change rebuilds the model's compiled
 functions (and gives a built optimizer a fresh twin when the trainable
 variables change).
+
+The edits (`fix_symbolic`, `unfix_symbolic`, `auto_symbolic`) return None;
+what they chose is read with the analysis `symbolic_report`, and how well a
+function fits an edge's spline with the analysis `suggest_symbolic`.
 """
 
 import math
@@ -34,10 +38,11 @@ from keras_kan.symbolic_fit import (
     resolve_functions,
 )
 from keras_kan.symbolic_library import get_function
-from keras_kan.symbolic_refit import chain_rmse, polish_symbolic
-from keras_kan.validation import check_int, check_samples
+from keras_kan.symbolic_refit import chain_rmse, refit_constants
+from keras_kan.validation import check_int, check_samples, check_verbose
 
-__all__ = ["suggest_symbolic", "fix_symbolic", "unfix_symbolic", "auto_symbolic"]
+__all__ = ["suggest_symbolic", "fix_symbolic", "unfix_symbolic", "auto_symbolic",
+           "symbolic_report"]
 
 _FIT_POINTS = 1024  # order statistics of a layer's input used for fits
 _KAPPA_BAD = 100.0  # a symbolic edge whose |mean f| / std f exceeds this is ill-conditioned
@@ -122,13 +127,15 @@ def _describe(index, i, j, fit):
 
 # ------------------------------------------------------------------- suggest
 def suggest_symbolic(model, layer, i, j, x, lib=None, top_k=5,
-                     weight_simple=WEIGHT_SIMPLE, verbose=True):
+                     weight_simple=WEIGHT_SIMPLE, verbose=0):
     """Rank the library's functions for edge `i -> j` (the model is not changed).
 
     Each function `f` is fitted as `c * f(a * x + b) + d` to the edge's numeric
     spline on the values of input `i` that reach the layer for `x` (up to 1024
     evenly spaced order statistics); see `keras_kan.symbolic_fit` for the search
-    and the ranking rule.
+    and the ranking rule. The spline is read even where the edge is symbolic
+    (it is kept, masked off), so this also tells how well an edge's chosen
+    function fits it.
 
     Args:
         model: a model with KANDense layers, or a single built `KANDense`
@@ -139,11 +146,12 @@ def suggest_symbolic(model, layer, i, j, x, lib=None, top_k=5,
         lib: None (every registered function) or a list of names.
         top_k: how many to return (None: all).
         weight_simple: see `keras_kan.symbolic_fit`.
-        verbose: print a table.
+        verbose: 0 (silent) or 1 (print a table).
 
     Returns:
         list of `SymbolicFit` `(name, r2, (a, b, c, d), kappa)`, best first.
     """
+    verbose = check_verbose(verbose)
     lib = resolve_functions(lib)
     index, target = _find_layer(model, layer, "suggest_symbolic")
     i, j = _check_edge(target, i, j)
@@ -164,8 +172,10 @@ def suggest_symbolic(model, layer, i, j, x, lib=None, top_k=5,
 
 # ----------------------------------------------------------------- fix, unfix
 def fix_symbolic(model, layer, i, j, name, fit_params=True, x=None, params=None,
-                 mode="symbolic", verbose=True):
+                 mode="symbolic", verbose=0):
     """Give edge `i -> j` the function `name`, in place (pykan's `fix_symbolic`).
+
+    `symbolic_report` reads back what was written.
 
     Args:
         model: a model with KANDense layers, or a built KANDense.
@@ -179,11 +189,13 @@ def fix_symbolic(model, layer, i, j, name, fit_params=True, x=None, params=None,
         params: explicit `(a, b, c, d)`; given, nothing is fitted.
         mode: `"symbolic"` (the numeric part is masked off) or `"both"` (the
             two parts add up).
-        verbose: print the choice and its `R^2`.
+        verbose: 0 (silent) or 1 (print the choice, its parameters and, when
+            fitted, its `R^2`).
 
     Returns:
-        the `SymbolicFit` written (`r2` NaN when nothing was fitted).
+        None (an in-place edit).
     """
+    verbose = check_verbose(verbose)
     index, target = _find_layer(model, layer, "fix_symbolic")
     i, j = _check_edge(target, i, j)
     fn = get_function(name)
@@ -208,13 +220,11 @@ def fix_symbolic(model, layer, i, j, name, fit_params=True, x=None, params=None,
     before = list(model.trainable_variables)
     symbolic_edges.set_edge(target, i, j, name, params, mode)
     symbolic_edges.reset_model(model, before)
-    fit = SymbolicFit(name, float(r2), params)
     if verbose:
-        print("fixed " + _describe(index, i, j, fit))
-    return fit
+        print("fixed " + _describe(index, i, j, SymbolicFit(name, float(r2), params)))
 
 
-def unfix_symbolic(model, layer=None, i=None, j=None, verbose=True):
+def unfix_symbolic(model, layer=None, i=None, j=None, verbose=0):
     """Make symbolic edges numeric again, in place (pykan's `unfix_symbolic`).
 
     The edge's numeric spline (kept all along) is switched back on
@@ -225,18 +235,18 @@ def unfix_symbolic(model, layer=None, i=None, j=None, verbose=True):
         layer: index among the KANDense layers, the layer or its name; None:
             every layer.
         i, j: the edge; None: every symbolic edge of the layer(s).
-        verbose: print what changed.
+        verbose: 0 (silent) or 1 (print each edge made numeric).
 
     Returns:
-        the number of edges made numeric.
+        None (an in-place edit).
     """
+    verbose = check_verbose(verbose)
     layers = _layers(model, "unfix_symbolic")
     targets = (range(len(layers)) if layer is None
                else [_find_layer(model, layer, "unfix_symbolic")[0]])
     if (i is None) != (j is None):
         raise ValueError("unfix_symbolic needs both `i` and `j`, or neither.")
     before = list(model.trainable_variables)
-    count = 0
     for index in targets:
         current = layers[index]
         if i is not None:
@@ -245,16 +255,51 @@ def unfix_symbolic(model, layer=None, i=None, j=None, verbose=True):
             chosen = list(zip(*np.nonzero(symbolic_edges.function_names(current) != "")))
         for a, b in chosen:
             symbolic_edges.set_edge(current, int(a), int(b), None)
-            count += 1
             if verbose:
                 print(f"unfixed layer {index} edge {a} -> {b}: numeric")
     symbolic_edges.reset_model(model, before)
-    return count
+
+
+# -------------------------------------------------------------------- report
+def symbolic_report(model):
+    """The model's symbolic edges as they are (an analysis: nothing is changed).
+
+    What `fix_symbolic` or `auto_symbolic` wrote, read back from the layers:
+    each edge's function name (`keras_kan.symbolic_edges.function_names`)
+    and its weights `symbolic_a` .. `symbolic_d`. The model keeps no fit
+    quality; `suggest_symbolic(model, layer, i, j, x, lib=[name])` gives the
+    `R^2` of that function on the edge's spline (kept, masked off) for the
+    values that reach it now.
+
+    Args:
+        model: a model with KANDense layers, or a built KANDense (layer 0).
+
+    Returns:
+        dict `{(layer_index, i, j): {"name": str, "params": (a, b, c, d),
+        "mode": "symbolic" | "both"}}`, one entry per symbolic edge in layer,
+        then row-major order: `layer_index` counts the KANDense layers from 0,
+        `i`/`j` are the edge's input/output unit, `params` are Python floats
+        (float64) of `c * f(a * x + b) + d`, and `mode` is `"both"` where the
+        numeric part is on too (`edge_mask` not 0), as `fix_symbolic` takes
+        it. Empty when no edge is symbolic.
+    """
+    report = {}
+    for index, layer in enumerate(_layers(model, "symbolic_report")):
+        names = symbolic_edges.function_names(layer)
+        params = [_numpy(getattr(layer, w)) for w in symbolic_edges.SYMBOLIC_PARAM_NAMES]
+        numeric = _numpy(layer.edge_mask) != 0
+        for i, j in zip(*np.nonzero(names != "")):
+            report[(index, int(i), int(j))] = {
+                "name": str(names[i, j]),
+                "params": tuple(float(p[i, j]) for p in params),
+                "mode": "both" if numeric[i, j] else "symbolic",
+            }
+    return report
 
 
 # ---------------------------------------------------------------------- auto
 def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WEIGHT_SIMPLE,
-                  mode="symbolic", max_nfev=200, verbose=1):
+                  mode="symbolic", max_nfev=200, verbose=0):
     """Make every unmasked edge symbolic with its best function, in place.
 
     1. **Per edge, layer by layer** (each layer fitted on the values that
@@ -266,7 +311,7 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
        are all symbolic is then rescaled, exactly, so that its first outgoing
        edge reads `f(1 * h + 0)`.
     2. **With `y`, on the whole model**: every symbolic constant is refit
-       jointly against `(x, y)` in float64 (`polish_symbolic`). Then an edge
+       jointly against `(x, y)` in float64 (as `polish_symbolic`). Then an edge
        whose fit is ill-conditioned (`|mean f| / std f > 100` on its inputs,
        or a constant beyond `1e3`: a function used as a Taylor polynomial,
        e.g. `cos(a x)` with small `a`) is tried with its runner-up functions;
@@ -286,13 +331,15 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
         weight_simple: see `keras_kan.symbolic_fit`.
         mode: `"symbolic"` (numeric parts masked off) or `"both"`.
         max_nfev: evaluations of the final joint refit (with `y`).
-        verbose: 0 silent, 1 one line per edge and per model-level step.
+        verbose: 0 (silent) or 1 (one line per edge, with its `R^2`, and per
+            model-level step).
 
     Returns:
-        dict `{(layer_index, i, j): SymbolicFit}` of the edges considered, as
-        chosen (with `y`: the function and parameters after the joint refit and
-        swaps; `r2` is NaN for an edge whose function was swapped).
+        None (an in-place edit). `symbolic_report(model)` reads the edges as
+        chosen (with `y`: the functions and constants after the joint refit
+        and swaps); `suggest_symbolic` ranks the functions of one edge.
     """
+    verbose = check_verbose(verbose)
     weight_simple = check_weight_simple(weight_simple)
     lib = resolve_functions(lib)
     layers = _layers(model, "auto_symbolic")
@@ -305,7 +352,7 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
         target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(data.shape[0], -1)
         numeric_rmse = chain_rmse(layers, data, target)
     before = list(model.trainable_variables)
-    fits, ranked_by_edge = {}, {}
+    ranked_by_edge = {}
     for index, layer in enumerate(layers):
         _, inputs = _layer_inputs(model, x, "auto_symbolic")  # after the layers before
         xs = quantile_samples(inputs[index], _FIT_POINTS)
@@ -323,7 +370,6 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
             good = [fit for fit in ranked if fit.r2 >= r2_threshold]
             fit = good[0] if good else SymbolicFit(
                 None, max((f.r2 for f in ranked), default=-math.inf), None)
-            fits[(index, i, j)] = fit
             ranked_by_edge[(index, i, j)] = good
             if fit.fitted:
                 symbolic_edges.set_edge(layer, i, j, fit.name, fit.params, mode)
@@ -337,21 +383,12 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
                 symbolic_edges.normalize_node(layer, after, j)
     symbolic_edges.reset_model(model, before)
     if y is None:
-        return fits
-    rmse = polish_symbolic(model, data, target, max_nfev=max_nfev, verbose=False)
+        return
+    rmse = refit_constants(model, data, target, max_nfev=max_nfev)
     if verbose:
         print(f"joint refit: RMSE {rmse:.3e} (numeric model {numeric_rmse:.3e})")
-    rmse = _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
-                            max_nfev, verbose)
-    for key in fits:
-        index, i, j = key
-        name = symbolic_edges.function_names(layers[index])[i, j]
-        if name:
-            params = tuple(float(_numpy(getattr(layers[index], w))[i, j])
-                           for w in symbolic_edges.SYMBOLIC_PARAM_NAMES)
-            fits[key] = SymbolicFit(name, fits[key].r2 if name == fits[key].name else
-                                    float("nan"), params)
-    return fits
+    _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
+                     max_nfev, verbose)
 
 
 def _edge_health(model, layers, data):
@@ -359,16 +396,10 @@ def _edge_health(model, layers, data):
     `inf` where a constant exceeds `1e3`."""
     inputs = chain_inputs(model, layers, data)
     out = {}
-    for index, layer in enumerate(layers):
-        names = symbolic_edges.function_names(layer)
-        params = [_numpy(getattr(layer, w)) for w in symbolic_edges.SYMBOLIC_PARAM_NAMES]
-        for i, j in zip(*np.nonzero(names != "")):
-            edge = tuple(float(p[i, j]) for p in params)
-            if max(abs(v) for v in edge) > _PARAM_BAD:
-                out[(index, int(i), int(j))] = math.inf
-            else:
-                out[(index, int(i), int(j))] = kappa(get_function(names[i, j]),
-                                                     inputs[index][:, i], edge)
+    for (index, i, j), edge in symbolic_report(model).items():
+        params = edge["params"]
+        out[(index, i, j)] = (math.inf if max(abs(v) for v in params) > _PARAM_BAD else
+                              kappa(get_function(edge["name"]), inputs[index][:, i], params))
     return out
 
 
@@ -389,7 +420,7 @@ def _try_swap(model, layers, data, target, key, alternatives, nfev):
         if params is None:
             continue
         symbolic_edges.set_edge(layer, i, j, name, params, "symbolic")
-        rmse = polish_symbolic(model, data, target, max_nfev=nfev, verbose=False)
+        rmse = refit_constants(model, data, target, max_nfev=nfev)
         state = ([lay.get_weights_by_name() for lay in layers],
                  [symbolic_edges.function_names(lay) for lay in layers])
         results.append((rmse, name, state))
@@ -437,7 +468,7 @@ def _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_
             rmse, changed = best_rmse, True
     if changed:
         symbolic_edges.reset_model(model, before)
-        rmse = polish_symbolic(model, data, target, max_nfev=max_nfev, verbose=False)
+        rmse = refit_constants(model, data, target, max_nfev=max_nfev)
         if verbose:
             print(f"joint refit after swaps: RMSE {rmse:.3e}")
     return rmse

@@ -1,8 +1,10 @@
 """Refitting every symbolic constant of a model jointly against data, in float64.
 
-`polish_symbolic` fits all symbolic edges' `a, b, c, d` together to `(x, y)`
+`refit_constants` fits all symbolic edges' `a, b, c, d` together to `(x, y)`
 with `scipy.optimize.least_squares`, on a float64 NumPy forward pass of the
-model (`keras_kan.edges`, NumPy form). `auto_symbolic(model, x, y)` calls it.
+model (`keras_kan.edges`, NumPy form), and returns the RMSE after the fit;
+`auto_symbolic(model, x, y)` calls it. `polish_symbolic` is the public
+in-place edit around it (returns None, prints the RMSE with `verbose=1`).
 """
 
 import numpy as np
@@ -11,8 +13,9 @@ from scipy.optimize import least_squares
 
 from keras_kan import edges, symbolic_edges
 from keras_kan.network import is_plain_chain, kan_layers, model_samples
+from keras_kan.validation import check_verbose
 
-__all__ = ["polish_symbolic", "chain_rmse"]
+__all__ = ["polish_symbolic", "refit_constants", "chain_rmse"]
 
 
 def chain_rmse(layers, data, target):
@@ -26,7 +29,7 @@ def chain_rmse(layers, data, target):
     return value if np.isfinite(value) else float("inf")
 
 
-def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
+def polish_symbolic(model, x, y, max_nfev=200, verbose=0):
     """Fit every symbolic edge's `a, b, c, d` jointly to data, in float64, in place.
 
     A plain chain is evaluated in float64 NumPy (numeric parts from the
@@ -37,16 +40,32 @@ def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
     ~1e-7 relative) that gradient training of `a, b, c, d` can stall at
     RMSE ~1e-5; this solve does not. Parameters are written back in the
     variables' dtype; compiled functions keep working (no structure change).
+    `auto_symbolic(model, x, y)` already does this.
 
     Args:
         model: a plain chain of KANDense layers with symbolic edges.
         x: `(N, n_in)` inputs; y: `(N, n_out)` or `(N,)` targets.
         max_nfev: the most function evaluations.
-        verbose: print the RMSE before and after.
+        verbose: 0 (silent) or 1 (print the RMSE before and after).
 
     Returns:
-        the float64 RMSE after the fit.
+        None (an in-place edit).
     """
+    verbose = check_verbose(verbose)
+    before, after, nfev = _refit(model, x, y, max_nfev)
+    if verbose:
+        print(f"polish_symbolic: RMSE {before:.3e} -> {after:.3e} (float64, "
+              f"{nfev} evaluations)")
+
+
+def refit_constants(model, x, y, max_nfev=200):
+    """`polish_symbolic` without the printing: refits in place and returns the float64
+    RMSE after the fit (for `keras_kan.symbolic_model`, which needs it)."""
+    return _refit(model, x, y, max_nfev)[1]
+
+
+def _refit(model, x, y, max_nfev):
+    """The joint refit, in place; returns `(RMSE before, RMSE after, evaluations)`."""
     layers = kan_layers(model, "polish_symbolic")
     if not is_plain_chain(model, layers):
         raise ValueError("polish_symbolic needs a plain chain of KANDense layers.")
@@ -114,7 +133,4 @@ def polish_symbolic(model, x, y, max_nfev=200, verbose=True):
         variable = getattr(layers[index], w)
         variable.assign(value.astype(variable.dtype))
     after = float(np.sqrt(np.mean(residuals(best) ** 2)))
-    if verbose:
-        print(f"polish_symbolic: RMSE {before:.3e} -> {after:.3e} (float64, "
-              f"{result.nfev} evaluations)")
-    return after
+    return before, after, int(result.nfev)

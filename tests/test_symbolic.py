@@ -47,7 +47,7 @@ def square_edge(v):
 
 def test_sin_edge_is_recovered(capsys):
     model = _model({(0, 0): sin_edge}, 1)
-    ranked = symbolic.suggest_symbolic(model, 0, 0, 0, _x(), top_k=3)
+    ranked = symbolic.suggest_symbolic(model, 0, 0, 0, _x(), top_k=3, verbose=1)
     best = ranked[0]
     assert best.name == "sin" and best.r2 > 0.999
     a, b, c, d = best.params
@@ -92,8 +92,10 @@ def test_constant_edge_prefers_zero():
 def test_formula_of_a_two_input_model():
     model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)
     x = _x(features=2)
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin", "exp", "tanh"], verbose=0)
-    assert [fits[(0, 0, 0)].name, fits[(0, 1, 0)].name] == ["sin", "x^2"]
+    symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin", "exp", "tanh"])
+    report = symbolic.symbolic_report(model)
+    assert sorted(report) == [(0, 0, 0), (0, 1, 0)]
+    assert [report[(0, 0, 0)]["name"], report[(0, 1, 0)]["name"]] == ["sin", "x^2"]
     assert symbolic_edges.function_names(model.layers[0]).tolist() == [["sin"], ["x^2"]]
     x1, x2 = sympy.symbols("x_1 x_2")
     # snapped against the model's own outputs: the constants of the closed form
@@ -119,12 +121,11 @@ def test_unfitted_edge_becomes_a_function_symbol():
 
     model = _model({(0, 0): sin_edge, (1, 0): wiggle}, 2)
     x = _x(features=2)
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.95,
-                                  verbose=0)
-    assert fits[(0, 0, 0)].fitted
-    assert not fits[(0, 1, 0)].fitted and fits[(0, 1, 0)].params is None
-    assert fits[(0, 1, 0)].r2 < 0.95
-    expr = symbolic.symbolic_formula(model, x, verbose=False)
+    symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.95)
+    assert list(symbolic.symbolic_report(model)) == [(0, 0, 0)]  # (0, 1, 0) kept numeric
+    best = symbolic.suggest_symbolic(model, 0, 1, 0, x, lib=["x", "x^2", "sin"])[0]
+    assert best.r2 < 0.95
+    expr = symbolic.symbolic_formula(model, x)
     calls = expr.atoms(sympy.core.function.AppliedUndef)
     assert {str(c) for c in calls} == {"phi_0_1_0(x_2)"}
     # The numeric edge is evaluated from the model's own spline.
@@ -136,11 +137,18 @@ def test_unfitted_edge_becomes_a_function_symbol():
 def test_fix_symbolic_fits_the_edge_spline():
     model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)
     x = _x(features=2)
-    fit = symbolic.fix_symbolic(model, 0, 1, 0, "x^2", x=x, verbose=False)
-    assert fit.name == "x^2" and fit.r2 > 0.999
-    np.testing.assert_allclose(fit.params, (1.0, -0.2, 0.5, -0.1), atol=1e-3)
-    fit = symbolic.fix_symbolic(model, 0, 0, 0, "sin", params=(2, 0.3, 0.7, 0.1), verbose=False)
-    assert fit.params == (2.0, 0.3, 0.7, 0.1) and np.isnan(fit.r2)
+    assert symbolic.fix_symbolic(model, 0, 1, 0, "x^2", x=x) is None
+    edge = symbolic.symbolic_report(model)[(0, 1, 0)]
+    assert edge["name"] == "x^2" and edge["mode"] == "symbolic"
+    np.testing.assert_allclose(edge["params"], (1.0, -0.2, 0.5, -0.1), atol=1e-3)
+    # the R^2 of that fit: the same fit of the edge's spline (kept, masked off)
+    fit = symbolic.suggest_symbolic(model, 0, 1, 0, x, lib=["x^2"])[0]
+    assert fit.r2 > 0.999
+    np.testing.assert_allclose(fit.params, edge["params"], rtol=1e-6, atol=1e-7)
+    symbolic.fix_symbolic(model, 0, 0, 0, "sin", params=(2, 0.3, 0.7, 0.1))
+    edge = symbolic.symbolic_report(model)[(0, 0, 0)]
+    assert edge["name"] == "sin"  # written as given (float32 weights)
+    np.testing.assert_array_equal(edge["params"], np.float32([2.0, 0.3, 0.7, 0.1]))
     x1, x2 = sympy.symbols("x_1 x_2")
     expr = symbolic.symbolic_formula(model, x)
     truth = (sympy.Rational(7, 10) * sympy.sin(2 * x1 + sympy.Rational(3, 10))
@@ -163,15 +171,15 @@ def test_pruned_deep_model_and_multiple_outputs():
     x = _x(200, features=2)
     # what reaches the first layer's edges, from scipy-basis edge values
     phi = reference.edge_functions(first, x.astype(np.float64))
-    fits = symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.0,
-                                  verbose=0)
-    assert sorted(fits) == [(0, 0, 0), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 2, 0), (1, 2, 1)]
-    assert all(fit.fitted for fit in fits.values())
-    # R^2 >= 0 accepts any fit at least as good as a constant, so every edge gets a
-    # formula; and none explains its edge worse than the plain linear fit "x" would
-    # (NumPy's correlation).
-    for (layer_index, i, j), fit in fits.items():
+    symbolic.auto_symbolic(model, x, lib=["x", "x^2", "sin"], r2_threshold=0.0)
+    report = symbolic.symbolic_report(model)
+    # R^2 >= 0 accepts any fit at least as good as a constant, so every unmasked edge
+    # gets a formula; and none explains its edge worse than the plain linear fit "x"
+    # would (NumPy's correlation).
+    assert list(report) == [(0, 0, 0), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 2, 0), (1, 2, 1)]
+    for (layer_index, i, j), edge in report.items():
         if layer_index == 0:
+            fit = symbolic.suggest_symbolic(model, 0, i, j, x, lib=[edge["name"]])[0]
             linear_r2 = np.corrcoef(x[:, i], phi[:, i, j])[0, 1] ** 2
             assert fit.r2 >= max(0.0, linear_r2 - 1e-3), ((i, j), fit, linear_r2)
     exprs = symbolic.symbolic_formula(model, x)
@@ -310,3 +318,81 @@ def test_readable_formula_on_any_expression():
     assert str(symbolic.readable_formula(expr, x, y)) == "sqrt(x_1**2 + x_2**2 + 1)"
     with pytest.raises(ValueError, match="needs the targets"):
         symbolic.readable_formula(expr, x)
+
+
+def test_edits_return_none_and_print_only_with_verbose(capsys):
+    # docs/design.md, conventions: in-place edits return None; verbose=0 is the default
+    model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)
+    x = _x(features=2)
+    y = keras.ops.convert_to_numpy(model(x))
+    lib = ["x^2", "sin"]
+
+    def silent(call):
+        assert call() is None
+        assert capsys.readouterr().out == ""
+
+    def prints(call, *lines):
+        assert call() is None
+        out = capsys.readouterr().out
+        assert all(line in out for line in lines), out
+
+    silent(lambda: symbolic.auto_symbolic(model, x, y, lib=lib))
+    assert len(symbolic.symbolic_report(model)) == 2
+    silent(lambda: symbolic.unfix_symbolic(model))
+    assert symbolic.symbolic_report(model) == {}
+    prints(lambda: symbolic.auto_symbolic(model, x, y, lib=lib, verbose=1),
+           "fixed layer 0 edge 0 -> 0: sin", "fixed layer 0 edge 1 -> 0: x^2",
+           "joint refit: RMSE")
+    silent(lambda: symbolic.polish_symbolic(model, x, y, max_nfev=5))
+    prints(lambda: symbolic.polish_symbolic(model, x, y, max_nfev=5, verbose=1),
+           "polish_symbolic: RMSE")
+    prints(lambda: symbolic.unfix_symbolic(model, verbose=True),
+           "unfixed layer 0 edge 0 -> 0: numeric", "unfixed layer 0 edge 1 -> 0: numeric")
+    silent(lambda: symbolic.fix_symbolic(model, 0, 0, 0, "sin", x=x))
+    prints(lambda: symbolic.fix_symbolic(model, 0, 0, 0, "sin", x=x, verbose=1),
+           "fixed layer 0 edge 0 -> 0: sin", "R^2 = ")
+    # the analyses print nothing by default either
+    assert len(symbolic.suggest_symbolic(model, 0, 1, 0, x, lib=lib)) == 2
+    symbolic.symbolic_formula(model, x)
+    assert capsys.readouterr().out == ""
+    symbolic.symbolic_formula(model, x, verbose=1)
+    assert "1 numeric edge(s)" in capsys.readouterr().out
+    # a bad verbose is refused before anything changes
+    weights = [w.copy() for w in model.get_weights()]
+    report = symbolic.symbolic_report(model)
+    for call in (lambda: symbolic.fix_symbolic(model, 0, 1, 0, "x^2", x=x, verbose=2),
+                 lambda: symbolic.unfix_symbolic(model, verbose=2),
+                 lambda: symbolic.auto_symbolic(model, x, y, lib=lib, verbose="yes"),
+                 lambda: symbolic.polish_symbolic(model, x, y, verbose=2),
+                 lambda: symbolic.suggest_symbolic(model, 0, 1, 0, x, verbose=-1),
+                 lambda: symbolic.symbolic_formula(model, x, verbose=2)):
+        with pytest.raises(ValueError, match="argument `verbose`: expected 0 or 1"):
+            call()
+    assert symbolic.symbolic_report(model) == report
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_symbolic_report_reads_every_kind_of_edge():
+    model = keras_kan.KAN([3, 2, 1], seed=0)
+    assert symbolic.symbolic_report(model) == {}
+    symbolic.fix_symbolic(model, 1, 1, 0, "exp", params=(0.5, 0, 1, -1))
+    symbolic.fix_symbolic(model, "kan_dense_0", 2, 1, "1/x", params=(1, 2.5, 0.25, 0),
+                          mode="both")
+    symbolic.fix_symbolic(model, 0, 0, 0, "x^0.5", fit_params=False)  # an alias name
+    report = symbolic.symbolic_report(model)
+    assert report == {
+        (0, 0, 0): {"name": "x^0.5", "params": (1.0, 0.0, 1.0, 0.0), "mode": "symbolic"},
+        (0, 2, 1): {"name": "1/x", "params": (1.0, 2.5, 0.25, 0.0), "mode": "both"},
+        (1, 1, 0): {"name": "exp", "params": (0.5, 0.0, 1.0, -1.0), "mode": "symbolic"},
+    }
+    assert list(report) == sorted(report)
+    # a bare layer is layer 0; the report round-trips through fix_symbolic
+    assert symbolic.symbolic_report(model.layers[1]) == {(0, 1, 0): report[(1, 1, 0)]}
+    other = keras_kan.KAN([3, 2, 1], seed=1)
+    for (index, i, j), edge in report.items():
+        symbolic.fix_symbolic(other, index, i, j, edge["name"], params=edge["params"],
+                              mode=edge["mode"])
+    assert symbolic.symbolic_report(other) == report
+    with pytest.raises(ValueError, match="no KANDense"):
+        symbolic.symbolic_report(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))

@@ -55,13 +55,16 @@ def edge_inputs(count=500, seed=0):
 def test_auto_symbolic_finds_each_edge_and_the_model_equals_its_formula(capsys):
     model = keras.Sequential([keras.Input((len(EDGES),)), hand_made_layer()])
     x = edge_inputs()
-    fits = symbolic.auto_symbolic(model, x)
+    assert symbolic.auto_symbolic(model, x, verbose=1) is None
     printed = capsys.readouterr().out
+    report = symbolic.symbolic_report(model)
+    assert list(report) == [(0, i, 0) for i in range(len(EDGES))]
     for i, (_, _, name, params) in enumerate(EDGES):
-        fit = fits[(0, i, 0)]
-        assert fit.name == name and fit.r2 > 0.9999, (i, fit)
+        edge = report[(0, i, 0)]
+        fit = symbolic.suggest_symbolic(model, 0, i, 0, x, lib=[name])[0]  # its R^2
+        assert edge["name"] == name and fit.r2 > 0.9999, (i, edge, fit)
         assert f"edge {i} -> 0: {name}" in printed
-        np.testing.assert_allclose(fit.params[:3], params[:3], atol=1e-2)
+        np.testing.assert_allclose(edge["params"][:3], params[:3], atol=1e-2)
     layer = model.layers[0]
     assert layer.get_config()["symbolic_functions"] == [[i, 0, e[2]] for i, e in enumerate(EDGES)]
     assert not to_numpy(layer.edge_mask).any() and to_numpy(layer.symbolic_mask).all()
@@ -82,16 +85,21 @@ def test_fix_unfix_and_both_modes_in_place():
     numeric = to_numpy(model(x))
     layer = model.layers[0]
     assert len(model.trainable_variables) == 6  # symbolic a..d not trainable yet
-    fit = symbolic.fix_symbolic(model, 0, 1, 0, "sin", fit_params=False, params=(2, 0.3, 1, 0),
-                                verbose=False)
-    assert fit.name == "sin" and len(model.trainable_variables) == 10
+    symbolic.fix_symbolic(model, 0, 1, 0, "sin", fit_params=False, params=(2, 0.3, 1, 0),
+                          verbose=False)
+    assert symbolic.symbolic_report(model)[(0, 1, 0)]["name"] == "sin"
+    assert len(model.trainable_variables) == 10
     phi = keras.ops.convert_to_numpy(layer.edge_activations(x))
     np.testing.assert_allclose(phi[:, 1, 0], np.sin(2 * x[:, 1] + 0.3), atol=1e-6)
     symbolic.fix_symbolic(model, "kan_dense_1", 1, 0, "x", fit_params=True, x=x, mode="both",
                           verbose=False)
     second = model.layers[1]
     assert to_numpy(second.edge_mask)[1, 0] == 1 and to_numpy(second.symbolic_mask)[1, 0] == 1
-    assert symbolic.unfix_symbolic(model, verbose=False) == 2
+    report = symbolic.symbolic_report(model)
+    assert {key: edge["mode"] for key, edge in report.items()} == {
+        (0, 1, 0): "symbolic", (1, 1, 0): "both"}
+    assert symbolic.unfix_symbolic(model, verbose=False) is None
+    assert symbolic.symbolic_report(model) == {}
     np.testing.assert_allclose(to_numpy(model(x)), numeric, atol=1e-6)
     assert len(model.trainable_variables) == 6
     with pytest.raises(ValueError, match="Unknown symbolic function 'cosh'"):

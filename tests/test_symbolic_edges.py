@@ -221,6 +221,12 @@ def test_prune_and_refine_keep_symbolic_edges():
     finer = keras_kan.refine(model, 10, x)
     assert finer.layers[0].get_config()["symbolic_functions"] == \
         model.layers[0].get_config()["symbolic_functions"]
+    # zero thresholds keep every edge: the pruned copy keeps the functions and outputs
+    pruned = keras_kan.prune(model, x, node_threshold=0.0, edge_threshold=0.0)
+    for before, after in zip(model.layers, pruned.layers):
+        assert after.get_config()["symbolic_functions"] == \
+            before.get_config()["symbolic_functions"]
+    np.testing.assert_allclose(to_numpy(pruned(x)), to_numpy(model(x)), atol=1e-6)
     sub = model.layers[0].get_subset([2, 0], [1, 0])
     assert sub.get_config()["symbolic_functions"] == [[0, 0, "1/x"], [1, 1, "sin"]]
     phi = to_numpy(model.layers[0].edge_activations(x))  # (N, 3, 2)

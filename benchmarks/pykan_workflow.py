@@ -38,6 +38,8 @@ data = np.load(sys.argv[1])
 torch.set_default_dtype(torch.float32)
 d = {k: torch.tensor(data[k], dtype=torch.float32)
      for k in ("train_input", "train_label", "test_input", "test_label")}
+import os
+os.makedirs("model", exist_ok=True)  # prune() logs to ckpt_path's history even without auto_save
 model = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, auto_save=False, device="cpu")
 t1 = time.perf_counter()
 model.fit(d, opt="LBFGS", steps=STAGE1, lamb=0.01, lamb_entropy=10.0, log=10**9)

@@ -10,7 +10,14 @@ from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN, ObjectiveModel
 from keras_kan.plotting import plot_kan
 from keras_kan.regularizers import KANRegularizer
-from keras_kan.surgery import prune, refine, set_regularizer, sync_grids, update_grids
+from keras_kan.surgery import (
+    prune,
+    pruning_report,
+    refine,
+    set_regularizer,
+    sync_grids,
+    update_grids,
+)
 from keras_kan.symbolic_library import add_symbolic, remove_symbolic
 
 try:
@@ -40,6 +47,7 @@ __all__ = [
     "fit_lbfgs",
     "plot_kan",
     "prune",
+    "pruning_report",
     "refine",
     "update_grids",
     "sync_grids",

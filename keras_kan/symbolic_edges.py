@@ -42,6 +42,7 @@ __all__ = [
     "set_edge",
     "normalize_node",
     "keep_edges",
+    "restore",
     "reset_model",
 ]
 
@@ -263,6 +264,17 @@ def keep_edges(layer, symbolic_mask):
     keep = symbolic_mask != 0
     layer.symbolic_mask.assign(symbolic_mask.astype(layer.symbolic_mask.dtype))
     layer._symbolic_names[~keep] = ""
+    regroup(layer)
+
+
+def restore(layer, values, names):
+    """Put back a snapshot of the layer's symbolic state: `values` maps the names
+    in `SYMBOLIC_WEIGHT_NAMES` and `"edge_mask"` to arrays (as from
+    `layer.get_weights_by_name()`), `names` is a `function_names(layer)` array."""
+    for weight in SYMBOLIC_WEIGHT_NAMES + ("edge_mask",):
+        variable = getattr(layer, weight)
+        variable.assign(np.asarray(values[weight]).astype(variable.dtype))
+    layer._symbolic_names = np.array(names, dtype=object)
     regroup(layer)
 
 

@@ -430,15 +430,12 @@ def _try_swap(model, layers, data, target, key, alternatives, nfev):
 
 def _restore(layers, weights, names):
     for layer, values, fn_names in zip(layers, weights, names):
-        for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES + ("edge_mask",):
-            getattr(layer, w).assign(values[w].astype(getattr(layer, w).dtype))
-        layer._symbolic_names = fn_names.copy()
-        symbolic_edges.regroup(layer)
+        symbolic_edges.restore(layer, values, fn_names)
 
 
 def _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
                      max_nfev, verbose):
-    """Step 2 of `auto_symbolic` after the first joint refit; returns the final RMSE."""
+    """Step 2 of `auto_symbolic` after the first joint refit (in place)."""
     before = list(model.trainable_variables)
     health = _edge_health(model, layers, data)
     bad = [key for key, k in health.items() if k > _KAPPA_BAD and key in ranked_by_edge]
@@ -471,4 +468,3 @@ def _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_
         rmse = refit_constants(model, data, target, max_nfev=max_nfev)
         if verbose:
             print(f"joint refit after swaps: RMSE {rmse:.3e}")
-    return rmse

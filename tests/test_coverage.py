@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import to_numpy
 
-from keras_kan import KANDense, fit_lbfgs
+from keras_kan import KANDense, fit_lbfgs, symbolic_edges
 from keras_kan.callbacks import GridUpdate
 
 G, K = 5, 3
@@ -50,6 +50,25 @@ def test_fit_warns_once_naming_layer_and_fraction(run_eagerly):
     assert len(found) == 1, found
     assert f"{expected:.0%} of its inputs" in found[0]
     assert model.layers[0].outside_grid_fraction == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_no_warning_for_a_layer_of_symbolic_edges_only(run_eagerly):
+    """Off-grid inputs matter only to splines: a layer whose every edge is symbolic
+    (what `auto_symbolic` leaves, whose joint refit may move a layer's inputs) records
+    the fraction but does not warn; the layer before it, with splines, still does."""
+    x, y = _data(3.0)
+    model = _model()
+    second = model.layers[1]
+    for i in range(4):
+        symbolic_edges.set_edge(second, i, 0, "x", params=(1.0, 0.0, 1.0, 0.0))
+    model.compile("adam", "mse", run_eagerly=run_eagerly)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model.fit(x * 30, y, batch_size=len(x), epochs=2, verbose=0)
+    assert _coverage_warnings(record, "second") == []
+    assert len(_coverage_warnings(record, "first")) == 1
+    assert second.outside_grid_fraction > 0.5
 
 
 def test_no_warning_inside_the_grid_and_one_per_direct_call():

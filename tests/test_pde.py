@@ -1,8 +1,8 @@
 """Physics-informed and continual training: fit_lbfgs(objective=...), ObjectiveModel,
 KANDense(use_base=False, scales_trainable=False) and their save/load across backends."""
 
+import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -189,20 +189,16 @@ def test_options_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_options_load_on_the_other_backends(tmp_path):
+def test_options_load_on_the_other_backends(tmp_path, other_backends):
     model, x = _options_model()
     model_path, io_path = str(tmp_path / "m.keras"), str(tmp_path / "io.npz")
     model.save(model_path)
     np.savez(io_path, x=x, y=to_numpy(model(x)))
-    check = ("import sys, keras, keras_kan; m = keras.saving.load_model(sys.argv[1]); "
-             "assert all(not l.use_base and not l.scales_trainable for l in m.layers); "
-             "assert len(m.trainable_variables) == 2")
     for other in BACKENDS:
         if other == BACKEND:
             continue
-        env = dict(os.environ, KERAS_BACKEND=other)
-        for args in (["-c", check, model_path],
-                     [os.path.join(HERE, "support", "crossload.py"), model_path, io_path]):
-            run = subprocess.run([sys.executable, *args], env=env, capture_output=True,
-                                 text=True, timeout=300)
-            assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])
+        status, printed = other_backends.run(other, "crossload", "layer_options", model_path)
+        assert status == 0, (other, printed)
+        assert json.loads(printed) == {"options": [[False, False]] * 2, "trainable": 2}
+        status, printed = other_backends.run(other, "crossload", "main", model_path, io_path)
+        assert status == 0, (other, printed)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -173,8 +172,8 @@ def test_golden_files_load_on_this_backend(saved_on):
 
 
 @pytest.mark.slow
-def test_file_saved_here_loads_on_the_other_backends(tmp_path):
-    """Save on this backend; load in fresh processes on the other two; outputs to float32
+def test_file_saved_here_loads_on_the_other_backends(tmp_path, other_backends):
+    """Save on this backend; load on the other two (worker processes); outputs to float32
     rounding (1e-6 absolute + 1e-6 relative)."""
     model = golden_model()
     x = golden_inputs()
@@ -184,9 +183,5 @@ def test_file_saved_here_loads_on_the_other_backends(tmp_path):
     for other in BACKENDS:
         if other == BACKEND:
             continue
-        env = dict(os.environ, KERAS_BACKEND=other)
-        script = os.path.join(HERE, "support", "crossload.py")
-        run = subprocess.run([sys.executable, script, model_path, io_path], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])
-        assert "max_abs_diff" in run.stdout
+        status, printed = other_backends.run(other, "crossload", "main", model_path, io_path)
+        assert status == 0 and "max_abs_diff" in printed, (other, printed)

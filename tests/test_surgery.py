@@ -283,17 +283,10 @@ def test_pruned_model_trains_and_saves(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(pruned(x)), atol=1e-6)
 
 
-def test_quickstart_prunes_to_the_one_node_the_function_needs():
-    """The canonical run's first stage: pykan's seed-0 start, 20 L-BFGS steps with
-    lamb=0.01, lamb_entropy=10, then prune -> [2, 1, 1] (as pykan does)."""
-    from keras_kan import KANRegularizer, fit_lbfgs
-    from keras_kan.datasets import create_dataset
-
-    (x, y), _ = create_dataset("exp_cos_sq",
-                               n_var=2, n_samples=1000, ranges=(0, 1), seed=0, test_split=0.2)
-    model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
-                regularizer=KANRegularizer(l1=0.01, entropy=0.1))
-    model.compile(loss="mse")
-    fit_lbfgs(model, x, y, steps=20, update_grid=True, verbose=0)
-    pruned = prune(model, x, verbose=False)
+@pytest.mark.slow
+def test_quickstart_prunes_to_the_one_node_the_function_needs(first_example):
+    """The canonical run (the README's first example): pykan's seed-0 start, 20 L-BFGS
+    steps with lamb=0.01, lamb_entropy=10, then prune -> [2, 1, 1] (as pykan does)."""
+    pruned = first_example["model"]
+    assert "[2, 5, 1] -> [2, 1, 1]" in first_example["printed"]
     assert [pruned.layers[0].grid.shape[0]] + [layer.units for layer in pruned.layers] == [2, 1, 1]

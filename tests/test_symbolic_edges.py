@@ -1,7 +1,6 @@
 """Symbolic edges inside KANDense: library, in-place fixing, training, saving, quickstart."""
 
 import os
-import subprocess
 import sys
 
 import keras
@@ -173,18 +172,18 @@ def register_cosh2():
                                   lambda u: sympy.cosh(2 * u), complexity=3)
 
 
-@pytest.mark.slow  # two fresh interpreters (other backends): ~40 s on 2 shared cores
-def test_save_load_safe_mode_on_every_backend(tmp_path):
+@pytest.mark.slow
+def test_save_load_safe_mode_on_every_backend(tmp_path, other_backends):
     plain = mixed_model()
     custom = mixed_model()
     register_cosh2()
     try:
-        save_and_load_everywhere(tmp_path, plain, custom)
+        save_and_load_everywhere(tmp_path, plain, custom, other_backends)
     finally:
         symbolic_library.remove_symbolic("cosh2")
 
 
-def save_and_load_everywhere(tmp_path, plain, custom):
+def save_and_load_everywhere(tmp_path, plain, custom, other_backends):
     x = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype("float32")
     symbolic.fix_symbolic(custom, 1, 0, 0, "cosh2", fit_params=False, params=(1, 0, 0.1, 0),
                           verbose=False)
@@ -199,13 +198,10 @@ def save_and_load_everywhere(tmp_path, plain, custom):
     for other in BACKENDS:
         if other == BACKEND:
             continue
-        run = subprocess.run(
-            [sys.executable, os.path.join(HERE, "support", "crossload_symbolic.py"),
-             *paths["plain"], *paths["custom"]],
-            env=dict(os.environ, KERAS_BACKEND=other), capture_output=True, text=True,
-            timeout=300)
-        assert run.returncode == 0, (other, run.stdout[-3000:], run.stderr[-3000:])
-        assert "unregistered: ValueError" in run.stdout and "custom ok" in run.stdout, run.stdout
+        status, printed = other_backends.run(other, "crossload_symbolic", "main",
+                                             *paths["plain"], *paths["custom"])
+        assert status == 0, (other, printed)
+        assert "unregistered: ValueError" in printed and "custom ok" in printed, printed
 
 
 def test_old_files_without_symbolic_weights_still_load():
@@ -235,22 +231,14 @@ def test_prune_and_refine_keep_symbolic_edges():
 
 
 @pytest.mark.slow
-def test_quickstart_symbolic_stage_is_exact():
+def test_quickstart_symbolic_stage_is_exact(first_example):
+    """The quickstart's symbolic stage on the canonical run's trained, pruned model."""
     sys.path.insert(0, os.path.join(HERE, "..", "examples"))
     import quickstart
 
-    from keras_kan import KANRegularizer, prune, set_regularizer
-    from keras_kan.datasets import create_dataset
-
-    train, test = create_dataset("exp_cos_sq", n_var=2, n_samples=1000, ranges=(0, 1), seed=0,
-                                 test_split=0.2)
-    model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
-                regularizer=KANRegularizer(l1=0.01, entropy=0.1))
-    model.compile(loss="mse")
-    fit_lbfgs(model, *train, steps=20, update_grid=True, verbose=0)
-    model = prune(model, train[0], verbose=False)
-    set_regularizer(model, None)
-    fit_lbfgs(model, *train, steps=100, update_grid=True, verbose=0)
+    model = keras.saving.load_model(first_example["path"])  # our own copy: this test edits it
+    train = first_example["x"], first_example["y"]
+    test = first_example["x_test"], first_example["y_test"]
     expr, test_rmse = quickstart.symbolic_stage(model, train, test)
     assert test_rmse <= 1e-5, test_rmse
     x1, x2 = sympy.symbols("x_1 x_2")

@@ -124,6 +124,7 @@ def check_specs(name, variables):
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
+@pytest.mark.slow
 def test_jax_fit_matches_single_device(jax_run, name):
     """`model.fit` with a KANRegularizer (L1 on edge scores) and three GridUpdates."""
     _, results = jax_run
@@ -175,6 +176,7 @@ def test_jax_prune_under_data_parallel(jax_run):
     check_specs("data_parallel", r["variables_after_prune"])
 
 
+@pytest.mark.slow
 def test_jax_save_distributed_load_single_device_and_on_torch(jax_run, other_backends):
     out, results = jax_run
     r = results["model_parallel"]
@@ -194,6 +196,7 @@ def tf_run(tmp_path_factory):
     return out, run_worker("distributed_tf.py", "tensorflow", out)
 
 
+@pytest.mark.slow
 def test_tf_mirrored_fit_matches_single_device(tf_run):
     _, r = tf_run
     assert r["replicas"] == 2
@@ -215,6 +218,7 @@ def test_tf_mirrored_edge_score_penalty_is_per_replica(tf_run):
     assert 1e-6 < r["fit_l1_weights_rel_err"] < 1e-2
 
 
+@pytest.mark.slow
 def test_tf_mirrored_save_reload_and_on_jax(tf_run, other_backends):
     out, r = tf_run
     assert r["reload_in_scope_abs_err"] < 1e-6

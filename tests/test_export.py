@@ -49,6 +49,7 @@ def run_tflite(path, x):
 
 @tf_only
 @pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.slow
 def test_litert_export_uses_builtin_ops_and_matches(tmp_path, uniform):
     model = KAN([3, 4, 2], seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype("float32")
@@ -65,6 +66,7 @@ def test_litert_export_uses_builtin_ops_and_matches(tmp_path, uniform):
 
 
 @tf_only
+@pytest.mark.slow
 def test_saved_model_serving_signature(tmp_path):
     import tensorflow as tf
 
@@ -201,6 +203,7 @@ def _close(got, want, rtol=1e-5):
 
 @pytest.mark.parametrize("artifact", ARTIFACTS)
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_runtime_matches_keras(exported, kinds, kind, artifact, record_property):
     if artifact not in exported[kind]:
         pytest.skip(f"{artifact} is written by TensorFlow")
@@ -238,6 +241,7 @@ def test_litert_variants_builtin_only_and_int8_bounded(exported, kinds, kind, re
 
 
 @tf_only
+@pytest.mark.slow
 def test_flex_op_fails_and_writes_nothing(tmp_path):
     model = keras.Sequential([keras.Input((N_IN,)), KANDense(2),
                               keras.layers.Lambda(lambda t: keras.ops.erfinv(0.1 * t))])
@@ -262,6 +266,7 @@ def test_mixed_precision_exports_float32(exported, kinds):
 
 
 @tf_only
+@pytest.mark.slow
 def test_serving_layout_and_saved_model_cli(exported, kinds, tmp_path):
     path = exported["orders_bias_updated"]["saved_model"]
     assert path.endswith(os.path.join("kan", "1"))
@@ -323,6 +328,7 @@ def _check_all(model, written_dir, name):
 
 @pytest.mark.skipif(ON_TF, reason="the TensorFlow backend exports in process "
                                   "(test_cli_in_process)")
+@pytest.mark.slow
 def test_cli_exports_a_model_saved_on_this_backend(tmp_path):
     """Run from this backend, the command re-runs itself under TensorFlow and writes
     every format (with both quantized LiteRT variants) of the file saved here."""
@@ -340,6 +346,7 @@ def test_cli_exports_a_model_saved_on_this_backend(tmp_path):
 
 
 @tf_only
+@pytest.mark.slow
 def test_cli_in_process(tmp_path, capsys):
     """`main` parses the command line and exports; the formats themselves are checked on
     every kind of model above, so one float and one int8 LiteRT file suffice here."""
@@ -462,6 +469,7 @@ def test_missing_package_says_what_to_install(saved, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_import_keras_kan_loads_no_export_dependency():
     code = ("import sys, keras_kan, keras_kan.export; "
             "print(sorted(m for m in ('tensorflow', 'onnx', 'tf2onnx', 'onnxruntime', "

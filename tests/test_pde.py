@@ -43,6 +43,7 @@ def _weights(model):
 # --- fit_lbfgs(objective=...) -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_objective_trains_with_history_callbacks_and_grid_updates():
     mesh, objective = _regression()
     model = KAN([2, 2, 1], grid_size=5, seed=1)
@@ -58,6 +59,7 @@ def test_objective_trains_with_history_callbacks_and_grid_updates():
     assert float(to_numpy(objective(model))) == pytest.approx(loss[-1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_objective_with_update_grid_and_refine():
     mesh, objective = _regression()
     model = KAN([2, 2, 1], grid_size=3, seed=1)
@@ -93,6 +95,7 @@ def test_objective_rejects_data_it_does_not_use():
             m.layers[0].spline_kernel), steps=1, verbose=0)
 
 
+@pytest.mark.slow
 def test_objective_model_trains_with_a_keras_optimizer():
     mesh, objective = _regression()
     kan = KAN([2, 2, 1], grid_size=4, seed=0)
@@ -125,6 +128,7 @@ def test_small_poisson_solve_converges():
 # --- continual learning -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bumps_learned_in_sequence_are_not_forgotten():
     models = {"KAN": continual_learning.make_kan(grid_size=60, seed=0)}
     errors, _ = continual_learning.run(models, phases=3, steps=8, points=60)
@@ -138,6 +142,7 @@ def test_bumps_learned_in_sequence_are_not_forgotten():
 # --- layer options --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_use_base_false_and_frozen_scales():
     layer = KANDense(3, grid_size=4, seed=0, use_base=False, scales_trainable=False)
     model = keras.Sequential([keras.Input((2,)), layer])
@@ -157,6 +162,7 @@ def test_use_base_false_and_frozen_scales():
         KANDense(3, scales_trainable=1)
 
 
+@pytest.mark.slow
 def test_options_reach_every_layer_and_survive_fit_and_refine():
     model = KAN([1, 2, 1], grid_size=5, seed=0, use_base=False, scales_trainable=False)
     assert all(not layer.use_base and not layer.scales_trainable for layer in model.layers)
@@ -178,6 +184,7 @@ def _options_model():
     return model, x
 
 
+@pytest.mark.slow
 def test_options_round_trip(tmp_path):
     model, x = _options_model()
     path = str(tmp_path / "m.keras")

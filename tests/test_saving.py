@@ -24,6 +24,7 @@ def as_json(config):
     return json.loads(json.dumps(config))
 
 
+@pytest.mark.slow
 def test_keras_round_trip(tmp_path):
     model = golden_model()
     x = golden_inputs()
@@ -37,6 +38,7 @@ def test_keras_round_trip(tmp_path):
                                   to_numpy(model.layers[0].edge_mask))
 
 
+@pytest.mark.slow
 def test_round_trip_after_training_keeps_optimizer(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 2)).astype("float32")
@@ -90,6 +92,7 @@ def test_shape_mismatch_is_a_clear_error(tmp_path):
         other.load_weights(path)
 
 
+@pytest.mark.slow
 def test_weights_of_another_grid_are_refused_and_change_nothing(tmp_path):
     """Strict loading, as Keras's: grid-5 weights do not load into a grid-8 model."""
     model = KAN([2, 3, 1], grid_size=5, seed=0)
@@ -139,6 +142,7 @@ def test_a_file_whose_config_and_weights_disagree_is_refused(tmp_path):
         keras.saving.load_model(tampered)
 
 
+@pytest.mark.slow
 def test_an_accepted_architecture_loads(tmp_path):
     """Weights of a refined / pruned model load into the original architecture only where
     the layer accepts that architecture (a recorded change: KerasTuner's trials)."""

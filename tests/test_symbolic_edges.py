@@ -51,6 +51,7 @@ def edge_inputs(count=500, seed=0):
                      enumerate(EDGES)], axis=1).astype("float32")
 
 
+@pytest.mark.slow
 def test_auto_symbolic_finds_each_edge_and_the_model_equals_its_formula(capsys):
     model = keras.Sequential([keras.Input((len(EDGES),)), hand_made_layer()])
     x = edge_inputs()
@@ -78,6 +79,7 @@ def test_auto_symbolic_finds_each_edge_and_the_model_equals_its_formula(capsys):
         "3*x_1", "3.0*x_1").replace("+ 1)", "+ 1.0)")
 
 
+@pytest.mark.slow
 def test_fix_unfix_and_both_modes_in_place():
     model = KAN([2, 2, 1], seed=0)
     x = np.random.default_rng(1).uniform(-1, 1, (64, 2)).astype("float32")
@@ -110,6 +112,7 @@ def test_fix_unfix_and_both_modes_in_place():
 
 
 @pytest.mark.parametrize("trainer", ["fit", "fit_lbfgs"])
+@pytest.mark.slow
 def test_training_moves_a_b_c_d_towards_the_target(trainer):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (256, 1)).astype("float32")
@@ -136,6 +139,7 @@ def test_numeric_layers_get_no_symbolic_work():
 
 
 @pytest.mark.parametrize("name", sorted(symbolic_library.registered_names(builtin=True)))
+@pytest.mark.slow
 def test_library_functions_are_finite_with_finite_gradients_everywhere(name):
     fn = symbolic_library.get_function(name)
     u = np.array([-1e6, -3.0, -1.0, -0.5, -1e-12, 0.0, 1e-12, 0.5, 1.0, np.pi / 2, 3.0, 100.0,
@@ -211,6 +215,7 @@ def test_old_files_without_symbolic_weights_still_load():
     assert not to_numpy(model.layers[0].symbolic_mask).any()
 
 
+@pytest.mark.slow
 def test_prune_and_refine_keep_symbolic_edges():
     model = mixed_model()
     x = np.random.default_rng(0).uniform(-1, 1, (128, 3)).astype("float32")
@@ -253,6 +258,7 @@ def test_quickstart_symbolic_stage_is_exact(first_example):
 
 
 # ---------------------------------------------------------------- attribution
+@pytest.mark.slow
 def test_feature_scores_match_a_direct_computation_and_prune_input_is_exact():
     model = KAN([4, 3, 2], seed=1)
     first = model.layers[0]
@@ -299,6 +305,7 @@ def test_attribution_example_finds_x1_and_x4():
 
 # ------------------------------------------------------------------- export
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="model.export to LiteRT runs on TensorFlow")
+@pytest.mark.slow
 def test_litert_export_of_every_library_function_uses_builtin_ops(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 

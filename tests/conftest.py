@@ -174,3 +174,16 @@ def other_backends(tmp_path_factory):
     backends = OtherBackends(str(tmp_path_factory.mktemp("workers")))
     yield backends
     backends.close()
+
+
+#: Fixtures that take minutes to set up (trainings, conversions, virtual-device workers,
+#: interpreters on other backends): every test that uses one is `slow`, whatever its
+#: own time, so that `make test-fast` never pays for the set-up.
+EXPENSIVE_FIXTURES = {"first_example", "other_backends", "kinds", "exported", "jax_run",
+                      "tf_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -161,26 +161,30 @@ def check_training_call(layer, x):
         knots = np.asarray(ops.convert_to_numpy(layer.grid), np.float64)
         values = np.asarray(ops.convert_to_numpy(x), np.float64)
         low, high = _interval(knots, layer.spline_order)
+        splines = float(np.any(ops.convert_to_numpy(layer.edge_mask) != 0))
         report(layer, outside_fraction_numpy(values, knots, layer.spline_order),
-               low.min(), high.max())
+               low.min(), high.max(), splines)
         return x
     # Inside a step the variables may be detached (JAX): send the grid's bounds along.
     knots = layer.grid.value
     low, high = _interval(knots, layer.spline_order)
+    splines = ops.cast(ops.any(ops.not_equal(layer.edge_mask.value, 0)), "float32")
     values = ops.stack([outside_fraction(x, knots, layer.spline_order),
-                        ops.cast(ops.min(low), "float32"), ops.cast(ops.max(high), "float32")])
+                        ops.cast(ops.min(low), "float32"), ops.cast(ops.max(high), "float32"),
+                        splines])
     zero = kan_backend.host_report(lambda v: report(layer, *(float(a) for a in v)), values)
     return x if zero is None else x + ops.cast(zero, x.dtype)
 
 
-def report(layer, fraction, low, high):
+def report(layer, fraction, low, high, splines=1.0):
     """Record the layer's first measurement; warn if most inputs are off the grid
-    (whose interval spans `[low, high]` over the features)."""
+    (whose interval spans `[low, high]` over the features) and some edge has a live
+    spline (`splines` non-zero: a layer of symbolic edges only has nothing to warn of)."""
     if layer._coverage_checked:
         return
     layer._coverage_checked = True
     layer.outside_grid_fraction = fraction
-    if fraction > WARN_ABOVE:
+    if fraction > WARN_ABOVE and splines:
         warnings.warn(
             f"KANDense '{layer.name}': {fraction:.0%} of its inputs on the first training "
             f"batch lie outside its grid (interval [{low:.3g}, {high:.3g}]); there only the "

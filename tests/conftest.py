@@ -77,3 +77,113 @@ def gradient_of(fn, x):
     leaf = torch.tensor(x, requires_grad=True)
     fn(leaf).backward()
     return to_numpy(leaf.grad)
+
+
+@pytest.fixture(scope="session")
+def first_example(tmp_path_factory):
+    """The README's first example (the canonical run: 20 L-BFGS steps with the paper's
+    penalty, prune, 100 more steps, save), executed once per session as printed.
+
+    Returns a dict: the example's namespace (`model`, `x`, `y`, `x_test`, `y_test`, ...),
+    `printed` (its standard output) and `path` (the `.keras` file it saved). Tests that
+    change the model load their own copy from `path`.
+    """
+    import contextlib
+    import io
+    import re
+
+    readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+    text = open(readme, encoding="utf-8").read()
+    block = re.search(r"## A first KAN\n\n```python\n(.*?)```", text, re.S).group(1)
+    path = str(tmp_path_factory.mktemp("first_example") / "kan.keras")
+    assert '"kan.keras"' in block, "the README's example no longer saves kan.keras"
+    namespace = {}
+    printed = io.StringIO()
+    keras.utils.set_random_seed(1234)
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block.replace('"kan.keras"', repr(path)), "README.md", "exec"), namespace)
+    return {**namespace, "printed": printed.getvalue(), "path": path}
+
+
+class OtherBackends:
+    """One long-lived worker process per other backend (`support/backend_worker.py`),
+    started on first use: `run(backend, module, function, *args) -> (status, printed)`."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.workers = {}
+
+    def _worker(self, backend):
+        import subprocess
+        import sys
+
+        if backend not in self.workers:
+            here = os.path.dirname(os.path.abspath(__file__))
+            root = os.path.dirname(here)
+            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+                       PYTHONPATH=os.pathsep.join(
+                           p for p in (root, os.environ.get("PYTHONPATH")) if p))
+            log = open(os.path.join(self.log_dir, f"worker_{backend}.stderr"), "w+")
+            process = subprocess.Popen(
+                [sys.executable, os.path.join(here, "support", "backend_worker.py")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+            self.workers[backend] = (process, log)
+        return self.workers[backend]
+
+    def run(self, backend, module, function, *args, timeout=300):
+        import json
+        import select
+        import time
+
+        process, log = self._worker(backend)
+        process.stdin.write(json.dumps({"module": module, "function": function,
+                                        "args": [str(a) for a in args]}) + "\n")
+        process.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, _, _ = select.select([process.stdout], [], [],
+                                        max(deadline - time.monotonic(), 0))
+            line = process.stdout.readline() if ready else None
+            if line and line.startswith("REPLY "):
+                reply = json.loads(line[len("REPLY "):])
+                return reply["rc"], reply["out"]
+            if line:
+                continue  # a library's own printing
+            log.flush()
+            log.seek(0)
+            stderr = log.read()[-3000:]
+            self.close(backend)
+            why = "timed out" if line is None else "exited"
+            raise RuntimeError(f"the {backend} worker {why} in {module}.{function}{args}:\n"
+                               f"{stderr}")
+
+    def close(self, backend=None):
+        for name in [backend] if backend else list(self.workers):
+            process, log = self.workers.pop(name)
+            process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                process.kill()
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def other_backends(tmp_path_factory):
+    """Checks on the two other backends, in worker processes kept for the session."""
+    backends = OtherBackends(str(tmp_path_factory.mktemp("workers")))
+    yield backends
+    backends.close()
+
+
+#: Fixtures that take minutes to set up (trainings, conversions, virtual-device workers,
+#: interpreters on other backends): every test that uses one is `slow`, whatever its
+#: own time, so that `make test-fast` never pays for the set-up.
+EXPENSIVE_FIXTURES = {"first_example", "other_backends", "kinds", "exported", "jax_run",
+                      "tf_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

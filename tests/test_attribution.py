@@ -15,6 +15,7 @@ def _model():
     return model
 
 
+@pytest.mark.slow
 def test_scores_equal_pykans_propagation():
     model = _model()
     x = np.random.default_rng(0).uniform(-1, 1, (400, 4)).astype("float32")
@@ -30,6 +31,7 @@ def test_scores_equal_pykans_propagation():
     assert feature_scores(model, x)[1] == 0.0 and nodes[-1].tolist() == [1.0]
 
 
+@pytest.mark.slow
 def test_prune_input_drops_the_unreached_input_only():
     model = _model()
     x = np.random.default_rng(1).uniform(-1, 1, (300, 4)).astype("float32")

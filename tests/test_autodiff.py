@@ -18,6 +18,7 @@ def _points(n=2, rows=12, seed=0, low=-0.9, high=0.9):
     return np.random.default_rng(seed).uniform(low, high, (rows, n))
 
 
+@pytest.mark.slow
 def test_closed_form():
     def fn(x):  # u = x0^3 + sin(x1) x0
         return ops.expand_dims(x[:, 0] ** 3 + ops.sin(x[:, 1]) * x[:, 0], -1)
@@ -47,6 +48,7 @@ def _layer_reference(layer, x):
 
 
 @pytest.mark.parametrize("adapted", [False, True], ids=["uniform", "updated_grid"])
+@pytest.mark.slow
 def test_layer_second_derivative_matches_scipy(adapted):
     """The layer's own basis (PyTorch: its custom autograd node, twice) against SciPy."""
     layer = KANDense(1, grid_size=6, seed=3)
@@ -118,6 +120,7 @@ def _compiled(fn):
     return fn  # eager PyTorch; its compiled use is the training step below
 
 
+@pytest.mark.slow
 def test_inside_a_compiled_function():
     model = KAN([2, 2, 1], grid_size=5, seed=1)
     x = ops.convert_to_tensor(_points().astype("float32"))
@@ -126,6 +129,7 @@ def test_inside_a_compiled_function():
     np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_differentiable_with_respect_to_the_weights(float64):
     """The compiled objective's weight gradient of a Laplacian loss against a central
     difference along a random direction."""
@@ -150,6 +154,7 @@ def test_differentiable_with_respect_to_the_weights(float64):
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_bad_arguments():
     model = KAN([2, 2, 3], grid_size=3, seed=0)
     x = _points().astype("float32")

@@ -161,6 +161,7 @@ def test_uncompiled_model_for_fit_lbfgs():
             ValueError, r"fit_lbfgs: the model is not compiled; call model\.compile\(loss=\.\.\.\)")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_at_the_start():
     """A loss that is NaN at the starting weights is an error, not a silent stop."""
     model = make_model(compiled=False)

@@ -36,6 +36,7 @@ class Recorder(keras.callbacks.Callback):
         self.grids.append(to_numpy(self.model.layers[0].grid).copy())
 
 
+@pytest.mark.slow
 def test_grid_update_in_fit_counts_steps_and_moves_grids():
     x, y = data()
     model = KAN([2, 3, 1], seed=0)
@@ -59,6 +60,7 @@ def test_grid_update_in_fit_counts_steps_and_moves_grids():
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_predict_follows_a_grid_update_made_outside_fit():
     x, _ = data()
     model = KAN([2, 3, 1], seed=0)
@@ -69,6 +71,7 @@ def test_compiled_predict_follows_a_grid_update_made_outside_fit():
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_basis_choice_follows_the_grid(tmp_path):
     from keras_kan import refine
 
@@ -87,6 +90,7 @@ def test_basis_choice_follows_the_grid(tmp_path):
     assert KAN([2, 1], spline_order=0, seed=0).layers[0].uniform_grid is False
 
 
+@pytest.mark.slow
 def test_grid_written_behind_the_layers_back():
     """A compiled step that assumed a uniform grid never returns wrong numbers or NaN."""
     from keras_kan import sync_grids
@@ -133,6 +137,7 @@ class Snapshot(keras.callbacks.Callback):
         self.step += 1
 
 
+@pytest.mark.slow
 def test_pruning_callback_masks_at_step():
     x, y = data()
     model = KAN([2, 4, 1], seed=0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import to_numpy
 
-from keras_kan import KANDense, fit_lbfgs
+from keras_kan import KANDense, fit_lbfgs, symbolic_edges
 from keras_kan.callbacks import GridUpdate
 
 G, K = 5, 3
@@ -37,6 +37,7 @@ def _coverage_warnings(record, name):
 
 
 @pytest.mark.parametrize("run_eagerly", [False, True])
+@pytest.mark.slow
 def test_fit_warns_once_naming_layer_and_fraction(run_eagerly):
     x, y = _data(3.0)
     expected = float(np.mean(np.abs(x) > 1.0))  # one batch: the whole set
@@ -50,6 +51,26 @@ def test_fit_warns_once_naming_layer_and_fraction(run_eagerly):
     assert len(found) == 1, found
     assert f"{expected:.0%} of its inputs" in found[0]
     assert model.layers[0].outside_grid_fraction == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+@pytest.mark.slow
+def test_no_warning_for_a_layer_of_symbolic_edges_only(run_eagerly):
+    """Off-grid inputs matter only to splines: a layer whose every edge is symbolic
+    (what `auto_symbolic` leaves, whose joint refit may move a layer's inputs) records
+    the fraction but does not warn; the layer before it, with splines, still does."""
+    x, y = _data(3.0)
+    model = _model()
+    second = model.layers[1]
+    for i in range(4):
+        symbolic_edges.set_edge(second, i, 0, "x", params=(1.0, 0.0, 1.0, 0.0))
+    model.compile("adam", "mse", run_eagerly=run_eagerly)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model.fit(x * 30, y, batch_size=len(x), epochs=2, verbose=0)
+    assert _coverage_warnings(record, "second") == []
+    assert len(_coverage_warnings(record, "first")) == 1
+    assert second.outside_grid_fraction > 0.5
 
 
 def test_no_warning_inside_the_grid_and_one_per_direct_call():
@@ -72,6 +93,7 @@ def test_no_warning_inside_the_grid_and_one_per_direct_call():
     assert len(_coverage_warnings(record, "wide")) == 1
 
 
+@pytest.mark.slow
 def test_grid_update_at_step_zero_silences_the_warning():
     x, y = _data(3.0)
     model = _model()
@@ -91,6 +113,7 @@ def _expected_data_knots(x):
 
 
 @pytest.mark.parametrize("run_eagerly", [False, True])
+@pytest.mark.slow
 def test_data_grid_follows_the_first_batch(run_eagerly):
     x, y = _data(3.0)
     model = _model("data")
@@ -114,6 +137,7 @@ def test_data_grid_follows_the_first_batch(run_eagerly):
                                to_numpy(model(x)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_data_grid_saves_and_loads(tmp_path):
     x, y = _data(3.0)
     model = _model("data")
@@ -136,6 +160,7 @@ def test_data_grid_saves_and_loads(tmp_path):
     assert fresh.grid_range == "data"
 
 
+@pytest.mark.slow
 def test_data_grid_with_fit_lbfgs():
     x, y = _data(3.0)
     model = _model("data")
@@ -145,6 +170,7 @@ def test_data_grid_with_fit_lbfgs():
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fit_lbfgs_warns_before_its_compiled_objective():
     x, y = _data(3.0)
     model = _model()
@@ -155,6 +181,7 @@ def test_fit_lbfgs_warns_before_its_compiled_objective():
     assert len(_coverage_warnings(record, "first")) == 1
 
 
+@pytest.mark.slow
 def test_default_grid_stays_fixed():
     x, y = _data(3.0)
     model = _model()
@@ -166,6 +193,7 @@ def test_default_grid_stays_fixed():
     np.testing.assert_allclose(to_numpy(model.layers[0].grid), grid)  # pykan's behaviour
 
 
+@pytest.mark.slow
 def test_constant_feature_gets_a_finite_grid():
     x = np.ones((8, 2), "float32")
     layer = KANDense(1, grid_range="data", seed=0)
@@ -193,6 +221,7 @@ def test_hyperkan_passes_data_grid_range():
         HyperKAN((3,), 1, grid_range="auto")
 
 
+@pytest.mark.slow
 def test_fit_lbfgs_with_grid_updates_does_not_warn():
     x, y = _data(3.0)
     model = _model()

@@ -72,6 +72,7 @@ def _trajectory():
     return history.history["loss"], model.get_weights()
 
 
+@pytest.mark.slow
 def test_fit_lbfgs_trajectory_repeats_on_this_backend():
     losses_a, weights_a = _trajectory()
     losses_b, weights_b = _trajectory()

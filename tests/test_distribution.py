@@ -35,16 +35,12 @@ def run_worker(script, backend, out_dir, **env):
     return json.loads(lines[-1][len("RESULTS "):])
 
 
-def crossload(backend, out_dir, name):
-    """Load OUT_DIR/name on `backend` in a subprocess; compare with OUT_DIR/io.npz."""
-    environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
-                       PYTHONPATH=os.pathsep.join(
-                           p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, os.path.join(HERE, "support", "crossload.py"),
-                           os.path.join(out_dir, name), os.path.join(out_dir, "io.npz")],
-                          env=environment, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, (
-        f"loading on {backend} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
+def crossload(other_backends, backend, out_dir, name):
+    """Load OUT_DIR/name on `backend` (a worker process); compare with OUT_DIR/io.npz."""
+    status, printed = other_backends.run(backend, "crossload", "main",
+                                         os.path.join(out_dir, name),
+                                         os.path.join(out_dir, "io.npz"))
+    assert status == 0, f"loading on {backend} failed:\n{printed}"
 
 
 # --- layout_map: the keys (any backend, no devices needed) ---------------------------
@@ -128,6 +124,7 @@ def check_specs(name, variables):
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
+@pytest.mark.slow
 def test_jax_fit_matches_single_device(jax_run, name):
     """`model.fit` with a KANRegularizer (L1 on edge scores) and three GridUpdates."""
     _, results = jax_run
@@ -179,12 +176,13 @@ def test_jax_prune_under_data_parallel(jax_run):
     check_specs("data_parallel", r["variables_after_prune"])
 
 
-def test_jax_save_distributed_load_single_device_and_on_torch(jax_run):
+@pytest.mark.slow
+def test_jax_save_distributed_load_single_device_and_on_torch(jax_run, other_backends):
     out, results = jax_run
     r = results["model_parallel"]
     assert r["loaded_devices"] == 1
     assert r["load_single_device_abs_err"] < 1e-6
-    crossload("torch", out, "model_parallel.keras")
+    crossload(other_backends, "torch", out, "model_parallel.keras")
 
 
 # --- TensorFlow: MirroredStrategy on 2 logical CPUs ----------------------------------
@@ -198,6 +196,7 @@ def tf_run(tmp_path_factory):
     return out, run_worker("distributed_tf.py", "tensorflow", out)
 
 
+@pytest.mark.slow
 def test_tf_mirrored_fit_matches_single_device(tf_run):
     _, r = tf_run
     assert r["replicas"] == 2
@@ -219,8 +218,9 @@ def test_tf_mirrored_edge_score_penalty_is_per_replica(tf_run):
     assert 1e-6 < r["fit_l1_weights_rel_err"] < 1e-2
 
 
-def test_tf_mirrored_save_reload_and_on_jax(tf_run):
+@pytest.mark.slow
+def test_tf_mirrored_save_reload_and_on_jax(tf_run, other_backends):
     out, r = tf_run
     assert r["reload_in_scope_abs_err"] < 1e-6
     assert r["reload_single_device_abs_err"] < 1e-6
-    crossload("jax", out, "mirrored.keras")
+    crossload(other_backends, "jax", out, "mirrored.keras")

@@ -153,6 +153,7 @@ def _derivatives(layer, x, w):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.slow
 def test_forward_and_input_derivatives_match_scipy(k, kind, float64):
     layer = _layer(kind, k)
     x = _samples(to_numpy(layer.grid))
@@ -167,6 +168,7 @@ def test_forward_and_input_derivatives_match_scipy(k, kind, float64):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_analysis_matches_the_forward_pass(kind, float64):
     layer = _layer(kind, 3)
     x = _samples(to_numpy(layer.grid), rows=64)
@@ -184,6 +186,7 @@ def _pykan_scores(phi, x):
     return phi.std(axis=0, ddof=1) / (x.std(axis=0, ddof=1)[:, None] + 0.1)
 
 
+@pytest.mark.slow
 def test_scores_count_symbolic_edges_whatever_the_sample_count(float64):
     """Regression: above the chunking bound a symbolic edge scored 0, so pruning deleted it."""
     layer = _layer("data", 3, n=3)
@@ -204,6 +207,7 @@ def test_scores_count_symbolic_edges_whatever_the_sample_count(float64):
                                rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_prune_keeps_a_symbolic_edge_on_many_samples():
     """The original report: a 784-input layer, samples past the old chunking bound."""
     model = KAN([784, 1], grid_size=5, seed=0)
@@ -220,6 +224,7 @@ def test_prune_keeps_a_symbolic_edge_on_many_samples():
     assert pruned.layers[0]._symbolic_spec == [(5, 0, "x^2")]
 
 
+@pytest.mark.slow
 def test_scores_after_a_grid_update_match_numpy():
     model = KAN([2, 3, 1], grid_size=5, seed=0)
     x = np.random.default_rng(2).uniform(-1, 1, size=(500, 2)).astype("float32")
@@ -231,6 +236,7 @@ def test_scores_after_a_grid_update_match_numpy():
 
 
 @pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "softplus", "gelu", "elu"])
+@pytest.mark.slow
 def test_numpy_base_activation_matches_the_layers(activation):
     layer = KANDense(2, base_activation=activation)
     layer.build((None, 3))

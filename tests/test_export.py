@@ -49,6 +49,7 @@ def run_tflite(path, x):
 
 @tf_only
 @pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.slow
 def test_litert_export_uses_builtin_ops_and_matches(tmp_path, uniform):
     model = KAN([3, 4, 2], seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype("float32")
@@ -65,6 +66,7 @@ def test_litert_export_uses_builtin_ops_and_matches(tmp_path, uniform):
 
 
 @tf_only
+@pytest.mark.slow
 def test_saved_model_serving_signature(tmp_path):
     import tensorflow as tf
 
@@ -95,35 +97,39 @@ def _orders():
     return keras.Model(inputs, keras.layers.Concatenate()(branches), name="orders")
 
 
-def _pruned(x):
-    """A [3, 5, 2] KAN whose hidden node 4 is dead, pruned to [3, 4, 2]."""
+def _refined_pruned(x, skewed):
+    """A [3, 5, 2] KAN on data-adapted knots, refined to grid 9, whose hidden node 4 is
+    dead, pruned to [3, 4, 2]: grid update, grid extension and pruning in one model."""
     model = KAN([N_IN, 5, 2], seed=0)
+    update_grids(model, skewed)
+    model = refine(model, 9, skewed)
     into, out_of = np.ones((N_IN, 5), "float32"), np.ones((5, 2), "float32")
     into[:, 4] = 0
     out_of[4, :] = 0
     model.layers[0].edge_mask.assign(into)
     model.layers[1].edge_mask.assign(out_of)
     pruned = prune(model, x, verbose=False)
-    assert pruned.layers[0].units == 4
+    assert pruned.layers[0].units == 4 and not pruned.layers[0].uniform_grid
+    assert pruned.layers[0].grid_size == 9
     return pruned
 
 
 def _make_kinds():
-    """kind -> (model, float32 reference model, calibration data)."""
+    """kind -> (model, float32 reference model, calibration data).
+
+    Four models cover what changes the exported graph: uniform and data-adapted knots
+    (every spline order 0..5, with biases), a refined and pruned model, mixed precision.
+    """
     x = _data(256, 0)
     skewed = np.sign(x) * np.abs(x) ** 3  # data whose quantiles make non-uniform knots
     kinds = {}
-    kinds["uniform"] = KAN([N_IN, 4, 2], seed=0)
-    updated = KAN([N_IN, 4, 2], seed=0)
-    update_grids(updated, skewed)
-    assert not updated.layers[0].uniform_grid
-    kinds["updated"] = updated
-    kinds["refined"] = refine(updated, 9, skewed)
-    kinds["pruned"] = _pruned(x)
     kinds["orders_bias"] = _orders()
     orders_updated = _orders()
     update_grids(orders_updated, skewed)
+    assert not any(layer.uniform_grid for layer in orders_updated.layers
+                   if isinstance(layer, KANDense))
     kinds["orders_bias_updated"] = orders_updated
+    kinds["refined_pruned"] = _refined_pruned(x, skewed)
     out = {kind: (model, model, x) for kind, model in kinds.items()}
 
     keras.config.set_dtype_policy("mixed_float16")
@@ -140,8 +146,7 @@ def _make_kinds():
     return out
 
 
-KINDS = ["uniform", "updated", "refined", "pruned", "orders_bias", "orders_bias_updated",
-         "mixed_float16"]
+KINDS = ["orders_bias", "orders_bias_updated", "refined_pruned", "mixed_float16"]
 ARTIFACTS = ["saved_model", "litert", "litert_dynamic", "onnx"]
 
 
@@ -198,6 +203,7 @@ def _close(got, want, rtol=1e-5):
 
 @pytest.mark.parametrize("artifact", ARTIFACTS)
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_runtime_matches_keras(exported, kinds, kind, artifact, record_property):
     if artifact not in exported[kind]:
         pytest.skip(f"{artifact} is written by TensorFlow")
@@ -235,6 +241,7 @@ def test_litert_variants_builtin_only_and_int8_bounded(exported, kinds, kind, re
 
 
 @tf_only
+@pytest.mark.slow
 def test_flex_op_fails_and_writes_nothing(tmp_path):
     model = keras.Sequential([keras.Input((N_IN,)), KANDense(2),
                               keras.layers.Lambda(lambda t: keras.ops.erfinv(0.1 * t))])
@@ -259,12 +266,13 @@ def test_mixed_precision_exports_float32(exported, kinds):
 
 
 @tf_only
+@pytest.mark.slow
 def test_serving_layout_and_saved_model_cli(exported, kinds, tmp_path):
-    path = exported["updated"]["saved_model"]
+    path = exported["orders_bias_updated"]["saved_model"]
     assert path.endswith(os.path.join("kan", "1"))
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     # A second version goes next to the first, as TF Serving expects.
-    model, _, _ = kinds["uniform"]
+    model, _, _ = kinds["orders_bias"]
     root = os.path.dirname(os.path.dirname(path))
     written = export_model(model, root, formats="saved_model", version=2, name="kan")
     assert sorted(os.listdir(os.path.join(root, "kan"))) == ["1", "2"]
@@ -279,7 +287,7 @@ def test_serving_layout_and_saved_model_cli(exported, kinds, tmp_path):
     text = shown.stdout
     assert "signature_def['serving_default']" in text
     assert "inputs['inputs'] tensor_info:" in text and "outputs['outputs'] tensor_info:" in text
-    assert "shape: (-1, 3)" in text and "shape: (-1, 2)" in text
+    assert "shape: (-1, 3)" in text and "shape: (-1, 12)" in text  # 6 orders x 2 units
     assert text.count("dtype: DT_FLOAT") >= 2
 
 
@@ -320,47 +328,41 @@ def _check_all(model, written_dir, name):
 
 @pytest.mark.skipif(ON_TF, reason="the TensorFlow backend exports in process "
                                   "(test_cli_in_process)")
+@pytest.mark.slow
 def test_cli_exports_a_model_saved_on_this_backend(tmp_path):
+    """Run from this backend, the command re-runs itself under TensorFlow and writes
+    every format (with both quantized LiteRT variants) of the file saved here."""
     model, path = _train_and_save(tmp_path)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "keras_kan.export", path, str(out),
                "--quantize", "dynamic", "--quantize", "int8",
                "--calibration", str(tmp_path / "calibration.npy")]
-    done = subprocess.run(command, env=_env("tensorflow"), cwd=str(tmp_path),
+    done = subprocess.run(command, env=_env(BACKEND), cwd=str(tmp_path),
                           check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "re-running with KERAS_BACKEND=tensorflow" in done.stderr
     name = f"trained_on_{BACKEND}"
     _check_all(model, str(out), name)
 
 
-@pytest.mark.skipif(BACKEND != "jax", reason="runs on JAX, which writes no format itself "
-                                            "(the same code re-runs from PyTorch)")
-def test_cli_reruns_itself_under_tensorflow(tmp_path):
-    model, path = _train_and_save(tmp_path)
-    out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "keras_kan.export", path, str(out),
-                           "--format", "litert"],
-                          env=_env(BACKEND), cwd=str(tmp_path), check=False, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "re-running with KERAS_BACKEND=tensorflow" in done.stderr
-    assert sorted(os.listdir(out)) == [f"trained_on_{BACKEND}.tflite"]
-    x = _data(9, 8)
-    _close(run_tflite(str(out / f"trained_on_{BACKEND}.tflite"), x)[0],
-           to_numpy(model(x)).astype(np.float32))
-
-
 @tf_only
+@pytest.mark.slow
 def test_cli_in_process(tmp_path, capsys):
+    """`main` parses the command line and exports; the formats themselves are checked on
+    every kind of model above, so one float and one int8 LiteRT file suffice here."""
     model, path = _train_and_save(tmp_path)
     out = tmp_path / "out"
-    status = main([path, str(out), "--name", "m", "--quantize", "dynamic", "--quantize",
+    status = main([path, str(out), "--name", "m", "--format", "litert", "--quantize",
                    "int8", "--calibration", str(tmp_path / "calibration.npy")])
     assert status == 0
     printed = capsys.readouterr().out
-    for key in ("saved_model", "litert_int8", "onnx"):
-        assert key in printed
-    _check_all(model, str(out), "m")
+    assert "litert" in printed and "litert_int8" in printed and "onnx" not in printed
+    assert sorted(os.listdir(out)) == ["m.tflite", "m_int8.tflite"]
+    x = _data(9, 8)
+    want = to_numpy(model(x)).astype(np.float32)
+    _close(run_tflite(str(out / "m.tflite"), x)[0], want)
+    int8, _ = run_tflite(str(out / "m_int8.tflite"), x)
+    assert np.max(np.abs(int8 - want)) <= 0.05 * max(np.ptp(want), 1e-3)
 
 
 def test_backend_without_a_writer_names_the_command(tmp_path):
@@ -467,6 +469,7 @@ def test_missing_package_says_what_to_install(saved, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_import_keras_kan_loads_no_export_dependency():
     code = ("import sys, keras_kan, keras_kan.export; "
             "print(sorted(m for m in ('tensorflow', 'onnx', 'tf2onnx', 'onnxruntime', "

@@ -107,6 +107,7 @@ def _value_and_grads(fn, x, kernel):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.slow
 def test_fast_basis_values_match_scipy(k, kind, float64):
     knots = _knots(kind, k)
     x = _samples(knots, seed=k)
@@ -124,6 +125,7 @@ def test_fast_basis_values_match_scipy(k, kind, float64):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.slow
 def test_fast_spline_product_and_gradients_match_float64_reference(k, kind, float64):
     """`spline_matmul` (what `KANDense.call` runs): output, d/dx and d/dkernel."""
     knots = _knots(kind, k)
@@ -148,6 +150,7 @@ def test_fast_spline_product_and_gradients_match_float64_reference(k, kind, floa
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.slow
 def test_fast_paths_in_float32_match_float64(k, kind):
     """float32, as models train: within float32 rounding of the float64 reference."""
     knots = _knots(kind, k)
@@ -170,6 +173,7 @@ def test_fast_paths_in_float32_match_float64(k, kind):
     np.testing.assert_allclose(grad_x, expected_x, atol=2e-4 * scale, rtol=0)
 
 
+@pytest.mark.slow
 def test_inference_without_gradients_matches_the_training_path():
     """PyTorch sums kernel rows (`embedding_bag`) when no gradient is needed; every
     backend: `predict` equals the layer's call under a gradient tape / autograd."""
@@ -212,6 +216,7 @@ def test_tensorflow_marks_the_basis_for_xla_except_for_export():
 
 @pytest.mark.parametrize("kind", KINDS + ["repeated"])
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.slow
 def test_inference_product_matches_scipy(k, kind, float64):
     """`spline_matmul` with no gradient needed (PyTorch: per-interval polynomials summed
     by `embedding_bag`), float64, against scipy; also at the knots and beyond them."""

@@ -30,6 +30,7 @@ def load(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_committed_file_gives_the_committed_outputs(kind):
     model, x, y = load(kind)
     got = to_numpy(model(x))
@@ -71,6 +72,7 @@ def test_kind_specific_state_survives():
 
 
 @pytest.mark.parametrize("kind", ["refine", "regularizer"])
+@pytest.mark.slow
 def test_committed_file_trains_after_loading(kind):
     """Loaded weights are live variables: one training step changes them and stays finite."""
     model, x, y = load(kind)

@@ -5,6 +5,7 @@ counts, masking support, symbolic and eager calls, a compiled training step
 and (except on PyTorch without CUDA, which Keras skips) mixed precision.
 """
 
+import pytest
 from absl.testing import parameterized
 from keras.src import testing
 
@@ -16,6 +17,7 @@ BASE = {"units": 2, "grid_size": 3, "seed": 0}
 NON_TRAINABLE = 2 + 5
 
 
+@pytest.mark.slow  # Keras's layer-test harness compiles and fits every case
 class KANDenseKerasTest(testing.TestCase):
     @parameterized.named_parameters(
         ("rank2", (4, 3)),

@@ -21,6 +21,7 @@ def perturb(layer, rng, scale=0.5):
 
 
 @pytest.mark.parametrize("grid_size,k,use_bias", [(5, 3, False), (3, 1, True), (8, 2, False)])
+@pytest.mark.slow
 def test_forward_matches_numpy_reference(grid_size, k, use_bias):
     rng = np.random.default_rng(grid_size)
     layer = KANDense(4, grid_size=grid_size, spline_order=k, use_bias=use_bias,
@@ -97,6 +98,7 @@ def test_higher_rank_inputs_act_on_last_axis():
     assert layer.compute_output_shape((None, 5, 3)) == (None, 5, 4)
 
 
+@pytest.mark.slow
 def test_sequential_add_and_functional():
     model = keras.Sequential()
     model.add(keras.Input((2,)))
@@ -110,6 +112,7 @@ def test_sequential_add_and_functional():
     assert to_numpy(functional(np.zeros((4, 7, 2), "float32"))).shape == (4, 7, 3)
 
 
+@pytest.mark.slow
 def test_kan_builds_pykan_style_stack():
     model = KAN(width=[2, 5, 1], grid_size=4, spline_order=2, seed=0)
     assert [layer.units for layer in model.layers] == [5, 1]
@@ -124,6 +127,7 @@ def test_kan_builds_pykan_style_stack():
             KAN(width=bad)
 
 
+@pytest.mark.slow
 def test_fit_changes_every_trainable_weight_and_lowers_loss():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(256, 2)).astype("float32")
@@ -143,6 +147,7 @@ def test_fit_changes_every_trainable_weight_and_lowers_loss():
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.slow
 def test_mixed_precision(policy):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(16, 3)).astype("float32")

@@ -153,6 +153,7 @@ def test_rosenbrock(float64):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow
 def test_least_squares(dtype, request):
     """A consistent (zero-residual) linear system is solved to the dtype's precision.
 
@@ -199,6 +200,7 @@ def test_curvature_pairs_are_kept_at_tiny_loss_scales(float64):
         fit_lbfgs(model, x, y, steps=1, verbose=0, tolerance_ys=-1.0)
 
 
+@pytest.mark.slow
 def test_penalties_and_sample_weight(float64):
     """Weighted ridge regression: a kernel regularizer plus an `add_loss` penalty."""
     n, d, lam1, lam2 = 100, 4, 5.0, 2.0
@@ -220,6 +222,7 @@ def test_penalties_and_sample_weight(float64):
     np.testing.assert_allclose(history.history["loss"][-1], objective, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_minibatch():
     x, y = regression_data(n=128)
     model = small_dense()
@@ -250,6 +253,7 @@ class Recorder(keras.callbacks.Callback):
         self.events.append(("train_end", None))
 
 
+@pytest.mark.slow
 def test_callbacks_history_and_metrics():
     x, y = regression_data()
     model = small_dense()

@@ -29,6 +29,7 @@ def scalars(run_dir, tag):
             for e in acc.Tensors(tag)}
 
 
+@pytest.mark.slow
 def test_tensorboard_callback_writes_the_loss_of_every_step(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 2)).astype("float32")

@@ -23,6 +23,7 @@ def test_kan_refuses_bad_widths(width):
         KAN(width)
 
 
+@pytest.mark.slow
 def test_objective_model_minimizes_the_objective_with_a_keras_optimizer():
     """A least-squares objective written without x/y: fit drives it down to the data's."""
     base = KAN([1, 1], grid_size=5, seed=0)

@@ -1,8 +1,8 @@
 """Physics-informed and continual training: fit_lbfgs(objective=...), ObjectiveModel,
 KANDense(use_base=False, scales_trainable=False) and their save/load across backends."""
 
+import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -43,6 +43,7 @@ def _weights(model):
 # --- fit_lbfgs(objective=...) -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_objective_trains_with_history_callbacks_and_grid_updates():
     mesh, objective = _regression()
     model = KAN([2, 2, 1], grid_size=5, seed=1)
@@ -58,6 +59,7 @@ def test_objective_trains_with_history_callbacks_and_grid_updates():
     assert float(to_numpy(objective(model))) == pytest.approx(loss[-1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_objective_with_update_grid_and_refine():
     mesh, objective = _regression()
     model = KAN([2, 2, 1], grid_size=3, seed=1)
@@ -93,6 +95,7 @@ def test_objective_rejects_data_it_does_not_use():
             m.layers[0].spline_kernel), steps=1, verbose=0)
 
 
+@pytest.mark.slow
 def test_objective_model_trains_with_a_keras_optimizer():
     mesh, objective = _regression()
     kan = KAN([2, 2, 1], grid_size=4, seed=0)
@@ -125,6 +128,7 @@ def test_small_poisson_solve_converges():
 # --- continual learning -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bumps_learned_in_sequence_are_not_forgotten():
     models = {"KAN": continual_learning.make_kan(grid_size=60, seed=0)}
     errors, _ = continual_learning.run(models, phases=3, steps=8, points=60)
@@ -138,6 +142,7 @@ def test_bumps_learned_in_sequence_are_not_forgotten():
 # --- layer options --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_use_base_false_and_frozen_scales():
     layer = KANDense(3, grid_size=4, seed=0, use_base=False, scales_trainable=False)
     model = keras.Sequential([keras.Input((2,)), layer])
@@ -157,6 +162,7 @@ def test_use_base_false_and_frozen_scales():
         KANDense(3, scales_trainable=1)
 
 
+@pytest.mark.slow
 def test_options_reach_every_layer_and_survive_fit_and_refine():
     model = KAN([1, 2, 1], grid_size=5, seed=0, use_base=False, scales_trainable=False)
     assert all(not layer.use_base and not layer.scales_trainable for layer in model.layers)
@@ -178,6 +184,7 @@ def _options_model():
     return model, x
 
 
+@pytest.mark.slow
 def test_options_round_trip(tmp_path):
     model, x = _options_model()
     path = str(tmp_path / "m.keras")
@@ -189,20 +196,16 @@ def test_options_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_options_load_on_the_other_backends(tmp_path):
+def test_options_load_on_the_other_backends(tmp_path, other_backends):
     model, x = _options_model()
     model_path, io_path = str(tmp_path / "m.keras"), str(tmp_path / "io.npz")
     model.save(model_path)
     np.savez(io_path, x=x, y=to_numpy(model(x)))
-    check = ("import sys, keras, keras_kan; m = keras.saving.load_model(sys.argv[1]); "
-             "assert all(not l.use_base and not l.scales_trainable for l in m.layers); "
-             "assert len(m.trainable_variables) == 2")
     for other in BACKENDS:
         if other == BACKEND:
             continue
-        env = dict(os.environ, KERAS_BACKEND=other)
-        for args in (["-c", check, model_path],
-                     [os.path.join(HERE, "support", "crossload.py"), model_path, io_path]):
-            run = subprocess.run([sys.executable, *args], env=env, capture_output=True,
-                                 text=True, timeout=300)
-            assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])
+        status, printed = other_backends.run(other, "crossload", "layer_options", model_path)
+        assert status == 0, (other, printed)
+        assert json.loads(printed) == {"options": [[False, False]] * 2, "trainable": 2}
+        status, printed = other_backends.run(other, "crossload", "main", model_path, io_path)
+        assert status == 0, (other, printed)

@@ -21,6 +21,7 @@ def _edge_labels(fig):
     return sorted(ax.get_label() for ax in fig.axes if ax.get_label().startswith("kan_edge_"))
 
 
+@pytest.mark.slow
 def test_plot_is_created_and_saved(tmp_path):
     model = keras_kan.KAN([2, 3, 1], seed=0)
     path = tmp_path / "nested" / "dir" / "kan.png"
@@ -33,6 +34,7 @@ def test_plot_is_created_and_saved(tmp_path):
 
 
 @pytest.mark.parametrize("extension, magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
+@pytest.mark.slow
 def test_other_formats(tmp_path, extension, magic):
     model = keras_kan.KAN([2, 2, 1], seed=0)
     path = tmp_path / f"kan.{extension}"
@@ -77,6 +79,7 @@ def test_curves_follow_the_data_range():
     np.testing.assert_allclose([xs.min(), xs.max()], [0.2, 0.6], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_wide_layer_and_non_kan_layers_between():
     inputs = keras.Input((4,))
     h = KANDense(3, seed=0)(inputs)

@@ -62,6 +62,7 @@ def samples(features, batch=(1, 7, 16), low=-4.0, high=4.0):
 
 @given(config=layer_configs(), features=st.integers(1, 3), lead=st.sampled_from([(), (2,)]),
        data=st.data())
+@pytest.mark.slow
 def test_finite_inputs_give_finite_outputs(config, features, lead, data):
     layer = KANDense(**config)
     x = data.draw(hnp.arrays(np.float32, st.tuples(st.sampled_from([1, 5])).map(
@@ -73,6 +74,7 @@ def test_finite_inputs_give_finite_outputs(config, features, lead, data):
 
 
 @given(config=layer_configs(), features=st.integers(1, 3), data=st.data())
+@pytest.mark.slow
 def test_edge_activations_sum_to_call(config, features, data):
     layer = KANDense(**config)
     layer.build((None, features))
@@ -103,6 +105,7 @@ def test_config_round_trip_is_identity(config):
 
 @settings(max_examples=4)
 @given(config=layer_configs(), features=st.integers(1, 3), data=st.data())
+@pytest.mark.slow
 def test_save_load_is_identity(tmp_path_factory, config, features, data):
     model = keras.Sequential([keras.Input((features,)), KANDense(**config)])
     perturb(model.layers[0], config["seed"])
@@ -144,6 +147,7 @@ def test_update_grid_refits_as_well_as_least_squares(config, features, data):
 @settings(max_examples=6)
 @given(grid_size=st.integers(1, 5), factor=st.integers(2, 3), k=st.integers(0, 3),
        width=st.sampled_from([[1, 2], [2, 1]]), seed=st.integers(0, 1000), data=st.data())
+@pytest.mark.slow
 def test_refine_to_a_multiple_is_exact(grid_size, factor, k, width, seed, data):
     model = KAN(width, grid_size=grid_size, spline_order=k, seed=seed)
     perturb(model.layers[0], seed)
@@ -156,6 +160,7 @@ def test_refine_to_a_multiple_is_exact(grid_size, factor, k, width, seed, data):
 @settings(max_examples=4)
 @given(width=st.sampled_from([[2, 3, 1], [1, 2, 2], [3, 2, 2, 1]]), seed=st.integers(0, 1000),
        data=st.data())
+@pytest.mark.slow
 def test_prune_with_zero_thresholds_changes_nothing(width, seed, data):
     model = KAN(width, grid_size=3, seed=seed)
     x = data.draw(samples(width[0], batch=(2, 32)))
@@ -167,6 +172,7 @@ def test_prune_with_zero_thresholds_changes_nothing(width, seed, data):
     np.testing.assert_array_equal(to_numpy(pruned(x)), to_numpy(model(x)))
 
 
+@pytest.mark.slow
 def test_pruned_layers_compute_exactly_what_they_replace():
     """The example hypothesis 6.170.17 drew for the test above: on PyTorch the pruned
     layers' variables, made from sliced arrays, kept a transposed memory layout, and the

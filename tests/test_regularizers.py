@@ -32,6 +32,7 @@ def penalty_of(layer, x):
     [dict(l1=1.0), dict(entropy=1.0), dict(coef=1.0), dict(coef_diff=1.0),
      dict(l1=0.01, entropy=0.1, coef=0.3, coef_diff=0.2)],
 )
+@pytest.mark.slow
 def test_penalty_equals_pykan_formula(strengths):
     layer = layer_with_weights(KANRegularizer(**strengths))
     x = np.random.default_rng(1).uniform(-1.2, 1.2, size=(257, 3)).astype("float32")
@@ -40,6 +41,7 @@ def test_penalty_equals_pykan_formula(strengths):
     np.testing.assert_allclose(penalty_of(layer, x), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_scores_match_slow_path_from_edge_activations():
     layer = layer_with_weights(None)
     x = np.random.default_rng(2).uniform(-1, 1, size=(100, 3)).astype("float32")
@@ -60,6 +62,7 @@ def test_zero_strengths_give_zero_and_inference_adds_nothing():
     assert layer_none.losses == []
 
 
+@pytest.mark.slow
 def test_penalty_gradients_reach_every_trainable_weight():
     # The data loss is identically zero, so any weight change comes from the penalty.
     model = KAN([3, 4, 1], seed=0, regularizer=KANRegularizer(l1=1.0, entropy=1.0, coef=1.0,
@@ -91,6 +94,7 @@ def test_config_and_validation():
             KANRegularizer(**bad)
 
 
+@pytest.mark.slow
 def test_kan_passes_regularizer_to_every_layer():
     reg = KANRegularizer(l1=0.01, entropy=0.1)
     model = KAN([2, 3, 1], seed=0, regularizer=reg)

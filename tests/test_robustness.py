@@ -26,6 +26,7 @@ def sgd_step(model, x):
 
 @pytest.mark.parametrize("distance", [1e3, 1e6])
 @pytest.mark.parametrize("grid_size,k", [(5, 3), (200, 5), (3, 0)])
+@pytest.mark.slow
 def test_far_outside_the_grid_only_the_base_branch_acts(distance, grid_size, k):
     layer = KANDense(3, grid_size=grid_size, spline_order=k, use_bias=True,
                      bias_initializer="ones", seed=0)
@@ -60,6 +61,7 @@ HALF = ["float16", "bfloat16", "mixed_float16", "mixed_bfloat16"]
 
 @pytest.mark.parametrize("policy", HALF)
 @pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.slow
 def test_half_precision_inside_the_grid(policy, k):
     layer = KANDense(4, grid_size=10, spline_order=k, seed=0, dtype=policy)
     model = keras.Sequential([keras.Input((3,)), layer])
@@ -84,6 +86,7 @@ def test_half_precision_inside_the_grid(policy, k):
 
 
 @pytest.mark.parametrize("k", range(6))
+@pytest.mark.slow
 def test_large_grid_every_order(k):
     layer = KANDense(2, grid_size=200, spline_order=k, seed=0)
     x = np.random.default_rng(k).uniform(-1.2, 1.2, (256, 2)).astype("float32")
@@ -93,6 +96,7 @@ def test_large_grid_every_order(k):
     assert np.all(np.isfinite(grad))
 
 
+@pytest.mark.slow
 def test_batch_of_one():
     model = KAN([2, 3, 1], seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (5, 2)).astype("float32")

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -25,6 +24,7 @@ def as_json(config):
     return json.loads(json.dumps(config))
 
 
+@pytest.mark.slow
 def test_keras_round_trip(tmp_path):
     model = golden_model()
     x = golden_inputs()
@@ -38,6 +38,7 @@ def test_keras_round_trip(tmp_path):
                                   to_numpy(model.layers[0].edge_mask))
 
 
+@pytest.mark.slow
 def test_round_trip_after_training_keeps_optimizer(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 2)).astype("float32")
@@ -91,6 +92,7 @@ def test_shape_mismatch_is_a_clear_error(tmp_path):
         other.load_weights(path)
 
 
+@pytest.mark.slow
 def test_weights_of_another_grid_are_refused_and_change_nothing(tmp_path):
     """Strict loading, as Keras's: grid-5 weights do not load into a grid-8 model."""
     model = KAN([2, 3, 1], grid_size=5, seed=0)
@@ -140,6 +142,7 @@ def test_a_file_whose_config_and_weights_disagree_is_refused(tmp_path):
         keras.saving.load_model(tampered)
 
 
+@pytest.mark.slow
 def test_an_accepted_architecture_loads(tmp_path):
     """Weights of a refined / pruned model load into the original architecture only where
     the layer accepts that architecture (a recorded change: KerasTuner's trials)."""
@@ -173,8 +176,8 @@ def test_golden_files_load_on_this_backend(saved_on):
 
 
 @pytest.mark.slow
-def test_file_saved_here_loads_on_the_other_backends(tmp_path):
-    """Save on this backend; load in fresh processes on the other two; outputs to float32
+def test_file_saved_here_loads_on_the_other_backends(tmp_path, other_backends):
+    """Save on this backend; load on the other two (worker processes); outputs to float32
     rounding (1e-6 absolute + 1e-6 relative)."""
     model = golden_model()
     x = golden_inputs()
@@ -184,9 +187,5 @@ def test_file_saved_here_loads_on_the_other_backends(tmp_path):
     for other in BACKENDS:
         if other == BACKEND:
             continue
-        env = dict(os.environ, KERAS_BACKEND=other)
-        script = os.path.join(HERE, "support", "crossload.py")
-        run = subprocess.run([sys.executable, script, model_path, io_path], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, (other, run.stdout[-2000:], run.stderr[-2000:])
-        assert "max_abs_diff" in run.stdout
+        status, printed = other_backends.run(other, "crossload", "main", model_path, io_path)
+        assert status == 0 and "max_abs_diff" in printed, (other, printed)

@@ -33,6 +33,7 @@ def test_basis_matches_scipy_float64(k, uniform):
 
 
 @pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.slow
 def test_backend_basis_matches_scipy(k):
     rng = np.random.default_rng(0)
     knots = random_knots(rng, 4, 6 + 2 * k + 1)
@@ -44,6 +45,7 @@ def test_backend_basis_matches_scipy(k):
 
 
 @pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.slow
 def test_backend_basis_float64_matches_scipy(float64, k):
     rng = np.random.default_rng(1)
     knots = random_knots(rng, 2, 5 + 2 * k + 1)
@@ -53,6 +55,7 @@ def test_backend_basis_float64_matches_scipy(float64, k):
     np.testing.assert_allclose(got, reference.basis(x, knots, k), atol=1e-10, rtol=0)
 
 
+@pytest.mark.slow
 def test_partition_of_unity_inside_grid_and_zero_outside():
     k, g = 3, 5
     knots = splines.uniform_knots((-1, 1), g, k, n_features=2)
@@ -66,6 +69,7 @@ def test_partition_of_unity_inside_grid_and_zero_outside():
     assert np.all(basis == 0)
 
 
+@pytest.mark.slow
 def test_repeated_knots_give_no_nan():
     k = 3
     knots = np.array([[-1, -1, -1, -1, 0, 0, 0.5, 1, 1, 1, 1, 1.0]])
@@ -78,6 +82,7 @@ def test_repeated_knots_give_no_nan():
         np.testing.assert_allclose(basis, reference.basis(x, knots, k), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_backend_basis_has_finite_gradients_with_repeated_knots():
     knots = keras.ops.convert_to_tensor(np.array([[-1, 0, 0, 0, 0.5, 1, 1.5]]), "float32")
     x = keras.Variable(np.linspace(-1.2, 1.6, 29)[:, None], dtype="float32")
@@ -145,6 +150,7 @@ def test_fit_coefficients_is_finite_when_underdetermined():
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 5])
 @pytest.mark.parametrize("path", ["closed_form", "backend"])
+@pytest.mark.slow
 def test_uniform_closed_form_matches_scipy(k, path):
     """Both uniform-knot paths: the fused closed form, and the backend's choice
     (on PyTorch: the k+1 local values scattered into place)."""
@@ -167,6 +173,7 @@ def test_uniform_closed_form_matches_scipy(k, path):
 
 
 @pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.slow
 def test_non_finite_inputs(uniform):
     """No out-of-range index on any backend; +-inf lies outside the grid (basis 0); a NaN
     input still makes the layer's output NaN (through the base branch)."""
@@ -199,6 +206,7 @@ def _knots_for(kind, k):
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 @pytest.mark.parametrize("kind", ["data", "repeated"])
+@pytest.mark.slow
 def test_general_basis_matches_scipy(k, kind):
     """The backend's path for non-uniform knots (local de Boor) against scipy."""
     from keras_kan.backend import spline_basis
@@ -214,6 +222,7 @@ def test_general_basis_matches_scipy(k, kind):
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize("kind", ["uniform", "data"])
+@pytest.mark.slow
 def test_basis_input_gradient_matches_derivative(k, kind, float64):
     """d/dx of the backend's basis (both paths) equals the B-spline derivative (scipy)."""
 

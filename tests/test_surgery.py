@@ -76,6 +76,7 @@ def test_update_grid_matches_pykan_knot_rule():
     ["constant_feature", "three_samples_grid_10", "duplicated_values", "huge_outlier",
      "one_sample", "grid_eps_zero"],
 )
+@pytest.mark.slow
 def test_update_grid_is_robust(case):
     rng = np.random.default_rng(0)
     grid_size, grid_eps = (10 if case == "three_samples_grid_10" else 5), 0.02
@@ -124,6 +125,7 @@ def test_update_grid_rejects_non_finite_and_changes_nothing(bad):
         update_grids(model, x)
 
 
+@pytest.mark.slow
 def test_update_grids_goes_layer_by_layer():
     model = KAN([2, 4, 1], seed=0)
     x = np.random.default_rng(0).uniform(0, 1, size=(300, 2)).astype("float32")
@@ -135,6 +137,7 @@ def test_update_grids_goes_layer_by_layer():
 
 
 # ---------------------------------------------------------------------- refine
+@pytest.mark.slow
 def test_refine_preserves_outputs_and_changes_shapes(tmp_path):
     model = KAN([2, 3, 1], grid_size=5, seed=0)
     rng = np.random.default_rng(0)
@@ -153,6 +156,7 @@ def test_refine_preserves_outputs_and_changes_shapes(tmp_path):
     assert model.layers[0].grid_size == 5  # the input model is untouched
 
 
+@pytest.mark.slow
 def test_refined_model_trains_saves_and_keeps_compile(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, size=(200, 2)).astype("float32")
     y = np.sin(np.pi * x[:, :1]) * x[:, 1:]
@@ -172,6 +176,7 @@ def test_refined_model_trains_saves_and_keeps_compile(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(fine(x)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_refine_functional_model_with_other_layers():
     inp = keras.Input((3,))
     h = keras.layers.Dense(2)(inp)
@@ -204,6 +209,7 @@ def sparse_model():
     return model
 
 
+@pytest.mark.slow
 def test_prune_removes_dead_nodes_and_matches_masked_model():
     model = sparse_model()
     x = np.random.default_rng(1).uniform(-1, 1, size=(400, 2)).astype("float32")
@@ -218,6 +224,7 @@ def test_prune_removes_dead_nodes_and_matches_masked_model():
     assert pruned.layers[1].grid.shape == (2, 12)
 
 
+@pytest.mark.slow
 def test_prune_prints_report(capsys):
     x = np.random.default_rng(1).uniform(-1, 1, size=(100, 2)).astype("float32")
     prune(sparse_model(), x)
@@ -269,6 +276,7 @@ def test_prune_functional_chain():
     np.testing.assert_allclose(to_numpy(pruned(x)), to_numpy(model(x)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pruned_model_trains_and_saves(tmp_path):
     model = sparse_model()
     model.compile(optimizer="adam", loss="mse")
@@ -283,17 +291,10 @@ def test_pruned_model_trains_and_saves(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(pruned(x)), atol=1e-6)
 
 
-def test_quickstart_prunes_to_the_one_node_the_function_needs():
-    """The canonical run's first stage: pykan's seed-0 start, 20 L-BFGS steps with
-    lamb=0.01, lamb_entropy=10, then prune -> [2, 1, 1] (as pykan does)."""
-    from keras_kan import KANRegularizer, fit_lbfgs
-    from keras_kan.datasets import create_dataset
-
-    (x, y), _ = create_dataset("exp_cos_sq",
-                               n_var=2, n_samples=1000, ranges=(0, 1), seed=0, test_split=0.2)
-    model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
-                regularizer=KANRegularizer(l1=0.01, entropy=0.1))
-    model.compile(loss="mse")
-    fit_lbfgs(model, x, y, steps=20, update_grid=True, verbose=0)
-    pruned = prune(model, x, verbose=False)
+@pytest.mark.slow
+def test_quickstart_prunes_to_the_one_node_the_function_needs(first_example):
+    """The canonical run (the README's first example): pykan's seed-0 start, 20 L-BFGS
+    steps with lamb=0.01, lamb_entropy=10, then prune -> [2, 1, 1] (as pykan does)."""
+    pruned = first_example["model"]
+    assert "[2, 5, 1] -> [2, 1, 1]" in first_example["printed"]
     assert [pruned.layers[0].grid.shape[0]] + [layer.units for layer in pruned.layers] == [2, 1, 1]

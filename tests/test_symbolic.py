@@ -58,6 +58,7 @@ def test_sin_edge_is_recovered(capsys):
     assert "sin" in table and "R^2" in table
 
 
+@pytest.mark.slow
 def test_square_edge_is_recovered_on_a_bare_layer():
     model = _model({(0, 0): square_edge}, 1)
     ranked = symbolic.suggest_symbolic(model.layers[0], 0, 0, 0, _x(), verbose=False)
@@ -163,6 +164,7 @@ def test_fix_symbolic_fits_the_edge_spline():
         symbolic.fix_symbolic(model, 0, 5, 0, "sin", x=x)
 
 
+@pytest.mark.slow
 def test_pruned_deep_model_and_multiple_outputs():
     model = keras_kan.KAN([2, 3, 2], seed=0)
     first, second = model.layers
@@ -210,6 +212,7 @@ def _composed_model(inner, outer, hidden_range):
 
 
 @pytest.mark.parametrize("case", ["exp_sin", "sqrt"])
+@pytest.mark.slow
 def test_issue_cases_recover_the_exact_formula(case):
     x1, x2 = sympy.symbols("x_1 x_2")
     if case == "exp_sin":  # exp(sin(pi x1) + x2^2): x2's edge is x^2, not cos(0.15 x)
@@ -320,6 +323,7 @@ def test_readable_formula_on_any_expression():
         symbolic.readable_formula(expr, x)
 
 
+@pytest.mark.slow
 def test_edits_return_none_and_print_only_with_verbose(capsys):
     # docs/design.md, conventions: in-place edits return None; verbose=0 is the default
     model = _model({(0, 0): sin_edge, (1, 0): square_edge}, 2)

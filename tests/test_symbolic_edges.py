@@ -1,7 +1,6 @@
 """Symbolic edges inside KANDense: library, in-place fixing, training, saving, quickstart."""
 
 import os
-import subprocess
 import sys
 
 import keras
@@ -52,6 +51,7 @@ def edge_inputs(count=500, seed=0):
                      enumerate(EDGES)], axis=1).astype("float32")
 
 
+@pytest.mark.slow
 def test_auto_symbolic_finds_each_edge_and_the_model_equals_its_formula(capsys):
     model = keras.Sequential([keras.Input((len(EDGES),)), hand_made_layer()])
     x = edge_inputs()
@@ -79,6 +79,7 @@ def test_auto_symbolic_finds_each_edge_and_the_model_equals_its_formula(capsys):
         "3*x_1", "3.0*x_1").replace("+ 1)", "+ 1.0)")
 
 
+@pytest.mark.slow
 def test_fix_unfix_and_both_modes_in_place():
     model = KAN([2, 2, 1], seed=0)
     x = np.random.default_rng(1).uniform(-1, 1, (64, 2)).astype("float32")
@@ -111,6 +112,7 @@ def test_fix_unfix_and_both_modes_in_place():
 
 
 @pytest.mark.parametrize("trainer", ["fit", "fit_lbfgs"])
+@pytest.mark.slow
 def test_training_moves_a_b_c_d_towards_the_target(trainer):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (256, 1)).astype("float32")
@@ -137,6 +139,7 @@ def test_numeric_layers_get_no_symbolic_work():
 
 
 @pytest.mark.parametrize("name", sorted(symbolic_library.registered_names(builtin=True)))
+@pytest.mark.slow
 def test_library_functions_are_finite_with_finite_gradients_everywhere(name):
     fn = symbolic_library.get_function(name)
     u = np.array([-1e6, -3.0, -1.0, -0.5, -1e-12, 0.0, 1e-12, 0.5, 1.0, np.pi / 2, 3.0, 100.0,
@@ -173,18 +176,18 @@ def register_cosh2():
                                   lambda u: sympy.cosh(2 * u), complexity=3)
 
 
-@pytest.mark.slow  # two fresh interpreters (other backends): ~40 s on 2 shared cores
-def test_save_load_safe_mode_on_every_backend(tmp_path):
+@pytest.mark.slow
+def test_save_load_safe_mode_on_every_backend(tmp_path, other_backends):
     plain = mixed_model()
     custom = mixed_model()
     register_cosh2()
     try:
-        save_and_load_everywhere(tmp_path, plain, custom)
+        save_and_load_everywhere(tmp_path, plain, custom, other_backends)
     finally:
         symbolic_library.remove_symbolic("cosh2")
 
 
-def save_and_load_everywhere(tmp_path, plain, custom):
+def save_and_load_everywhere(tmp_path, plain, custom, other_backends):
     x = np.random.default_rng(0).uniform(-1, 1, (32, 3)).astype("float32")
     symbolic.fix_symbolic(custom, 1, 0, 0, "cosh2", fit_params=False, params=(1, 0, 0.1, 0),
                           verbose=False)
@@ -199,13 +202,10 @@ def save_and_load_everywhere(tmp_path, plain, custom):
     for other in BACKENDS:
         if other == BACKEND:
             continue
-        run = subprocess.run(
-            [sys.executable, os.path.join(HERE, "support", "crossload_symbolic.py"),
-             *paths["plain"], *paths["custom"]],
-            env=dict(os.environ, KERAS_BACKEND=other), capture_output=True, text=True,
-            timeout=300)
-        assert run.returncode == 0, (other, run.stdout[-3000:], run.stderr[-3000:])
-        assert "unregistered: ValueError" in run.stdout and "custom ok" in run.stdout, run.stdout
+        status, printed = other_backends.run(other, "crossload_symbolic", "main",
+                                             *paths["plain"], *paths["custom"])
+        assert status == 0, (other, printed)
+        assert "unregistered: ValueError" in printed and "custom ok" in printed, printed
 
 
 def test_old_files_without_symbolic_weights_still_load():
@@ -215,6 +215,7 @@ def test_old_files_without_symbolic_weights_still_load():
     assert not to_numpy(model.layers[0].symbolic_mask).any()
 
 
+@pytest.mark.slow
 def test_prune_and_refine_keep_symbolic_edges():
     model = mixed_model()
     x = np.random.default_rng(0).uniform(-1, 1, (128, 3)).astype("float32")
@@ -235,22 +236,14 @@ def test_prune_and_refine_keep_symbolic_edges():
 
 
 @pytest.mark.slow
-def test_quickstart_symbolic_stage_is_exact():
+def test_quickstart_symbolic_stage_is_exact(first_example):
+    """The quickstart's symbolic stage on the canonical run's trained, pruned model."""
     sys.path.insert(0, os.path.join(HERE, "..", "examples"))
     import quickstart
 
-    from keras_kan import KANRegularizer, prune, set_regularizer
-    from keras_kan.datasets import create_dataset
-
-    train, test = create_dataset("exp_cos_sq", n_var=2, n_samples=1000, ranges=(0, 1), seed=0,
-                                 test_split=0.2)
-    model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
-                regularizer=KANRegularizer(l1=0.01, entropy=0.1))
-    model.compile(loss="mse")
-    fit_lbfgs(model, *train, steps=20, update_grid=True, verbose=0)
-    model = prune(model, train[0], verbose=False)
-    set_regularizer(model, None)
-    fit_lbfgs(model, *train, steps=100, update_grid=True, verbose=0)
+    model = keras.saving.load_model(first_example["path"])  # our own copy: this test edits it
+    train = first_example["x"], first_example["y"]
+    test = first_example["x_test"], first_example["y_test"]
     expr, test_rmse = quickstart.symbolic_stage(model, train, test)
     assert test_rmse <= 1e-5, test_rmse
     x1, x2 = sympy.symbols("x_1 x_2")
@@ -265,6 +258,7 @@ def test_quickstart_symbolic_stage_is_exact():
 
 
 # ---------------------------------------------------------------- attribution
+@pytest.mark.slow
 def test_feature_scores_match_a_direct_computation_and_prune_input_is_exact():
     model = KAN([4, 3, 2], seed=1)
     first = model.layers[0]
@@ -311,6 +305,7 @@ def test_attribution_example_finds_x1_and_x4():
 
 # ------------------------------------------------------------------- export
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="model.export to LiteRT runs on TensorFlow")
+@pytest.mark.slow
 def test_litert_export_of_every_library_function_uses_builtin_ops(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 

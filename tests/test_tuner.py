@@ -102,6 +102,7 @@ def sample(space, seed):
     return hp
 
 
+@pytest.mark.slow
 def test_random_hyperparameters_build_valid_compiled_models():
     hypermodel = HyperKAN((3,), 2, seed=0)
     seen = {"depth": set(), "grid_size": set(), "spline_order": set(), "optimizer": set(),
@@ -141,6 +142,7 @@ def test_random_hyperparameters_build_valid_compiled_models():
                     "optimizer": {"adam", "lbfgs"}, "regularized": {False, True}}
 
 
+@pytest.mark.slow
 def test_fixed_and_narrowed_arguments_are_honoured():
     hypermodel = HyperKAN(3, classes=3, depth=2, hidden_units=[4, 6], grid_size=7,
                           spline_order=2, l1=[0.0, 1e-3], entropy=0.0, optimizer="lbfgs",
@@ -197,6 +199,7 @@ def test_tuner_without_keras_tuner_says_what_to_install(monkeypatch):
 
 @pytest.mark.skipif(BACKEND != "jax", reason="backend-independent import check (a new "
                     "interpreter costs ~10 s here): run once, on JAX")
+@pytest.mark.slow
 def test_keras_kan_imports_without_keras_tuner():
     code = (
         "import sys; sys.modules['keras_tuner'] = None\n"
@@ -214,6 +217,7 @@ def test_keras_kan_imports_without_keras_tuner():
 
 
 # ------------------------------------------------------------------- searches
+@pytest.mark.slow
 def test_random_search_with_hyperkan(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[3, 4], grid_size=[3, 5],
                           optimizer=["adam", "lbfgs"], learning_rate=0.05,
@@ -225,6 +229,7 @@ def test_random_search_with_hyperkan(tmp_path):
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
+@pytest.mark.slow
 def test_random_search_with_a_plain_build_function(tmp_path):
     def build(hp):
         model = keras.Sequential([
@@ -242,6 +247,7 @@ def test_random_search_with_a_plain_build_function(tmp_path):
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
+@pytest.mark.slow
 def test_refined_trial_reloads_and_resumes(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],
                           spline_order=3, optimizer=["adam", "lbfgs"], learning_rate=0.05,
@@ -310,6 +316,7 @@ def assert_a_trial_was_resumed(tuner):
     return resumed
 
 
+@pytest.mark.slow
 def test_pruned_trial_reloads_and_resumes(tmp_path):
     tuner = hyperband(PruningHyperModel(), tmp_path, "prune")
     search(tuner)
@@ -326,6 +333,7 @@ def test_pruned_trial_reloads_and_resumes(tmp_path):
     np.testing.assert_allclose(to_numpy(again(PROBE)), expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_reloads_take_only_recorded_architectures(tmp_path):
     """Strict loading under the tuner too: a hypermodel's model accepts the architecture
     its trial recorded (HyperKAN: its grid schedule's last grid) and nothing else."""
@@ -363,6 +371,7 @@ def test_reloads_take_only_recorded_architectures(tmp_path):
     np.testing.assert_array_equal(to_numpy(model(PROBE)), to_numpy(pruned(PROBE)))
 
 
+@pytest.mark.slow
 def test_hyperband_with_a_grid_schedule(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[2, 3], grid_schedule=[3, 6],
                           optimizer="adam", learning_rate=[0.02, 0.05], l1=0.0,
@@ -374,6 +383,7 @@ def test_hyperband_with_a_grid_schedule(tmp_path):
     assert {grid for _, grid in kan_shapes(best)} == {6}
 
 
+@pytest.mark.slow
 def test_bayesian_optimization(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[2, 3, 4], grid_size=[3, 5],
                           optimizer="adam", l1=0.0, entropy=[0.0, 1e-3], spline_order=3)
@@ -385,6 +395,7 @@ def test_bayesian_optimization(tmp_path):
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
+@pytest.mark.slow
 def test_executions_per_trial(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],
                           optimizer="adam", learning_rate=0.05, l1=0.0, entropy=0.0,

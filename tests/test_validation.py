@@ -45,6 +45,7 @@ def test_check_grid_range():
             check_grid_range(bad)
 
 
+@pytest.mark.slow
 def test_check_samples_counts_non_finite_values():
     x = np.zeros((5, 2))
     x[1, 0], x[3, 1] = np.nan, np.inf

@@ -3,6 +3,7 @@
 Usage: python tests/support/crossload.py MODEL.keras IO.npz
 Prints the max absolute difference; exits 1 if any output differs by more than
 1e-6 + 1e-6 * |expected| (float32 rounding: other backends order sums differently).
+The tests call `main` (and `layer_options`) through `backend_worker.py`.
 """
 
 import os
@@ -23,6 +24,17 @@ def main(model_path, io_path):
     error = np.abs(got - io["y"])
     print(f"{keras.backend.backend()} max_abs_diff={float(error.max()):.3e}")
     return 0 if np.all(error <= 1e-6 + 1e-6 * np.abs(io["y"])) else 1
+
+
+def layer_options(model_path):
+    """Print each KANDense's (use_base, scales_trainable) and the trainable count, as JSON."""
+    import json
+
+    model = keras.saving.load_model(model_path)
+    print(json.dumps({"options": [[layer.use_base, layer.scales_trainable]
+                                  for layer in model.layers],
+                      "trainable": len(model.trainable_variables)}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -114,8 +114,10 @@ class OtherBackends:
         self.workers = {}
 
     def _worker(self, backend):
+        import queue
         import subprocess
         import sys
+        import threading
 
         if backend not in self.workers:
             here = os.path.dirname(os.path.abspath(__file__))
@@ -127,39 +129,49 @@ class OtherBackends:
             process = subprocess.Popen(
                 [sys.executable, os.path.join(here, "support", "backend_worker.py")],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-            self.workers[backend] = (process, log)
+            lines = queue.Queue()  # every stdout line; None when the worker exits
+
+            def read():
+                for line in process.stdout:
+                    lines.put(line)
+                lines.put(None)
+
+            threading.Thread(target=read, daemon=True).start()
+            self.workers[backend] = (process, log, lines)
         return self.workers[backend]
 
     def run(self, backend, module, function, *args, timeout=300):
         import json
-        import select
+        import queue
         import time
 
-        process, log = self._worker(backend)
+        process, log, lines = self._worker(backend)
         process.stdin.write(json.dumps({"module": module, "function": function,
                                         "args": [str(a) for a in args]}) + "\n")
         process.stdin.flush()
         deadline = time.monotonic() + timeout
-        while True:
-            ready, _, _ = select.select([process.stdout], [], [],
-                                        max(deadline - time.monotonic(), 0))
-            line = process.stdout.readline() if ready else None
-            if line and line.startswith("REPLY "):
+        why = "timed out"
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            if line is None:
+                why = "exited"
+                break
+            if line.startswith("REPLY "):
                 reply = json.loads(line[len("REPLY "):])
                 return reply["rc"], reply["out"]
-            if line:
-                continue  # a library's own printing
-            log.flush()
-            log.seek(0)
-            stderr = log.read()[-3000:]
-            self.close(backend)
-            why = "timed out" if line is None else "exited"
-            raise RuntimeError(f"the {backend} worker {why} in {module}.{function}{args}:\n"
-                               f"{stderr}")
+            # any other line is a library's own printing
+        log.flush()
+        log.seek(0)
+        stderr = log.read()[-3000:]
+        self.close(backend)
+        raise RuntimeError(f"the {backend} worker {why} in {module}.{function}{args}:\n{stderr}")
 
     def close(self, backend=None):
         for name in [backend] if backend else list(self.workers):
-            process, log = self.workers.pop(name)
+            process, log, _ = self.workers.pop(name)
             process.stdin.close()
             try:
                 process.wait(timeout=30)

@@ -176,7 +176,7 @@ def check_training_call(layer, x):
     return x if zero is None else x + ops.cast(zero, x.dtype)
 
 
-def report(layer, fraction, low, high, splines=1.0):
+def report(layer, fraction, low, high, splines):
     """Record the layer's first measurement; warn if most inputs are off the grid
     (whose interval spans `[low, high]` over the features) and some edge has a live
     spline (`splines` non-zero: a layer of symbolic edges only has nothing to warn of)."""

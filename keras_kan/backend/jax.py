@@ -6,13 +6,15 @@ differentiated by `jax.value_and_grad` under `jax.jit`. Non-trainable
 variables updated by the forward pass are written back.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
 
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
-from keras_kan.splines import fused_spline_basis as spline_basis
+from keras_kan import splines
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -190,6 +192,24 @@ def _shardings(args):
 
 
 # --- spline product ----------------------------------------------------------------
+#
+# The basis and the product are each one `jax.jit` function (`spline_order` and
+# `uniform` static). Inside a compiled step that changes nothing (a nested jit is
+# inlined), but an eager call (`layer(x)`, grid updates, scores) then compiles one
+# fused program per shape instead of dispatching, and compiling, each of the basis's
+# ~100 small ops one by one: the first eager call of a layer on JAX took seconds.
+
+_basis = jax.jit(splines.fused_spline_basis, static_argnums=(2, 3))
+
+
+def _arrays(*values):
+    """JAX arrays for tensors or Keras variables (a jit function takes no variable)."""
+    return [jnp.asarray(v) for v in values]
+
+
+def spline_basis(x, knots, spline_order, uniform):
+    """`splines.fused_spline_basis` compiled: `x (B, n)`, knots `(n, L)` -> `(B, n, K)`."""
+    return _basis(*_arrays(x, knots), spline_order, uniform)
 
 
 def spline_matmul(x, knots, spline_order, uniform, kernel):
@@ -211,8 +231,14 @@ def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kerne
         x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
         base_kernel: `(n, m)`, both in the compute dtype.
     """
+    return _kan_product(*_arrays(x, base, knots, spline_kernel, base_kernel), spline_order,
+                        uniform)
+
+
+@functools.partial(jax.jit, static_argnums=(5, 6))
+def _kan_product(x, base, knots, spline_kernel, base_kernel, spline_order, uniform):
     n, m = base_kernel.shape
-    basis = spline_basis(x, knots, spline_order, uniform)  # (B, n, K)
+    basis = splines.fused_spline_basis(x, knots, spline_order, uniform)  # (B, n, K)
     features = jnp.concatenate([basis, base[..., None]], axis=-1).astype(spline_kernel.dtype)
     kernel = jnp.concatenate([jnp.reshape(spline_kernel, (n, -1, m)), base_kernel[:, None, :]],
                              axis=1)

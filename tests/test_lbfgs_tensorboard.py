@@ -9,17 +9,23 @@ import pytest
 
 from keras_kan import KAN, fit_lbfgs
 
-# Keras's TensorBoard callback writes with `tf.summary` on every backend; the
-# files are read back with TensorBoard's own reader.
-pytest.importorskip("tensorflow", reason="keras.callbacks.TensorBoard writes with tf.summary")
-event_accumulator = pytest.importorskip(
-    "tensorboard.backend.event_processing.event_accumulator",
-    reason="tensorboard (the `tuner` extra) reads the event files back")
-tensor_util = pytest.importorskip("tensorboard.util.tensor_util")
+
+def readers():
+    """TensorBoard's event reader modules, or a skip.
+
+    Keras's TensorBoard callback writes with `tf.summary` on every backend; the
+    files are read back with TensorBoard's own reader. Imported when the test
+    runs, not at collection: TensorFlow costs 6 s of a JAX or PyTorch quick run.
+    """
+    pytest.importorskip("tensorflow", reason="keras.callbacks.TensorBoard writes with tf.summary")
+    return (pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                                reason="tensorboard (the `tuner` extra) reads the files back"),
+            pytest.importorskip("tensorboard.util.tensor_util"))
 
 
 def scalars(run_dir, tag):
     """`{step: value}` of a scalar written by tf.summary in `run_dir`."""
+    event_accumulator, tensor_util = readers()
     assert glob.glob(os.path.join(run_dir, "events.out.tfevents.*")), os.listdir(run_dir)
     acc = event_accumulator.EventAccumulator(
         run_dir, size_guidance={event_accumulator.TENSORS: 0})
@@ -31,6 +37,7 @@ def scalars(run_dir, tag):
 
 @pytest.mark.slow
 def test_tensorboard_callback_writes_the_loss_of_every_step(tmp_path):
+    readers()
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 2)).astype("float32")
     y = (x[:, :1] * x[:, 1:]).astype("float32")

@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
+from conftest import BACKEND
 
 from keras_kan.rng import torch_rand
 
+# The generator is NumPy (no backend in it): checked once, under PyTorch, where torch is
+# loaded already (importing it costs 4-5 s of every other backend's quick run).
+if BACKEND != "torch":
+    pytest.skip("backend-independent NumPy, checked under the PyTorch backend",
+                allow_module_level=True)
 torch = pytest.importorskip("torch")
 
 

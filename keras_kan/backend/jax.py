@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan import splines
+from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",

@@ -9,9 +9,9 @@ Trains the same KAN (a `KANRegularizer` active, `GridUpdate` every 2 steps)
 without a strategy and under a `MirroredStrategy` over two logical CPU
 devices, once with a coefficient penalty and once with pykan's L1 penalty on
 edge scores, without grid updates (each replica scores its own share of the
-batch, so that run is not expected to match exactly), then saves the mirrored model to OUT_DIR/mirrored.keras and reloads
-it (under the strategy and without one). Prints one JSON line; the test
-decides pass or fail.
+batch, so that run is not expected to match exactly), then saves the
+mirrored model to OUT_DIR/mirrored.keras and reloads it (under the strategy
+and without one). Prints one JSON line; the test decides pass or fail.
 """
 
 import json

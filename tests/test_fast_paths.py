@@ -214,6 +214,39 @@ def test_tensorflow_marks_the_basis_for_xla_except_for_export():
     assert not marked_ops(plain)
 
 
+
+@pytest.mark.skipif(BACKEND != "jax", reason="eager JAX compiles every op it dispatches")
+def test_jax_eager_call_compiles_the_basis_as_one_program():
+    """An eager call on new shapes compiles the basis and product once, not op by op.
+
+    Eager JAX compiles each primitive for each new shape; the basis is ~100 of them
+    (85 compilations for this call before `backend.jax` made it one `jax.jit`).
+    The shapes are unusual, so that no earlier test compiled them already.
+    """
+    from jax import monitoring
+
+    compiles, listening = [], [False]
+
+    def listener(event, duration, **kwargs):
+        if listening[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    layer = keras_kan.KANDense(3, grid_size=7, seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (37, 5)).astype("float32")
+    layer.build((None, 5))
+    layer.update_grid(x**3)  # adapted knots: the local de Boor basis, the longest
+    assert not layer.uniform_grid
+    listening[0] = True
+    try:
+        out = to_numpy(layer(x))
+    finally:
+        listening[0] = False
+    assert 1 <= len(compiles) <= 12, len(compiles)
+    np.testing.assert_allclose(out, to_numpy(layer.edge_activations(x)).sum(axis=1),
+                               rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", KINDS + ["repeated"])
 @pytest.mark.parametrize("k", ORDERS)
 @pytest.mark.slow

@@ -17,7 +17,7 @@ if [ "$n_backends" -gt 1 ] && [ -z "${KERAS_KAN_TEST_THREADS:-}" ]; then
   # L-BFGS and layer tests: PyTorch 393 -> 206 s, TensorFlow 346 -> 256 s, JAX
   # 409 -> 314 s). KERAS_KAN_TEST_THREADS=default keeps each library's own choice.
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_multi_thread_eigen=false"
 fi
 echo "=== running the suite on: $backends (in parallel; logs in .test-logs/)"
 start=$(date +%s)

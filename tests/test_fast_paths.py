@@ -1,7 +1,9 @@
 """The fast spline paths that Keras's default `compile()` runs, against scipy (float64).
 
 Each backend's default is checked the way the trainer runs it: TensorFlow inside
-a plain `tf.function` (where the basis is marked for XLA), JAX under `jax.jit`,
+a plain `tf.function`, with the basis marked for XLA whatever its size (the
+unmarked graph runs the same ops as eager calls, which the rest of the suite
+checks), JAX under `jax.jit`,
 PyTorch eager (the one-node autograd basis, and `embedding_bag` when no
 gradient is needed). Values, input gradients and kernel gradients are compared
 with scipy's B-splines and a float64 NumPy product, and with the plain
@@ -21,6 +23,15 @@ from keras_kan import splines
 
 ORDERS = [0, 1, 2, 3, 4, 5]
 KINDS = ["uniform", "data"]
+
+
+@pytest.fixture
+def tf_marks_every_basis(monkeypatch):
+    """On TensorFlow, traced bases of any size take the XLA-marked path (its own gradient)."""
+    if BACKEND == "tensorflow":
+        from keras_kan.backend import tensorflow as tf_backend
+
+        monkeypatch.setattr(tf_backend, "MARK_FOR_XLA_FROM", 0)
 
 
 def _knots(kind, k, n=3, grid=6):
@@ -107,6 +118,7 @@ def _value_and_grads(fn, x, kernel):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.usefixtures("tf_marks_every_basis")
 @pytest.mark.slow
 def test_fast_basis_values_match_scipy(k, kind, float64):
     knots = _knots(kind, k)
@@ -125,6 +137,7 @@ def test_fast_basis_values_match_scipy(k, kind, float64):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.usefixtures("tf_marks_every_basis")
 @pytest.mark.slow
 def test_fast_spline_product_and_gradients_match_float64_reference(k, kind, float64):
     """`spline_matmul` (what `KANDense.call` runs): output, d/dx and d/dkernel."""
@@ -150,6 +163,7 @@ def test_fast_spline_product_and_gradients_match_float64_reference(k, kind, floa
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.usefixtures("tf_marks_every_basis")
 @pytest.mark.slow
 def test_fast_paths_in_float32_match_float64(k, kind):
     """float32, as models train: within float32 rounding of the float64 reference."""
@@ -173,6 +187,7 @@ def test_fast_paths_in_float32_match_float64(k, kind):
     np.testing.assert_allclose(grad_x, expected_x, atol=2e-4 * scale, rtol=0)
 
 
+@pytest.mark.usefixtures("tf_marks_every_basis")
 @pytest.mark.slow
 def test_inference_without_gradients_matches_the_training_path():
     """PyTorch sums kernel rows (`embedding_bag`) when no gradient is needed; every
@@ -195,24 +210,28 @@ def test_inference_without_gradients_matches_the_training_path():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA hints are TensorFlow's")
-def test_tensorflow_marks_the_basis_for_xla_except_for_export():
+def test_tensorflow_marks_large_bases_for_xla_except_for_export():
+    """A basis of at least `MARK_FOR_XLA_FROM` elements `B n K` is marked for XLA;
+    an unknown batch size counts as `UNKNOWN_BATCH`; export graphs are never marked."""
     import tensorflow as tf
 
-    from keras_kan.backend.tensorflow import plain_graphs
+    from keras_kan.backend import tensorflow as tf_backend
 
-    layer = keras_kan.KANDense(3, grid_size=5)
-    layer.build((None, 4))
-    spec = tf.TensorSpec((None, 4), tf.float32)
-
-    def marked_ops(graph):
+    def marked_ops(n_in, batch):
+        layer = keras_kan.KANDense(3, grid_size=5)  # K = 8 basis functions per input
+        layer.build((None, n_in))
+        spec = tf.TensorSpec((batch, n_in), tf.float32)
+        graph = tf.function(lambda x: layer(x)).get_concrete_function(spec).graph
         return [op for op in graph.get_operations() if "_XlaCompile" in op.node_def.attr]
 
-    fn = tf.function(lambda x: layer(x))
-    assert marked_ops(fn.get_concrete_function(spec).graph)
-    with plain_graphs():
-        plain = tf.function(lambda x: layer(x)).get_concrete_function(spec).graph
-    assert not marked_ops(plain)
-
+    threshold, unknown = tf_backend.MARK_FOR_XLA_FROM, tf_backend.UNKNOWN_BATCH
+    wide = threshold // (8 * unknown)  # n at which an unknown batch reaches the threshold
+    assert marked_ops(wide, None)
+    assert not marked_ops(wide - 1, None)
+    assert not marked_ops(4, threshold // 64)  # B n K = threshold / 2
+    assert marked_ops(4, threshold // 32)  # B n K = threshold
+    with tf_backend.plain_graphs():
+        assert not marked_ops(wide, None)
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="eager JAX compiles every op it dispatches")
@@ -249,6 +268,7 @@ def test_jax_eager_call_compiles_the_basis_as_one_program():
 
 @pytest.mark.parametrize("kind", KINDS + ["repeated"])
 @pytest.mark.parametrize("k", ORDERS)
+@pytest.mark.usefixtures("tf_marks_every_basis")
 @pytest.mark.slow
 def test_inference_product_matches_scipy(k, kind, float64):
     """`spline_matmul` with no gradient needed (PyTorch: per-interval polynomials summed

@@ -149,18 +149,37 @@ def plain_graphs():
         _PLAIN.depth = depth
 
 
+# Basis tensors smaller than this many elements (`B n K`) skip the XLA marking;
+# a batch size unknown when tracing (as in `model.fit`) counts as
+# `UNKNOWN_BATCH`. Measured on 2 cores, one layer's basis and gradient in a
+# `tf.function` (benchmarks/tf_basis_marking.py): the marked graph's first call
+# costs 0.4-0.8 s more than the plain one's on uniform knots and 2.5-5 s more
+# on adapted ones, while a marked call saves at most ~2 ms below 2^16 elements
+# and halves to quarters the time above 2^19.
+MARK_FOR_XLA_FROM = 2**16
+UNKNOWN_BATCH = 256
+
+
 def spline_basis(x, knots, spline_order, uniform):
-    """The basis `(..., n, K)`; in a traced graph, one XLA cluster forward and one backward.
+    """The basis `(..., n, K)`; in a traced graph of a large input, one XLA cluster forward
+    and one backward.
 
     Keras's default `compile()` on a CPU-only TensorFlow runs a plain graph (no
     XLA). There every elementwise op of the basis is its own pass over the
-    `(B, n, K)` tensor, and those passes cost 4-6 times the layer's matmul. The
-    basis ops are therefore marked for XLA (`jit_scope`): TensorFlow fuses them
-    into one compiled cluster inside the plain graph and runs the rest (the
-    matmul on oneDNN) as before. Its gradient with respect to `x` is
-    TensorFlow's own derivative of the same ops, built inside a second marked
-    scope so that it fuses too. Eager calls, and graphs traced under
-    `plain_graphs()`, use the plain ops.
+    `(B, n, K)` tensor, and on large inputs those passes cost 2-4 times the
+    fused ones. The basis ops are therefore marked for XLA (`jit_scope`):
+    TensorFlow fuses them into one compiled cluster inside the plain graph and
+    runs the rest (the matmul on oneDNN) as before. Its gradient with respect
+    to `x` is TensorFlow's own derivative of the same ops, built inside a
+    second marked scope so that it fuses too.
+
+    Compiling the clusters takes seconds, which a small input never wins back,
+    so the marking applies from `MARK_FOR_XLA_FROM` basis elements, counted
+    from the static shape when tracing (an unknown batch size counts as
+    `UNKNOWN_BATCH`). A `tf.cond` on the runtime size was measured and
+    rejected: it made both the first call and each later one slower than
+    either branch alone. Eager calls, graphs traced under `plain_graphs()` and
+    graphs that XLA compiles whole (`jit_compile=True`) are not marked.
 
     Args:
         x: `(..., n)`.
@@ -168,9 +187,15 @@ def spline_basis(x, knots, spline_order, uniform):
         spline_order: `k`.
         uniform: a Python bool, True only if every row of `knots` is evenly spaced.
     """
-    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0):
+    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0) or _xla_compiling():
         return fused_spline_basis(x, knots, spline_order, uniform)
-    return _marked_basis(x, tf.convert_to_tensor(knots), spline_order, uniform)
+    knots = tf.convert_to_tensor(knots)
+    size = knots.shape[-1] - spline_order - 1  # K
+    for dim in x.shape:
+        size *= UNKNOWN_BATCH if dim is None else dim
+    if size < MARK_FOR_XLA_FROM:
+        return fused_spline_basis(x, knots, spline_order, uniform)
+    return _marked_basis(x, knots, spline_order, uniform)
 
 
 def spline_matmul(x, knots, spline_order, uniform, kernel):

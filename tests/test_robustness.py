@@ -125,15 +125,15 @@ def test_many_samples_are_scored_in_chunks():
 
 
 @pytest.mark.slow
-def test_half_a_million_samples_in_bounded_memory():
-    """update_grids, edge scores and prune on 5 * 10^5 samples of 8 features at G=40:
-    unchunked, the (N, n, K+1) features would take 0.7 GiB per float32 copy (1.4 GiB in
-    float64) and the scores need two (features and centred features). Chunked, the peak
-    is a few float64 copies of the samples (32 MiB each) and the backend's own
-    allocations (0.7-0.9 GiB measured at 2.5 * 10^5, 0.83 GiB on JAX at 5 * 10^5)."""
+def test_a_quarter_million_samples_in_bounded_memory():
+    """update_grids, edge scores and prune on 2.5 * 10^5 samples of 8 features at G=40:
+    unchunked, the (N, n, K+1) features would take 0.35 GiB per float32 copy (0.7 GiB in
+    float64) and the scores need two (features and centred features), 1.4 GiB on top of
+    the backend's own allocations. Chunked, the peak is a few float64 copies of the
+    samples (16 MiB each) and the backend's own allocations (0.7-0.9 GiB measured)."""
     rng = np.random.default_rng(0)
     model = KAN([8, 4, 1], grid_size=40, seed=0)
-    x = rng.uniform(-1, 1, (5 * 10**5, 8)).astype("float32")
+    x = rng.uniform(-1, 1, (25 * 10**4, 8)).astype("float32")
     start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     update_grids(model, x)
     pruned = prune(model, x, verbose=False)

@@ -292,3 +292,29 @@ def test_inference_product_matches_scipy(k, kind, float64):
                         keras.ops.convert_to_tensor(kernel)))
     expected = _scipy_basis(x, knots, k).reshape(len(x), -1) @ kernel
     np.testing.assert_allclose(got, expected, atol=1e-9, rtol=0)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="JAX always compiles with XLA; "
+                    "PyTorch's jit_compile is torch.compile")
+@pytest.mark.slow
+def test_tensorflow_jit_compile_step_matches_the_default_step():
+    """`compile(jit_compile=True)` (one XLA program, unmarked basis) trains and predicts as
+    the default plain graph, whose first layer's basis is not XLA-marked and whose second
+    layer's (`B n K` = 2^17) is, with its own input gradient (which trains the first
+    layer); on data-adapted knots, where the paths differ most."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (512, 4)).astype("float32")
+    y = np.sin(x[:, :1] * 3) + x[:, 1:2] ** 2
+    results = []
+    for jit in (False, True):
+        model = keras_kan.KAN([4, 32, 1], seed=0)
+        keras_kan.update_grids(model, x**3)
+        model.compile(keras.optimizers.SGD(0.1), "mse", jit_compile=jit)
+        losses = [float(model.train_on_batch(x, y)) for _ in range(3)]
+        results.append((losses, model.get_weights(), model.predict_on_batch(x)))
+    (loss_a, weights_a, pred_a), (loss_b, weights_b, pred_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(pred_a, pred_b, rtol=1e-4, atol=1e-5)
+    assert loss_a[-1] < loss_a[0]

@@ -153,9 +153,9 @@ def plain_graphs():
 # a batch size unknown when tracing (as in `model.fit`) counts as
 # `UNKNOWN_BATCH`. Measured on 2 cores, one layer's basis and gradient in a
 # `tf.function` (benchmarks/tf_basis_marking.py): the marked graph's first call
-# costs 0.4-0.8 s more than the plain one's on uniform knots and 2.5-5 s more
-# on adapted ones, while a marked call saves at most ~2 ms below 2^16 elements
-# and halves to quarters the time above 2^19.
+# costs 0.3-0.4 s more than the plain one's on uniform knots and 1.2-1.9 s more
+# on adapted ones, while a marked call saves at most ~2.7 ms below 2^16 elements
+# (paid back after 600-3000 steps) and takes 0.2-0.5x the time above 2^19.
 MARK_FOR_XLA_FROM = 2**16
 UNKNOWN_BATCH = 256
 

@@ -5,7 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import BACKEND, to_numpy
 
 from keras_kan import KAN, KANDense, fit_lbfgs
 
@@ -27,6 +27,9 @@ def test_seed_gives_the_committed_initial_weights():
                                   np.float32(BASE_KERNEL_1))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the draws are NumPy's on every backend "
+                    "(keras_kan.rng); importing torch costs the others 2-5 s: run once, "
+                    "under PyTorch")
 def test_seed_draws_from_torch_cpu_stream():
     """The base scales are `(2 * torch.rand - 1) / sqrt(n)` after the noise draws,
     checked against PyTorch's own generator (installed with the torch extra)."""

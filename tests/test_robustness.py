@@ -130,7 +130,8 @@ def test_a_quarter_million_samples_in_bounded_memory():
     unchunked, the (N, n, K+1) features would take 0.35 GiB per float32 copy (0.7 GiB in
     float64) and the scores need two (features and centred features), 1.4 GiB on top of
     the backend's own allocations. Chunked, the peak is a few float64 copies of the
-    samples (16 MiB each) and the backend's own allocations (0.7-0.9 GiB measured)."""
+    samples (16 MiB each) and the backend's own allocations: it grew 0.28-0.94 GiB
+    (JAX, PyTorch, TF), against 5.4 GiB on TF with chunking switched off."""
     rng = np.random.default_rng(0)
     model = KAN([8, 4, 1], grid_size=40, seed=0)
     x = rng.uniform(-1, 1, (25 * 10**4, 8)).astype("float32")

@@ -238,7 +238,7 @@ def _interval_table(knots, k):
     safe = torch.where(width > 0, width, 1.0)
     z = torch.as_tensor((nodes + 1.0) / 2.0, dtype=torch.float64, device=t.device)
     samples = t[:, :-1].unsqueeze(0) + z[:, None, None] * safe  # (k+1, n, L-1)
-    values, _ = splines.local_bspline_basis(samples.transpose(1, 2), t, k)  # (k+1, L-1, n, k+1)
+    values, _ = _local_values(samples.transpose(1, 2), t, k)  # (k+1, L-1, n, k+1)
     inverse = torch.as_tensor(np.linalg.inv(np.vander(nodes, k + 1, increasing=True)),
                               dtype=torch.float64, device=t.device)  # (d, q)
     coefficients = torch.einsum("dq,qjnw->njdw", inverse, values)
@@ -351,16 +351,69 @@ def _interval(x, knots):
     return j.clamp(0, intervals - 1), inside
 
 
+class _TorchOps:
+    """The `keras.ops` functions `splines.local_bspline_basis` calls, as native torch calls.
+
+    The same shared recursion, without Keras's per-call conversions: an eager
+    `keras.ops` call costs tens of microseconds of Python, and the recursion
+    makes ~40 of them, which dominated small adapted-knot models (the
+    quickstart's L-BFGS steps). `arange` places its result on `device`.
+    """
+
+    def __init__(self, device):
+        self.device = device
+
+    @staticmethod
+    def cast(x, dtype):
+        return x.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+
+    @staticmethod
+    def sum(x, axis):
+        return torch.sum(x, dim=axis)
+
+    @staticmethod
+    def expand_dims(x, axis):
+        return x.unsqueeze(axis)
+
+    @staticmethod
+    def stack(xs, axis):
+        return torch.stack(xs, dim=axis)
+
+    @staticmethod
+    def take(table, index, axis):
+        flat = torch.index_select(table, axis, index.reshape(-1).long())
+        return flat.reshape(index.shape + table.shape[axis + 1:])
+
+    def arange(self, *args, dtype):
+        return torch.arange(*args, dtype=getattr(torch, dtype), device=self.device)
+
+    logical_and = staticmethod(torch.logical_and)
+    ones_like = staticmethod(torch.ones_like)
+    where = staticmethod(torch.where)
+    clip = staticmethod(torch.clamp)
+    reshape = staticmethod(torch.reshape)
+
+
+@functools.lru_cache(maxsize=8)
+def _torch_ops(device):
+    return _TorchOps(device)
+
+
+def _local_values(x, knots, k):
+    """`splines.local_bspline_basis` in native torch calls (`_TorchOps`)."""
+    return splines.local_bspline_basis(x, knots, k, _torch_ops(x.device))
+
+
 def _general_local(x, knots, k, derivative):
     """Any knots: de Boor's local values; their derivatives from order `k - 1`."""
     if not derivative:  # values are 0 outside the knots already
-        values, first = splines.local_bspline_basis(x, knots, k)
+        values, first = _local_values(x, knots, k)
         return values, (first + k + 1).long()
     j, inside = _interval(x, knots)
     if k == 1:
         lower = inside.to(x.dtype).unsqueeze(-1)  # the one order-0 basis B_j
     else:
-        lower, _ = splines.local_bspline_basis(x, knots, k - 1)  # bases j-k+1 .. j
+        lower, _ = _local_values(x, knots, k - 1)  # bases j-k+1 .. j
     # B'_{p,k} = k (B_{p,k-1} / (t_{p+k} - t_p) - B_{p+1,k-1} / (t_{p+k+1} - t_{p+1}))
     gaps = knots[:, k:] - knots[:, :-k]  # (n, K+1): entry p is t_{p+k} - t_p
     inverse = torch.where(gaps > 0, 1.0 / torch.where(gaps > 0, gaps, 1.0), 0.0)

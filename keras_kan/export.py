@@ -133,7 +133,7 @@ def export_model(model_or_path, out_dir, formats=FORMATS, version=1, quantize=No
             "Received `calibration` of shape "
             f"{calibration.shape}: expected (N, {n_in}) for this model's input."
         )
-    model = _float32_model(model)
+    model = _float32_model(model, n_in)
 
     # Build everything in a scratch folder, then move it into place: a failed
     # conversion leaves `out_dir` as it was.
@@ -396,12 +396,14 @@ def _float32_policies(config):
     return config
 
 
-def _float32_model(model):
+def _float32_model(model, n_in):
     """The model itself, or a float32-compute twin of a mixed/half-precision model.
 
     Mixed-precision variables are float32 already; exporting them with float32
     compute gives float32 in/out and kernels every runtime has (LiteRT has no
-    general float16 compute), at the float32 model's precision.
+    general float16 compute), at the float32 model's precision. The twin is
+    called once (on `(1, n_in)` zeros): Keras's ONNX exporter refuses a model
+    that was never called.
     """
     dtypes = {layer.compute_dtype for layer in _all_layers(model)}
     if dtypes <= {"float32"}:
@@ -410,6 +412,7 @@ def _float32_model(model):
     twin = keras.saving.deserialize_keras_object(config)
     twin.set_weights(model.get_weights())
     sync_grids(twin)  # the weights were written behind the layers' back
+    twin(np.zeros((1, n_in), "float32"))
     return twin
 
 

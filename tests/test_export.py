@@ -268,6 +268,23 @@ def test_mixed_precision_exports_float32(exported, kinds):
         np.testing.assert_allclose(got, want, atol=5e-3 * np.max(np.abs(want)))
 
 
+def test_mixed_precision_model_exports_onnx_alone(tmp_path):
+    """ONNX as the only format: the float32 twin is not called by a SavedModel first."""
+    if BACKEND == "jax":
+        pytest.skip("JAX writes no format itself")
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = KAN([N_IN, 4, 2], seed=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    twin = KAN([N_IN, 4, 2], seed=1)
+    twin.set_weights(mixed.get_weights())
+    written = export_model(mixed, str(tmp_path), formats="onnx", name="kan")
+    assert sorted(written) == ["onnx"]
+    x = _data(9, 4)
+    _close(run_artifact("onnx", written["onnx"], x), to_numpy(twin(x)).astype(np.float32))
+
+
 @tf_only
 @pytest.mark.slow
 def test_serving_layout_and_saved_model_cli(exported, kinds, tmp_path):
@@ -329,12 +346,14 @@ def _check_all(model, written_dir, name):
     assert np.max(np.abs(int8 - want)) <= 0.05 * max(np.ptp(want), 1e-3)
 
 
-@pytest.mark.skipif(ON_TF, reason="the TensorFlow backend exports in process "
-                                  "(test_cli_in_process)")
+@pytest.mark.skipif(BACKEND != "jax", reason="TensorFlow exports in process "
+                    "(test_cli_in_process); PyTorch takes the same re-run as JAX, and its "
+                    "files load on TensorFlow (test_saving)")
 @pytest.mark.slow
 def test_cli_exports_a_model_saved_on_this_backend(tmp_path):
-    """Run from this backend, the command re-runs itself under TensorFlow and writes
-    every format (with both quantized LiteRT variants) of the file saved here."""
+    """Run from JAX, which writes no format itself, the command re-runs itself under
+    TensorFlow and writes every format (with both quantized LiteRT variants) of the
+    file saved here."""
     model, path = _train_and_save(tmp_path)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "keras_kan.export", path, str(out),

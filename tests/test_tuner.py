@@ -217,6 +217,15 @@ def test_keras_kan_imports_without_keras_tuner():
 
 
 # ------------------------------------------------------------------- searches
+# What differs between backends is building, training, saving and reloading a trial's
+# model; every search below does all four. The oracle's own bookkeeping (a plain build
+# function, Bayesian optimization, executions per trial) is the same on every backend,
+# so those searches run once, on PyTorch, where a trial costs least (no tracing).
+oracle_only = pytest.mark.skipif(
+    BACKEND != "torch", reason="the oracle's bookkeeping is backend-independent: run once, "
+    "on PyTorch (the searches that build, save and reload models run on every backend)")
+
+
 @pytest.mark.slow
 def test_random_search_with_hyperkan(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[3, 4], grid_size=[3, 5],
@@ -229,6 +238,7 @@ def test_random_search_with_hyperkan(tmp_path):
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
+@oracle_only
 @pytest.mark.slow
 def test_random_search_with_a_plain_build_function(tmp_path):
     def build(hp):
@@ -383,6 +393,7 @@ def test_hyperband_with_a_grid_schedule(tmp_path):
     assert {grid for _, grid in kan_shapes(best)} == {6}
 
 
+@oracle_only
 @pytest.mark.slow
 def test_bayesian_optimization(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[2, 3, 4], grid_size=[3, 5],
@@ -396,6 +407,7 @@ def test_bayesian_optimization(tmp_path):
     assert_best_model_is_the_trained_one(tuner, tmp_path)
 
 
+@oracle_only
 @pytest.mark.slow
 def test_executions_per_trial(tmp_path):
     hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],

@@ -226,18 +226,6 @@ oracle_only = pytest.mark.skipif(
     "on PyTorch (the searches that build, save and reload models run on every backend)")
 
 
-@pytest.mark.slow
-def test_random_search_with_hyperkan(tmp_path):
-    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[3, 4], grid_size=[3, 5],
-                          optimizer=["adam", "lbfgs"], learning_rate=0.05,
-                          lbfgs_options={"max_iter": 5})
-    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=2, seed=3,
-                                     directory=str(tmp_path), project_name="kan")
-    search(tuner)
-    assert len(tuner.oracle.trials) == 2
-    assert_best_model_is_the_trained_one(tuner, tmp_path)
-
-
 @oracle_only
 @pytest.mark.slow
 def test_random_search_with_a_plain_build_function(tmp_path):
@@ -258,10 +246,13 @@ def test_random_search_with_a_plain_build_function(tmp_path):
 
 
 @pytest.mark.slow
-def test_refined_trial_reloads_and_resumes(tmp_path):
-    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=3, grid_schedule=[3, 6],
+def test_random_search_with_hyperkan_reloads_refined_trials(tmp_path):
+    """HyperKAN's space (width, Adam or L-BFGS, the L1 penalty) with a grid schedule:
+    each trial is built on grid 3 and trained on to grid 6, and its checkpoint
+    reloads, also in a fresh tuner from disk."""
+    hypermodel = HyperKAN((3,), 1, depth=1, hidden_units=[3, 4], grid_schedule=[3, 6],
                           spline_order=3, optimizer=["adam", "lbfgs"], learning_rate=0.05,
-                          l1=0.0, entropy=0.0, lbfgs_options={"max_iter": 5})
+                          l1=1e-3, entropy=0.0, lbfgs_options={"max_iter": 5})
 
     def make(overwrite):
         return keras_tuner.RandomSearch(hypermodel, objective="val_loss", max_trials=2, seed=0,
@@ -270,14 +261,19 @@ def test_refined_trial_reloads_and_resumes(tmp_path):
 
     tuner = make(True)
     search(tuner)  # one epoch per stage
+    assert len(tuner.oracle.trials) == 2
     best = assert_best_model_is_the_trained_one(tuner, tmp_path)
-    assert kan_shapes(best) == [(3, 6), (1, 6)]  # built on grid 3, trained on to grid 6
-    assert tuner.get_best_hyperparameters(1)[0].values["grid_size"] == 3
+    values = tuner.get_best_hyperparameters(1)[0].values
+    assert values["grid_size"] == 3
+    shapes = [(values["units_0"], 6), (1, 6)]  # built on grid 3, trained on to grid 6
+    assert kan_shapes(best) == shapes
+    regularizers = [layer.regularizer for layer in best.layers if isinstance(layer, KANDense)]
+    assert all(isinstance(r, KANRegularizer) and r.l1 == 1e-3 for r in regularizers)
     expected = to_numpy(best(PROBE))
 
     fresh = make(False)  # reloads the oracle and the checkpoints from disk
     again = fresh.get_best_models(1)[0]
-    assert kan_shapes(again) == [(3, 6), (1, 6)]
+    assert kan_shapes(again) == shapes
     np.testing.assert_allclose(to_numpy(again(PROBE)), expected, rtol=1e-6, atol=1e-6)
 
 

@@ -1,4 +1,3 @@
-import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,23 +29,6 @@ if settings is not None:
 def to_numpy(x):
     """Backend tensor (gradients or not) -> float64 NumPy array."""
     return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _freeze_earlier_modules_objects():
-    """Each module's `gc.collect()` calls walk only the objects made since it started.
-
-    KerasTuner collects twice before each trial (`clear_session` and its own
-    `_try_build`), and so do the LiteRT converter and Keras's `TestCase`. A full
-    collection walks every object alive in the process: late in the suite, all
-    that earlier modules left (traced graphs, models in caches), 1-2 s a call,
-    ~80 s of the TensorFlow run (cProfile). Objects alive when a module starts
-    are frozen (`gc.freeze`, ignored by the collector) and handed back to it
-    when the module ends; objects freed by reference counting go as usual.
-    """
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

@@ -239,6 +239,30 @@ def test_issue_cases_recover_the_exact_formula(case):
         assert str(expr) == "sqrt(x_1**2 + x_2**2 + 1)"
 
 
+@pytest.mark.slow
+def test_trained_model_recovers_exp_sin_sq():
+    """The issue's case as a user meets it: a [2, 1, 1] KAN trained with the paper's grid
+    extension (3 -> 5 -> 10, L-BFGS with grid updates), then `auto_symbolic(model, x, y)`
+    and `symbolic_formula` give exactly exp(sin(pi x1) + x2^2), constants below 1e3."""
+    x1, x2 = sympy.symbols("x_1 x_2")
+    truth = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
+    f = sympy.lambdify((x1, x2), truth, "numpy")
+    (x, y), _ = keras_kan.datasets.create_dataset(lambda v: f(v[:, 0], v[:, 1]), n_var=2,
+                                                  n_samples=2000, seed=0, test_split=0.5)
+    model = keras_kan.KAN([2, 1, 1], grid_size=3, seed=0)
+    model.compile(loss="mse")
+    for n, grid in enumerate((3, 5, 10)):
+        if n:
+            model = keras_kan.refine(model, grid, x)
+        keras_kan.fit_lbfgs(model, x, y, steps=20, update_grid=True, verbose=0)
+    symbolic.auto_symbolic(model, x, y)
+    report = symbolic.symbolic_report(model)
+    assert [report[key]["name"] for key in sorted(report)] == ["sin", "x^2", "exp"], report
+    assert max(abs(v) for edge in report.values() for v in edge["params"]) < 1e3, report
+    expr = symbolic.symbolic_formula(model, x, y)
+    assert sympy.simplify(expr - truth) == 0, expr
+
+
 def test_formula_pulls_constant_factors_out_and_snaps():
     # c*sqrt(k*(x1^2 + x2^2 + 1)) with c = 1/sqrt(k): reads sqrt(x1^2 + x2^2 + 1)
     model = keras_kan.KAN([2, 1, 1], seed=0)

@@ -7,7 +7,9 @@
 with nothing else: Keras resolves `jit_compile="auto"` to a plain `tf.function`
 graph on a CPU-only TensorFlow, `jax.jit` on JAX and eager PyTorch. The table
 then has the KAN, the KAN after a grid update (non-uniform knots: the general
-basis), the MLP and the peers, all compiled that way, and on TensorFlow the
+basis), both again with the paper's penalty on (`kan_pen`, `kan_grid_pen`:
+`KANRegularizer(l1=0.01, entropy=0.1)`, with a table of the penalty's cost, on
+over off), the MLP and the peers, all compiled that way, and on TensorFlow the
 inference of a batch served from SavedModels loaded with `tf.saved_model.load`:
 `kan_sm` written by `keras_kan.export_model` (plain TensorFlow ops, what TF
 Serving and the LiteRT converter read), `kan_sm_xla` by Keras's
@@ -70,7 +72,10 @@ CONFIGS = [  # (width, batch, grid_size)
     ([64, 64, 64, 1], 4096, 20),
     ([2, 5, 1], 1000, 5),
 ]
-MODELS = ("kan", "kan_grid", "mlp", "floor", "effkan", "pykan", "kan_sm", "kan_sm_xla", "mlp_sm")
+MODELS = ("kan", "kan_grid", "kan_pen", "kan_grid_pen", "mlp", "floor", "effkan", "pykan",
+          "kan_sm", "kan_sm_xla", "mlp_sm")
+# The paper's penalty (pykan lamb=0.01, lamb_entropy=10 = KANRegularizer(l1=0.01, entropy=0.1)).
+PENALTY = {"l1": 0.01, "entropy": 0.1}
 LBFGS_TOL = 1e-32
 
 
@@ -161,6 +166,16 @@ def make_candidates(backend, cfg, kit, peers, defaults=False):
             raise RuntimeError("the grid update left a uniform grid")
         return keras_model(model)
 
+    def kan_pen():  # the same step with the paper's penalty on (uniform knots)
+        return keras_model(keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER,
+                                         seed=0, regularizer=keras_kan.KANRegularizer(**PENALTY)))
+
+    def kan_grid_pen():  # penalty on, after a grid update
+        model = keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER, seed=0,
+                              regularizer=keras_kan.KANRegularizer(**PENALTY))
+        keras_kan.update_grids(model, x_np)
+        return keras_model(model)
+
     def mlp_model():
         layers = [keras.Input((width[0],))]
         layers += [keras.layers.Dense(w, activation="silu") for w in mlp_w[1:-1]]
@@ -233,7 +248,8 @@ def make_candidates(backend, cfg, kit, peers, defaults=False):
         return {"train": train, "infer": infer, "model": model, "eager": True}
 
     if defaults:
-        builders = {"kan": kan, "kan_grid": kan_grid, "mlp": mlp}
+        builders = {"kan": kan, "kan_grid": kan_grid, "kan_pen": kan_pen,
+                    "kan_grid_pen": kan_grid_pen, "mlp": mlp}
         if backend == "tensorflow":
             builders.update({name: saved_model(name) for name in ("kan_sm", "kan_sm_xla",
                                                                   "mlp_sm")})
@@ -476,6 +492,16 @@ def report(results, backends, config_ids, defaults=False):
                                  " MLP)")
                     cells.append(cell)
                 lbfgs_rows.append([cfg_label(cfg), _bench.SHORT[b]] + cells)
+    penalty_rows = []
+    for ci in config_ids:
+        for off, on in (("kan", "kan_pen"), ("kan_grid", "kan_grid_pen")):
+            cells = []
+            for b in backends:
+                t = results.get(b, {}).get("configs", {}).get(str(ci), {}).get("times", {})
+                cells.append(_bench.fmt_x(_bench.ratio(t[f"{on}/train"], t[f"{off}/train"]))
+                             if f"{on}/train" in t and f"{off}/train" in t else "—")
+            if any(c != "—" for c in cells):
+                penalty_rows.append([cfg_label(CONFIGS[ci]), on] + cells)
     for ci in config_ids:
         e = next((r["configs"][str(ci)] for r in results.values()
                   if str(ci) in r.get("configs", {})), None)
@@ -489,6 +515,12 @@ def report(results, backends, config_ids, defaults=False):
             "call alone. Theory: features + weights + activations, float32 (train: + 3 x "
             "weights for gradients and Adam moments).", "",
             _bench.markdown_table(mem_header, mem_rows)]
+    if penalty_rows:
+        out += ["", "A training step with the paper's penalty (`KANRegularizer(l1=0.01, "
+                "entropy=0.1)`) over the same step without it (median of per-repeat ratios):",
+                "", _bench.markdown_table(["config", "model"] + [
+                    DEFAULT_LABELS[b] if defaults else _bench.SHORT[b] for b in backends],
+                    penalty_rows)]
     if lbfgs_rows:
         out += ["", "L-BFGS, ms per step (up to 20 iterations / 25 evaluations, tolerances "
                 "1e-32; first step excluded; not interleaved):", "",

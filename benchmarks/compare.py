@@ -155,26 +155,20 @@ def make_candidates(backend, cfg, kit, peers, defaults=False):
         return {"train": lambda: model.train_on_batch(x, y),
                 "infer": lambda: model.predict_on_batch(x), "model": model}
 
-    def kan():
-        return keras_model(keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER,
-                                         seed=0))
-
-    def kan_grid():  # non-uniform knots after a grid update: the general basis
-        model = keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER, seed=0)
-        keras_kan.update_grids(model, x_np)
-        if any(layer.uniform_grid for layer in keras_kan.network.kan_layers(model)):
-            raise RuntimeError("the grid update left a uniform grid")
-        return keras_model(model)
-
-    def kan_pen():  # the same step with the paper's penalty on (uniform knots)
-        return keras_model(keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER,
-                                         seed=0, regularizer=keras_kan.KANRegularizer(**PENALTY)))
-
-    def kan_grid_pen():  # penalty on, after a grid update
+    def kan_model(updated=False, penalty=False):
+        """The KAN; `updated`: after a grid update (non-uniform knots: the general basis);
+        `penalty`: with the paper's penalty on."""
         model = keras_kan.KAN(width, grid_size=grid, spline_order=SPLINE_ORDER, seed=0,
-                              regularizer=keras_kan.KANRegularizer(**PENALTY))
-        keras_kan.update_grids(model, x_np)
+                              regularizer=keras_kan.KANRegularizer(**PENALTY) if penalty
+                              else None)
+        if updated:
+            keras_kan.update_grids(model, x_np)
+            if any(layer.uniform_grid for layer in keras_kan.network.kan_layers(model)):
+                raise RuntimeError("the grid update left a uniform grid")
         return keras_model(model)
+
+    def kan():
+        return kan_model()
 
     def mlp_model():
         layers = [keras.Input((width[0],))]
@@ -248,8 +242,9 @@ def make_candidates(backend, cfg, kit, peers, defaults=False):
         return {"train": train, "infer": infer, "model": model, "eager": True}
 
     if defaults:
-        builders = {"kan": kan, "kan_grid": kan_grid, "kan_pen": kan_pen,
-                    "kan_grid_pen": kan_grid_pen, "mlp": mlp}
+        builders = {"kan": kan, "kan_grid": lambda: kan_model(updated=True),
+                    "kan_pen": lambda: kan_model(penalty=True),
+                    "kan_grid_pen": lambda: kan_model(updated=True, penalty=True), "mlp": mlp}
         if backend == "tensorflow":
             builders.update({name: saved_model(name) for name in ("kan_sm", "kan_sm_xla",
                                                                   "mlp_sm")})

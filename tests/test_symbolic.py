@@ -12,15 +12,19 @@ sympy = pytest.importorskip("sympy")
 from keras_kan import symbolic  # noqa: E402
 
 
-def _set_edges(layer, functions):
-    """Make edge (i, j) of `layer` a pure spline fit of `functions[(i, j)]` on [-1, 1]."""
+def _set_edges(layer, functions, ranges=None):
+    """Make edge (i, j) of `layer` a pure spline fit of `functions[(i, j)]`, on [-1, 1]
+    with the layer's knots or, with `ranges`, on uniform knots over `ranges[i]`."""
     n, m = layer.grid.shape[0], layer.units
+    if ranges is not None:
+        layer.grid.assign(np.stack([splines.uniform_knots(r, layer.grid_size,
+                                                          layer.spline_order)
+                                    for r in ranges]).astype("float32"))
     knots = np.asarray(keras.ops.convert_to_numpy(layer.grid), np.float64)
-    grid = np.linspace(-1, 1, 400)
-    xs = np.tile(grid[:, None], (1, n))
-    targets = np.zeros((grid.size, n, m))
+    xs = np.stack([np.linspace(lo, hi, 400) for lo, hi in (ranges or [(-1, 1)] * n)], 1)
+    targets = np.zeros((xs.shape[0], n, m))
     for (i, j), fn in functions.items():
-        targets[:, i, j] = fn(grid)
+        targets[:, i, j] = fn(xs[:, i])
     coef = splines.fit_coefficients(xs, targets, knots, layer.spline_order)
     layer.spline_kernel.assign(coef.astype("float32"))
     layer.base_kernel.assign(np.zeros((n, m), "float32"))
@@ -200,14 +204,7 @@ def _composed_model(inner, outer, hidden_range):
     model = keras_kan.KAN([2, 1, 1], grid_size=20, seed=0)
     first, second = model.layers
     _set_edges(first, {(0, 0): inner[0], (1, 0): inner[1]})
-    lo, hi = hidden_range
-    second.grid.assign(splines.uniform_knots((lo, hi), 20, 3)[None].astype("float32"))
-    knots = np.asarray(keras.ops.convert_to_numpy(second.grid), np.float64)
-    h = np.linspace(lo, hi, 400)[:, None]
-    coef = splines.fit_coefficients(h, outer(h)[:, :, None], knots, 3)
-    second.spline_kernel.assign(coef.astype("float32"))
-    second.base_kernel.assign(np.zeros((1, 1), "float32"))
-    second.spline_scale.assign(np.ones((1, 1), "float32"))
+    _set_edges(second, {(0, 0): outer}, ranges=[hidden_range])
     return model
 
 
@@ -263,18 +260,6 @@ def test_trained_model_recovers_exp_sin_sq():
     assert sympy.simplify(expr - truth) == 0, expr
 
 
-def _fit_layer(layer, ranges, functions):
-    """Uniform knots per feature on `ranges`; edge (i, 0) a spline fit of `functions[i]`."""
-    g, k = layer.grid_size, layer.spline_order
-    knots = np.stack([splines.uniform_knots(r, g, k) for r in ranges])
-    layer.grid.assign(knots.astype("float32"))
-    xs = np.stack([np.linspace(lo, hi, 400) for lo, hi in ranges], 1)
-    targets = np.stack([f(xs[:, i]) for i, f in enumerate(functions)], 1)[:, :, None]
-    layer.spline_kernel.assign(splines.fit_coefficients(xs, targets, knots, k).astype("float32"))
-    layer.base_kernel.assign(np.zeros(layer.base_kernel.shape, "float32"))
-    layer.spline_scale.assign(np.ones(layer.spline_scale.shape, "float32"))
-
-
 @pytest.mark.slow
 def test_whole_model_search_replaces_a_close_impostor():
     """x1 / x2^2 = exp(log x1 - 2 log x2), but x1's edge is the tan curve closest to log on
@@ -284,9 +269,10 @@ def test_whole_model_search_replaces_a_close_impostor():
     v = np.linspace(0.5, 2.0, 400)
     _, (a, b, c, d) = symbolic.fit_function(v, np.log(v), "tan")
     model = keras_kan.KAN([2, 1, 1], grid_size=20, seed=0)
-    _fit_layer(model.layers[0], [(0.5, 2.0), (1.0, 2.0)],
-               [lambda u: c * np.tan(a * u + b) + d, lambda u: -2.0 * np.log(u)])
-    _fit_layer(model.layers[1], [(-2.4, 1.0)], [np.exp])
+    _set_edges(model.layers[0], {(0, 0): lambda u: c * np.tan(a * u + b) + d,
+                                 (1, 0): lambda u: -2.0 * np.log(u)},
+               ranges=[(0.5, 2.0), (1.0, 2.0)])
+    _set_edges(model.layers[1], {(0, 0): np.exp}, ranges=[(-2.4, 1.0)])
     rng = np.random.default_rng(0)
     x = np.stack([rng.uniform(0.5, 2, 1000), rng.uniform(1, 2, 1000)], 1).astype("float32")
     y = x[:, :1].astype(np.float64) / x[:, 1:].astype(np.float64) ** 2

@@ -4,7 +4,7 @@
 
 A fresh KAN has uniform knots, where KANDense uses a closed-form basis. After
 `keras_kan.update_grids` (pykan's `update_grid`) the knots follow the data
-and the layer switches to its general path (local de Boor values). This prints
+and the layer switches to its general path (Cox–de Boor on any knots). This prints
 `model.train_on_batch` time (Adam, compiled as `model.fit` compiles it)
 for both, and their ratio, for the `[64, 64, 64, 1]` G=20 and
 `[784, 64, 10]` G=5 configurations of `compare.py`. Repeats are interleaved.

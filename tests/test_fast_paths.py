@@ -254,7 +254,7 @@ def test_jax_eager_call_compiles_the_basis_as_one_program():
     layer = keras_kan.KANDense(3, grid_size=7, seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (37, 5)).astype("float32")
     layer.build((None, 5))
-    layer.update_grid(x**3)  # adapted knots: the local de Boor basis, the longest
+    layer.update_grid(x**3)  # adapted knots: the Cox–de Boor columns, the longest
     assert not layer.uniform_grid
     listening[0] = True
     try:

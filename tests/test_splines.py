@@ -208,7 +208,7 @@ def _knots_for(kind, k):
 @pytest.mark.parametrize("kind", ["data", "repeated"])
 @pytest.mark.slow
 def test_general_basis_matches_scipy(k, kind):
-    """The backend's path for non-uniform knots (local de Boor) against scipy."""
+    """The backend's path for non-uniform knots (Cox–de Boor, knot-major) against scipy."""
     from keras_kan.backend import spline_basis
 
     knots = _knots_for(kind, k)

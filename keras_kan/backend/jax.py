@@ -199,7 +199,38 @@ def _shardings(args):
 # fused program per shape instead of dispatching, and compiling, each of the basis's
 # ~100 small ops one by one: the first eager call of a layer on JAX took seconds.
 
-_basis = jax.jit(splines.fused_spline_basis, static_argnums=(2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _general_basis(x, knots, spline_order):
+    """The basis on any knots, knot-major: `x (B, n)`, knots `(n, L)` -> `(B, K, n)`.
+
+    Cox–de Boor on per-basis columns (`splines.cox_de_boor(columns=True)`), which
+    XLA fuses into one pass. Its derivative is the closed form
+    (`splines.cox_de_boor_slopes`) of the order `k - 1` basis, itself this
+    function, so second derivatives (physics-informed losses) are closed forms
+    too. XLA's own derivative of the recursion took 52 ms against 29 ms for the
+    closed form (input gradient at `(1024, 784)`, `G = 5`, 2 cores). The knots
+    get no derivative (the grid is not trained).
+    """
+    return splines.knot_major_basis(x, knots, spline_order)
+
+
+@_general_basis.defjvp
+def _general_basis_jvp(spline_order, primals, tangents):
+    x, knots = primals
+    dx = tangents[0]
+    value = _general_basis(x, knots, spline_order)
+    if spline_order == 0:
+        return value, jnp.zeros_like(value)
+    tables = splines.recursion_tables(knots.astype(x.dtype), spline_order, jnp)
+    lower = _general_basis(x, knots, spline_order - 1)
+    return value, splines.cox_de_boor_slopes(lower, tables, spline_order) * dx[..., None, :]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _basis(x, knots, spline_order, uniform):
+    if uniform and spline_order >= 1:
+        return splines.uniform_bspline_basis(x, knots, spline_order)
+    return jnp.swapaxes(_general_basis(x, knots, spline_order), -1, -2)
 
 
 def _arrays(*values):
@@ -208,7 +239,8 @@ def _arrays(*values):
 
 
 def spline_basis(x, knots, spline_order, uniform):
-    """`splines.fused_spline_basis` compiled: `x (B, n)`, knots `(n, L)` -> `(B, n, K)`."""
+    """The basis `x (B, n)`, knots `(n, L)` -> `(B, n, K)`, compiled: the closed form on
+    uniform knots, `_general_basis` on others."""
     return _basis(*_arrays(x, knots), spline_order, uniform)
 
 
@@ -227,6 +259,10 @@ def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kerne
     `B = 4096`, `G = 20`, 2 CPU cores). The product has its own gradient
     (`_product`) only to fix the layout of the kernel gradient.
 
+    On other knots the basis is knot-major `(B, K, n)` (`_general_basis`, the
+    kernel transposed to match) and the base branch is a second product: each
+    layout measured faster for its basis.
+
     Args:
         x: `(B, n)`; base: `(B, n)` base activations; spline_kernel: `(n K, m)`;
         base_kernel: `(n, m)`, both in the compute dtype.
@@ -238,12 +274,19 @@ def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kerne
 @functools.partial(jax.jit, static_argnums=(5, 6))
 def _kan_product(x, base, knots, spline_kernel, base_kernel, spline_order, uniform):
     n, m = base_kernel.shape
-    basis = splines.fused_spline_basis(x, knots, spline_order, uniform)  # (B, n, K)
-    features = jnp.concatenate([basis, base[..., None]], axis=-1).astype(spline_kernel.dtype)
-    kernel = jnp.concatenate([jnp.reshape(spline_kernel, (n, -1, m)), base_kernel[:, None, :]],
-                             axis=1)
-    return _product(jnp.reshape(features, (features.shape[0], -1)),
-                    jnp.reshape(kernel, (-1, m)))
+    if uniform and spline_order >= 1:
+        basis = splines.uniform_bspline_basis(x, knots, spline_order)  # (B, n, K)
+        features = jnp.concatenate([basis, base[..., None]], axis=-1)
+        kernel = jnp.concatenate([jnp.reshape(spline_kernel, (n, -1, m)),
+                                  base_kernel[:, None, :]], axis=1)  # (n, K+1, m)
+        features = jnp.reshape(features.astype(spline_kernel.dtype), (features.shape[0], -1))
+        return _product(features, jnp.reshape(kernel, (-1, m)))
+    # Knot-major, and the base branch as its own product: concatenating it to this
+    # basis measured 2x slower (36 against 16 ms at [784, 64] B=1024, G=5).
+    basis = _general_basis(x, knots, spline_order).astype(spline_kernel.dtype)  # (B, K, n)
+    kernel = jnp.swapaxes(jnp.reshape(spline_kernel, (n, -1, m)), 0, 1)  # (K, n, m)
+    spline = _product(jnp.reshape(basis, (basis.shape[0], -1)), jnp.reshape(kernel, (-1, m)))
+    return spline + base.astype(base_kernel.dtype) @ base_kernel
 
 
 @jax.custom_vjp

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
-from keras_kan.splines import fused_spline_basis
+from keras_kan import splines
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -170,8 +170,9 @@ def spline_basis(x, knots, spline_order, uniform):
     fused ones. The basis ops are therefore marked for XLA (`jit_scope`):
     TensorFlow fuses them into one compiled cluster inside the plain graph and
     runs the rest (the matmul on oneDNN) as before. Its gradient with respect
-    to `x` is TensorFlow's own derivative of the same ops, built inside a
-    second marked scope so that it fuses too.
+    to `x` is built inside a second marked scope so that it fuses too: on
+    uniform knots TensorFlow's own derivative of the closed form, on other
+    knots the closed form of `_general_basis`.
 
     Compiling the clusters takes seconds, which a small input never wins back,
     so the marking applies from `MARK_FOR_XLA_FROM` basis elements, counted
@@ -187,15 +188,12 @@ def spline_basis(x, knots, spline_order, uniform):
         spline_order: `k`.
         uniform: a Python bool, True only if every row of `knots` is evenly spaced.
     """
-    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0) or _xla_compiling():
-        return fused_spline_basis(x, knots, spline_order, uniform)
     knots = tf.convert_to_tensor(knots)
-    size = knots.shape[-1] - spline_order - 1  # K
-    for dim in x.shape:
-        size *= UNKNOWN_BATCH if dim is None else dim
-    if size < MARK_FOR_XLA_FROM:
-        return fused_spline_basis(x, knots, spline_order, uniform)
-    return _marked_basis(x, knots, spline_order, uniform)
+    if uniform and spline_order >= 1:
+        if _marked(x, knots, spline_order):
+            return _marked_basis(x, knots, spline_order)
+        return splines.uniform_bspline_basis(x, knots, spline_order)
+    return tf.experimental.numpy.swapaxes(_general_basis(x, knots, spline_order), -1, -2)
 
 
 def spline_matmul(x, knots, spline_order, uniform, kernel):
@@ -203,9 +201,17 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
 
     The matmul stays outside the XLA-marked basis: oneDNN's product and its
     gradient measured faster than XLA:CPU's (7.7 vs 33.6 ms for the kernel
-    gradient at `[784, 64, 10]`).
+    gradient at `[784, 64, 10]`). On knots that are not uniform the basis is
+    knot-major `(B, K, n)` (`_general_basis`) and the kernel is transposed to
+    match.
     """
-    basis = spline_basis(x, knots, spline_order, uniform)
+    knots = tf.convert_to_tensor(knots)
+    if uniform and spline_order >= 1:
+        basis = spline_basis(x, knots, spline_order, uniform)
+    else:
+        basis = _general_basis(x, knots, spline_order)  # (B, K, n)
+        n, m = x.shape[-1], kernel.shape[-1]
+        kernel = tf.reshape(tf.transpose(tf.reshape(kernel, (n, -1, m)), (1, 0, 2)), (-1, m))
     return tf.matmul(tf.reshape(tf.cast(basis, kernel.dtype), (-1, kernel.shape[0])), kernel)
 
 
@@ -220,9 +226,57 @@ def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kerne
     return outputs + tf.matmul(tf.cast(base, base_kernel.dtype), base_kernel)
 
 
-def _marked_basis(x, knots, spline_order, uniform):
+def _marked(x, knots, spline_order):
+    """Whether the basis of `x` is marked for XLA (see `spline_basis`)."""
+    if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0) or _xla_compiling():
+        return False
+    size = knots.shape[-1] - spline_order - 1  # K
+    for dim in x.shape:
+        size *= UNKNOWN_BATCH if dim is None else dim
+    return size >= MARK_FOR_XLA_FROM
+
+
+def _xla_scope(marked):
+    return tf.xla.experimental.jit_scope(compile_ops=True) if marked else contextlib.nullcontext()
+
+
+def _general_basis(x, knots, spline_order):
+    """The basis on any knots, knot-major: `x (..., n)`, knots `(n, L)` tensor -> `(..., K, n)`.
+
+    Cox–de Boor (`splines.cox_de_boor`): on per-basis columns inside an XLA
+    cluster when marked (`_marked`), as whole-tensor passes otherwise. Its
+    gradient is the closed form (`splines.cox_de_boor_slopes`) of the order
+    `k - 1` basis, itself this function, so second derivatives are closed forms
+    too. Measured at `(1024, 784)`, `G = 5`, 2 cores, basis times a kernel: forward
+    7 against 60 ms for the gather-based recursion it replaced, input gradient
+    39 against 122 ms. The knots get no gradient (the grid is not trained).
+    """
+    marked = _marked(x, knots, spline_order)
+
+    @tf.custom_gradient
     def basis(x):
-        return fused_spline_basis(x, knots, spline_order, uniform)
+        with _xla_scope(marked):
+            value = splines.knot_major_basis(x, knots, spline_order, columns=marked)
+
+        def gradient(upstream):
+            if spline_order == 0:
+                return tf.zeros_like(x)
+            lower = _general_basis(x, knots, spline_order - 1)
+            with _xla_scope(marked):
+                tables = splines.recursion_tables(tf.cast(knots, x.dtype), spline_order)
+                slopes = splines.cox_de_boor_slopes(lower, tables, spline_order)
+                return tf.reduce_sum(slopes * upstream, axis=-2)
+
+        return value, gradient
+
+    return basis(x)
+
+
+def _marked_basis(x, knots, spline_order):
+    """The closed form on uniform knots in an XLA cluster, and its gradient in another."""
+
+    def basis(x):
+        return splines.uniform_bspline_basis(x, knots, spline_order)
 
     @tf.custom_gradient
     def marked(x):

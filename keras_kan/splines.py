@@ -26,6 +26,7 @@ __all__ = [
     "recursion_tables",
     "cox_de_boor",
     "cox_de_boor_slopes",
+    "local_bspline_basis",
     "uniform_bspline_basis",
     "cardinal_bspline",
     "knot_major_basis",
@@ -221,6 +222,87 @@ def _safe_reciprocal(d, xp=ops):
     """`1/d` where `d > 0`, else 0 (a zero knot interval contributes nothing)."""
     positive = d > 0
     return xp.where(positive, 1.0 / xp.where(positive, d, 1.0), 0.0)
+
+
+def _clip_index(i, high, xp=ops):
+    """``clip(i, 0, high)`` for int tensors, written so no converter sees a ReLU6.
+
+    TensorFlow rewrites ``clip(i, 0, 6)`` into ``Relu6``, which LiteRT has no
+    int32 kernel for (the conversion then needs a Flex op); clipping ``i + 1``
+    to ``[1, high + 1]`` gives the same integers without that pattern.
+    """
+    return xp.clip(i + 1, 1, high + 1) - 1
+
+
+def _gather_rows(table, index, xp=ops):
+    """``table[i, index[..., i, :]]`` for ``table`` ``(n, W)``, ``index`` ``(..., n, c)``.
+
+    A row gather from an ``(n*W, 1)`` column, not ``take`` on a flat vector:
+    the flat form lowers to ``aten::ravel`` on PyTorch, which ``torch.onnx``
+    cannot export.
+    """
+    n, width = table.shape[0], table.shape[-1]
+    rows = xp.expand_dims(xp.arange(n, dtype="int32") * width, -1)
+    return xp.take(xp.reshape(table, (-1, 1)), index + rows, axis=0)[..., 0]
+
+
+def local_bspline_basis(x, knots, spline_order, xp=ops):
+    """The `k+1` possibly non-zero bases at each `x`, for any knots.
+
+    Finds the knot interval `j` of each `x` (`t_j <= x < t_{j+1}`), gathers
+    the `2k` knots around it and runs de Boor's triangular recursion on
+    `(..., n)` tensors: `O(k^2)` small ops instead of Cox–de Boor's `k`
+    passes over `(..., n, K)`. Same values as `bspline_basis` up to
+    rounding, also for repeated knots (a zero interval contributes 0).
+
+    Args:
+        x: `(..., n)`.
+        knots: `(n, L)`, non-decreasing rows.
+        spline_order: `k >= 1`.
+        xp: the array namespace: `keras.ops` (the default), or a backend's
+            adapter with the same functions (`cast`, `sum`, `expand_dims`,
+            `logical_and`, `arange`, `ones_like`, `where`, `stack`, `clip`,
+            `take`, `reshape`): eager PyTorch passes its native calls, which
+            cost a tenth of `keras.ops`'s per-call overhead.
+
+    Returns:
+        `(values (..., n, k+1), first (..., n) int32)`: value `m` belongs to
+        basis `first + m`, where `first = j - k` lies in `[-k, K - 1]`.
+    """
+    k = spline_order
+    knots = xp.cast(knots, x.dtype)
+    length = knots.shape[-1]
+    count = xp.sum(xp.cast(xp.expand_dims(x, -1) >= knots, "int32"), axis=-1)
+    j = count - 1  # (..., n): interval index, -1 below t_0, L-1 at or above t_{L-1}
+    inside = xp.logical_and(j >= 0, j <= length - 2)
+    j = _clip_index(j, length - 2, xp)
+    # Knots t_{j+d}, d = -k+1 .. k (clipped at the ends: only dropped bases use those).
+    offsets = xp.arange(-k + 1, k + 1, dtype="int32")
+    near = _gather_rows(knots, _clip_index(xp.expand_dims(j, -1) + offsets, length - 1, xp), xp)
+
+    def t(d):  # t_{j+d}
+        return near[..., d + k - 1]
+
+    level = [xp.ones_like(x)]  # B_{j,0}
+    for r in range(1, k + 1):
+        # 1 / (t_{q+r} - t_q) for q = j-r+1 .. j, from a per-knot table: no division
+        # of per-sample values (an int8 LiteRT DIV fails on a divisor quantized to
+        # zero). Every basis kept in the end reads in-range q; clipped ones are dropped.
+        table = _safe_reciprocal(knots[:, r:] - knots[:, :-r], xp)  # (n, L-r)
+        steps = xp.arange(-r + 1, 1, dtype="int32")
+        inv = _gather_rows(
+            table, _clip_index(xp.expand_dims(j, -1) + steps, length - r - 1, xp), xp)
+        nxt = []
+        for s in range(r + 1):  # basis p = j - r + s
+            value = 0.0
+            if s >= 1:  # (x - t_p) / (t_{p+r} - t_p) * B_{p,r-1}
+                value = (x - t(s - r)) * inv[..., s - 1] * level[s - 1]
+            if s <= r - 1:  # (t_{p+r+1} - x) / (t_{p+r+1} - t_{p+1}) * B_{p+1,r-1}
+                value = value + (t(s + 1) - x) * inv[..., s] * level[s]
+            nxt.append(value)
+        level = nxt
+    values = xp.where(xp.expand_dims(inside, -1), xp.stack(level, axis=-1), 0.0)
+    return values, j - k
 
 
 def knot_major_basis(x, knots, spline_order, columns=True):

@@ -34,7 +34,23 @@ def tf_marks_every_basis(monkeypatch):
         monkeypatch.setattr(tf_backend, "MARK_FOR_XLA_FROM", 0)
 
 
+@pytest.fixture(params=["columns", "whole"])
+def torch_recursion_layout(request, monkeypatch):
+    """On PyTorch, both layouts of the Cox–de Boor recursion (chosen by size otherwise)."""
+    if BACKEND != "torch":
+        if request.param == "whole":
+            pytest.skip("the layout switch is PyTorch's")
+        return
+    from keras_kan.backend import torch as torch_backend
+
+    monkeypatch.setattr(torch_backend, "COLUMNS_FROM", 0 if request.param == "columns" else 2**62)
+
+
 def _knots(kind, k, n=3, grid=6):
+    """`uniform`, `data` (random interior knots) or `fine` (the same with 14 intervals:
+    more bases than PyTorch trains knot-major, `KNOT_MAJOR_UP_TO`)."""
+    if kind == "fine":
+        kind, grid = "data", 14
     if kind == "uniform":
         return splines.uniform_knots((-1.0, 1.0), grid, k, n_features=n)
     rng = np.random.default_rng(10 + k)
@@ -135,9 +151,9 @@ def test_fast_basis_values_match_scipy(k, kind, float64):
     np.testing.assert_allclose(got, plain, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("k", ORDERS)
-@pytest.mark.usefixtures("tf_marks_every_basis")
+@pytest.mark.parametrize(("k", "kind"), [(k, kind) for kind in KINDS for k in ORDERS]
+                         + [(1, "fine"), (3, "fine")])
+@pytest.mark.usefixtures("tf_marks_every_basis", "torch_recursion_layout")
 @pytest.mark.slow
 def test_fast_spline_product_and_gradients_match_float64_reference(k, kind, float64):
     """`spline_matmul` (what `KANDense.call` runs): output, d/dx and d/dkernel."""

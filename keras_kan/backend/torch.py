@@ -104,9 +104,9 @@ def spline_basis(x, knots, spline_order, uniform):
     if _tracing(x):
         return splines.fused_spline_basis(x, knots, spline_order, uniform, columns=False)
     n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
-    if not uniform or spline_order < 1:
+    if spline_order < 1 or (not uniform and n_basis <= KNOT_MAJOR_UP_TO):
         return _general_basis(x, _as_knots(knots, x), spline_order).transpose(-1, -2)
-    flat = _FlatBasis.apply(x.reshape(-1, n), _as_knots(knots, x), spline_order)
+    flat = _FlatBasis.apply(x.reshape(-1, n), _as_knots(knots, x), spline_order, bool(uniform))
     return flat[:, : n * n_basis].reshape(x.shape + (n_basis,))
 
 
@@ -128,10 +128,13 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
     then the features concatenated): inference about 62 -> 15 ms, a training
     step about 80 -> 45 ms (an equal-size MLP: 4.5 and 13 ms).
 
-    On knots that are not uniform, training builds the knot-major basis
-    `(B, K, n)` by Cox–de Boor on per-basis columns (`_general_basis`): 57
-    against 146 ms for the local de Boor values scattered into the flat basis
-    (forward and kernel gradient, same shape, 2 threads).
+    On knots that are not uniform, training with at most `KNOT_MAJOR_UP_TO`
+    bases per input builds the knot-major basis `(B, K, n)` by Cox–de Boor
+    (`_general_basis`): 57 against 146 ms for the local de Boor values in the
+    flat basis (forward and kernel gradient, same shape, 2 threads). Its cost
+    grows with `K` and the local values' does not: at `[64, 64, 64, 1]`,
+    `G = 20` (`K = 23`) the knot-major step took 489 ms against 284 ms, so more
+    bases take the flat basis.
     """
     k = spline_order
     n, n_basis = x.shape[-1], knots.shape[-1] - k - 1
@@ -142,11 +145,11 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
     if not needs_grad and kernel.dtype in (torch.float32, torch.float64):
         return _piecewise_product(x, knots, k, bool(uniform), kernel)
-    if not uniform:  # knot-major (B, K, n), the kernel transposed to match
+    if not uniform and n_basis <= KNOT_MAJOR_UP_TO:  # knot-major (B, K, n), kernel to match
         basis = _general_basis(x, knots, k).reshape(x.shape[0], -1)
         m = kernel.shape[-1]
         return basis.to(kernel.dtype) @ kernel.view(n, n_basis, m).transpose(0, 1).reshape(-1, m)
-    flat = _FlatBasis.apply(x, knots, k)  # (B, n K + 1)
+    flat = _FlatBasis.apply(x, knots, k, bool(uniform))  # (B, n K + 1)
     return flat[:, : n * n_basis].to(kernel.dtype) @ kernel
 
 
@@ -272,33 +275,33 @@ def _as_knots(knots, x):
 
 
 class _FlatBasis(torch.autograd.Function):
-    """`x (B, n)`, uniform `knots (n, L)` -> `(B, n K + 1)`: the basis of feature `i` in columns
+    """`x (B, n)`, `knots (n, L)` -> `(B, n K + 1)`: the basis of feature `i` in columns
     `i K .. i K + K - 1`, and one spare column that receives every local value of a
     basis outside `[0, K)` (so no pass is spent masking them). Gradient for `x` only."""
 
     @staticmethod
-    def forward(ctx, x, knots, spline_order):
-        ctx.spline_order = spline_order
+    def forward(ctx, x, knots, spline_order, uniform):
+        ctx.spline_order, ctx.uniform = spline_order, uniform
         ctx.save_for_backward(x, knots)
         n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
-        values, index = _flat_local(x, knots, spline_order, derivative=False)
+        values, index = _flat_local(x, knots, spline_order, uniform, derivative=False)
         flat = torch.zeros((x.shape[0], n * n_basis + 1), dtype=x.dtype, device=x.device)
         return flat.scatter_(1, index, values)  # distinct columns, but the spare one
 
     @staticmethod
     def backward(ctx, upstream):
         if not ctx.needs_input_grad[0]:
-            return None, None, None
+            return None, None, None, None
         x, knots = ctx.saved_tensors
         k = ctx.spline_order
-        slopes, index = _flat_local(x, knots, k, derivative=True)
+        slopes, index = _flat_local(x, knots, k, ctx.uniform, derivative=True)
         upstream = upstream.clone()
         upstream[:, -1] = 0.0  # the spare column feeds nothing
         local = upstream.gather(1, index) * slopes  # (B, n (k+1))
-        return local.view(x.shape + (k + 1,)).sum(-1), None, None
+        return local.view(x.shape + (k + 1,)).sum(-1), None, None, None
 
 
-def _flat_local(x, knots, k, derivative):
+def _flat_local(x, knots, k, uniform, derivative):
     """The `k + 1` bases (or their derivatives) that can be non-zero at each `x (B, n)`.
 
     Returns:
@@ -306,7 +309,8 @@ def _flat_local(x, knots, k, derivative):
         basis (`_FlatBasis`) per value; the spare column `n K` for bases
         outside `[0, K)` and for `x` outside the knots.
     """
-    values, row = _uniform_local(x, knots, k, derivative)  # (B, n, k+1), (B, n) in [0, L]
+    local = _uniform_local if uniform else _general_local
+    values, row = local(x, knots, k, derivative)  # (B, n, k+1), (B, n) in [0, L]
     n, rows = x.shape[-1], knots.shape[-1] + 1
     table = torch.as_tensor(_column_table(n, rows - 1, k), device=x.device)
     key = row + torch.arange(0, n * rows, rows, device=x.device)
@@ -352,24 +356,91 @@ def _uniform_local(x, knots, k, derivative):
 
 
 class _TorchOps:
-    """The namespace `splines.cox_de_boor` needs, as native torch calls: an eager
-    `keras.ops` call costs tens of microseconds of Python, and the recursion on
-    columns makes a few hundred of them."""
+    """The namespace the shared recursions (`splines.cox_de_boor`,
+    `splines.local_bspline_basis`) need, as native torch calls: an eager
+    `keras.ops` call costs tens of microseconds of Python, and the recursions
+    make dozens to hundreds of them. `arange` places its result on `device`."""
 
-    transpose = staticmethod(torch.t)
-    where = staticmethod(torch.where)
+    def __init__(self, device):
+        self.device = device
 
     @staticmethod
     def cast(x, dtype):
-        return x.to(dtype)
+        return x.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+
+    @staticmethod
+    def sum(x, axis):
+        return torch.sum(x, dim=axis)
 
     @staticmethod
     def expand_dims(x, axis):
         return x.unsqueeze(axis)
 
+    @staticmethod
+    def stack(xs, axis):
+        return torch.stack(xs, dim=axis)
+
+    @staticmethod
+    def take(table, index, axis):
+        flat = torch.index_select(table, axis, index.reshape(-1).long())
+        return flat.reshape(index.shape + table.shape[axis + 1:])
+
+    def arange(self, *args, dtype):
+        return torch.arange(*args, dtype=getattr(torch, dtype), device=self.device)
+
+    transpose = staticmethod(torch.t)
+    logical_and = staticmethod(torch.logical_and)
+    ones_like = staticmethod(torch.ones_like)
+    where = staticmethod(torch.where)
+    clip = staticmethod(torch.clamp)
+    reshape = staticmethod(torch.reshape)
+
+
+@functools.lru_cache(maxsize=8)
+def _torch_ops(device):
+    return _TorchOps(device)
+
+
+def _interval(x, knots):
+    """Knot interval `j` of `x` (`t_j <= x < t_{j+1}`, clipped) and whether `x` is inside."""
+    intervals = knots.shape[-1] - 1
+    rows = x.movedim(-1, 0).reshape(x.shape[-1], -1).contiguous()  # (n, rows)
+    j = torch.searchsorted(knots.contiguous(), rows, right=True) - 1
+    j = j.reshape((x.shape[-1],) + x.shape[:-1]).movedim(0, -1)
+    inside = (j >= 0) & (j < intervals)
+    return j.clamp(0, intervals - 1), inside
+
+
+def _local_values(x, knots, k):
+    """`splines.local_bspline_basis` in native torch calls."""
+    return splines.local_bspline_basis(x, knots, k, _torch_ops(x.device))
+
+
+def _general_local(x, knots, k, derivative):
+    """Any knots: de Boor's local values; their derivatives from order `k - 1`."""
+    if not derivative:  # values are 0 outside the knots already
+        values, first = _local_values(x, knots, k)
+        return values, (first + k + 1).long()
+    j, inside = _interval(x, knots)
+    if k == 1:
+        lower = inside.to(x.dtype).unsqueeze(-1)  # the one order-0 basis B_j
+    else:
+        lower, _ = _local_values(x, knots, k - 1)  # bases j-k+1 .. j
+    inverse = splines.recursion_tables(knots, k, _torch_ops(x.device))[1][k - 1].t()  # (n, K+1)
+    p = (j - k).unsqueeze(-1) + torch.arange(k + 2, device=x.device)  # p = j-k .. j+1
+    rows = inverse.expand(x.shape[:-1] + inverse.shape)
+    inv = rows.gather(-1, p.clamp(0, inverse.shape[-1] - 1))  # (..., n, k+2)
+    zero = torch.zeros_like(lower[..., :1])
+    left = torch.cat([zero, lower], -1)  # B_{p,k-1} for p = j-k .. j
+    right = torch.cat([lower, zero], -1)  # B_{p+1,k-1}
+    values = k * (inv[..., :-1] * left - inv[..., 1:] * right)  # splines.cox_de_boor_slopes
+    return values, torch.where(inside, j + 1, knots.shape[-1])
+
 
 # From this many basis elements (`B n K`) the recursion runs on per-basis columns.
 COLUMNS_FROM = 2**16
+# Knots that are not uniform with at most this many bases per input train knot-major.
+KNOT_MAJOR_UP_TO = 12
 
 
 def _knot_major(x, knots, k):
@@ -377,9 +448,9 @@ def _knot_major(x, knots, k):
     but each one pass over little memory (the whole-tensor form measured 2x slower at
     `(1024, 784)`, `G = 5`); small ones: as whole-tensor passes, where the ~200 ops of
     the columns cost more than the arithmetic (0.8 ms a call in the quickstart)."""
-    tables = splines.recursion_tables(knots.to(x.dtype), k, _TorchOps)
+    tables = splines.recursion_tables(knots.to(x.dtype), k, _torch_ops(x.device))
     columns = x.numel() * (knots.shape[-1] - k - 1) >= COLUMNS_FROM
-    basis = splines.cox_de_boor(x, tables, k, _TorchOps, columns=columns)
+    basis = splines.cox_de_boor(x, tables, k, _torch_ops(x.device), columns=columns)
     return torch.stack(basis, -2) if columns else basis
 
 
@@ -405,7 +476,7 @@ class _GeneralBasis(torch.autograd.Function):
         k = ctx.spline_order
         if k == 0:
             return torch.zeros_like(x), None, None
-        tables = splines.recursion_tables(knots.to(x.dtype), k, _TorchOps)
+        tables = splines.recursion_tables(knots.to(x.dtype), k, _torch_ops(x.device))
         slopes = splines.cox_de_boor_slopes(_general_basis(x, knots, k - 1), tables, k)
         return (slopes * upstream).sum(-2), None, None
 

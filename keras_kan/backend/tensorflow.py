@@ -10,8 +10,8 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan import splines
+from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state",

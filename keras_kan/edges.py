@@ -373,9 +373,13 @@ def _gram(xp, c):
     return xp.einsum("nbp,nbq->npq", by_input, by_input)
 
 
-def moments(xp, x, edges, spline_basis=None):
-    """The `Moments` of the samples `x (B, n)` (one chunk)."""
-    feats = features(xp, x, edges, spline_basis)
+def moments(xp, x, edges, feats=None):
+    """The `Moments` of the samples `x (B, n)` (one chunk).
+
+    Args:
+        feats: the features `(B, n, K+1)` of `x` if already computed.
+    """
+    feats = features(xp, x, edges) if feats is None else feats
     x = xp.cast(x, feats.dtype)
     mean_f, cf = _centred(xp, feats)
     mean_x, cx = _centred(xp, x)
@@ -432,16 +436,17 @@ def scores_from_moments(xp, stats, edges):
     return std_phi / (xp.expand_dims(std_x, -1) + 0.1)
 
 
-def edge_scores(xp, x, edges, spline_basis=None, chunk_rows=None):
+def edge_scores(xp, x, edges, feats=None, chunk_rows=None):
     """pykan's edge scores on the samples `x (B, n)`, `(n, m)`.
 
     `NUMPY` evaluates `chunk_rows` samples at a time (default: about 4M
     feature values per chunk) and merges their moments, so memory stays
     bounded and the scores do not depend on the chunking. `OPS` computes one
-    chunk (the training penalty; differentiable).
+    chunk (the training penalty; differentiable), from `feats (B, n, K+1)` when
+    given (the layer's forward pass shares them).
     """
     if xp is not NUMPY:
-        return scores_from_moments(xp, moments(xp, x, edges, spline_basis), edges)
+        return scores_from_moments(xp, moments(xp, x, edges, feats), edges)
     n = edges.shape[0]
     x = np.asarray(x, np.float64).reshape(-1, n)
     width = int(edges.spline_kernel.shape[1]) + 1

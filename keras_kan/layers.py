@@ -396,11 +396,9 @@ class KANDense(keras.layers.Layer):
         snapshot = self.edge_params(xf, dtype=self.variable_dtype)
         base = snapshot.base_fn(xf)  # (B, n)
         scored = training and self.regularizer is not None and self.regularizer.needs_scores
-        if scored:  # the penalty needs the basis itself
-            basis = edges.basis(edges.OPS, xf, snapshot)
-            outputs = edges.numeric_output(
-                edges.OPS, ops.cast(edges.features(edges.OPS, xf, snapshot, basis), dtype),
-                snapshot)
+        if scored:  # the penalty needs the features themselves: built once, used twice
+            feats = edges.features(edges.OPS, xf, snapshot)
+            outputs = edges.numeric_output(edges.OPS, ops.cast(feats, dtype), snapshot)
         else:
             # basis(x) @ W_s + b(x) @ W_b: each backend computes it its fastest way under
             # Keras's default compile() (see keras_kan.backend.kan_product).
@@ -417,8 +415,7 @@ class KANDense(keras.layers.Layer):
             scores = None
             if scored:
                 scores = edges.edge_scores(edges.OPS, ops.cast(xf, self.variable_dtype),
-                                           snapshot, spline_basis=ops.cast(
-                                               basis, self.variable_dtype))
+                                           snapshot, feats=ops.cast(feats, self.variable_dtype))
             self.add_loss(self.regularizer(scores, ops.cast(self.spline_kernel,
                                                             self.variable_dtype)))
         if len(inputs.shape) != 2:

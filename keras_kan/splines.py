@@ -215,7 +215,7 @@ def bspline_basis(x, knots, spline_order):
         `(..., n, L - k - 1)` tensor with `x`'s dtype.
     """
     tables = recursion_tables(ops.cast(knots, x.dtype), spline_order)
-    return ops.moveaxis(cox_de_boor(x, tables, spline_order), -2, -1)
+    return _input_major(cox_de_boor(x, tables, spline_order))
 
 
 def _safe_reciprocal(d, xp=ops):
@@ -316,6 +316,13 @@ def knot_major_basis(x, knots, spline_order, columns=True):
     return ops.stack(basis, axis=-2) if columns else basis
 
 
+def _input_major(basis):
+    """`(..., K, n)` -> `(..., n, K)`, with every axis named positively: `torch.onnx`
+    writes a negative one into the ONNX Transpose, which onnxruntime rejects."""
+    rank = len(basis.shape)
+    return ops.transpose(basis, tuple(range(rank - 2)) + (rank - 1, rank - 2))
+
+
 def fused_spline_basis(x, knots, spline_order, uniform, columns=True):
     """The basis `(..., n, K)` as few elementwise passes (`keras.ops`).
 
@@ -333,7 +340,7 @@ def fused_spline_basis(x, knots, spline_order, uniform, columns=True):
     """
     if uniform and spline_order >= 1:
         return uniform_bspline_basis(x, knots, spline_order)
-    return ops.moveaxis(knot_major_basis(x, knots, spline_order, columns), -2, -1)
+    return _input_major(knot_major_basis(x, knots, spline_order, columns))
 
 
 def _power(x, k):

@@ -59,15 +59,16 @@ def _knots(kind, k, n=3, grid=6):
     return splines.extend_knots(interior, k)
 
 
-def _scipy_basis(x, knots, k, derivative=False):
-    """`(B, n, K)` values (or derivatives) of every basis element, scipy, float64."""
+def _scipy_basis(x, knots, k, derivative=0):
+    """`(B, n, K)` values (or derivatives of order `derivative`) of every basis element,
+    scipy, float64."""
     n_basis = knots.shape[1] - k - 1
     out = np.zeros(x.shape + (n_basis,))
     for i in range(x.shape[1]):
         for p in range(n_basis):
             element = BSpline.basis_element(knots[i, p:p + k + 2], extrapolate=False)
             if derivative:
-                element = element.derivative() if k > 0 else None
+                element = element.derivative(int(derivative)) if k >= derivative else None
             if element is not None:
                 out[:, i, p] = np.nan_to_num(element(x[:, i]))
     return out
@@ -201,6 +202,38 @@ def test_fast_paths_in_float32_match_float64(k, kind):
     expected_x = np.einsum("bnp,npm,bm->bn", slopes, kernel.reshape(3, n_basis, 4), w)
     scale = np.abs(expected_x).max()
     np.testing.assert_allclose(grad_x, expected_x, atol=2e-4 * scale, rtol=0)
+
+
+@pytest.mark.parametrize(("k", "kind"), [(k, "data") for k in ORDERS]
+                         + [(3, "uniform"), (3, "repeated"), (4, "repeated"), (3, "fine")])
+@pytest.mark.usefixtures("tf_marks_every_basis", "torch_recursion_layout")
+@pytest.mark.slow
+def test_second_input_derivative_matches_scipy(k, kind, float64):
+    """d/dx and d2/dx2 of `spline_matmul` (what physics-informed losses differentiate), the
+    way `keras_kan.autodiff` takes them, against scipy's derivatives, float64. Every order
+    on adapted knots (the recursion's derivatives); one order on the other kinds (a double
+    knot leaves orders below 3 without a second derivative)."""
+    knots = _knots("data" if kind == "repeated" else kind, k)
+    if kind == "repeated":
+        knots[:, k + 2] = knots[:, k + 1]  # an empty interval inside the grid
+    x = _samples(knots, rows=120, seed=40 + k)
+    n_basis = knots.shape[1] - k - 1
+    kernel = np.random.default_rng(k).normal(size=(3 * n_basis, 1))
+    knots_t, kernel_t = (keras.ops.convert_to_tensor(a) for a in (knots, kernel))
+
+    def derivatives(x):
+        def fn(z):
+            return kan_backend.spline_matmul(z, knots_t, k, kind == "uniform", kernel_t)[:, 0]
+
+        return kan_backend.input_derivatives(fn, x, True)
+
+    grad, second = (to_numpy(t) for t in _run(derivatives, keras.ops.convert_to_tensor(x)))
+    coefficients = kernel.reshape(3, n_basis)
+    expected = [np.einsum("bnp,np->bn", _scipy_basis(x, knots, k, d), coefficients)
+                for d in (1, 2)]
+    np.testing.assert_allclose(grad, expected[0], atol=1e-8, rtol=0)
+    np.testing.assert_allclose(second, expected[1], atol=1e-7 * max(1, np.abs(expected[1]).max()),
+                               rtol=0)
 
 
 @pytest.mark.usefixtures("tf_marks_every_basis")

@@ -67,26 +67,34 @@ def input_derivatives(fn, x, second):
     gradient. The graph is kept (`create_graph=True`) whenever the caller
     records gradients, so the results can be differentiated again (by the
     weights, for a physics-informed loss); under `torch.no_grad()` they come
-    back detached.
+    back detached. A function piecewise constant in `x` (a derivative that is
+    0 wherever it exists) gives zeros, as on the other backends.
     """
     keep = torch.is_grad_enabled()
     with torch.enable_grad():
         if not x.requires_grad:
             x = x.detach().requires_grad_(True)
         y = fn(x)
-        (grad,) = torch.autograd.grad(y.sum(), x, create_graph=keep or second)
+        grad = _grad_or_zeros(y.sum(), x, create_graph=keep or second)
         diagonal = None
         if second:
             columns = []
             for i in range(x.shape[-1]):
-                (row,) = torch.autograd.grad(grad[:, i].sum(), x, create_graph=keep,
-                                             allow_unused=True)
-                columns.append(torch.zeros_like(x[:, i]) if row is None else row[:, i])
+                row = _grad_or_zeros(grad[:, i].sum(), x, create_graph=keep)
+                columns.append(row[:, i])
             diagonal = torch.stack(columns, -1)
     if not keep:
         grad = grad.detach()
         diagonal = None if diagonal is None else diagonal.detach()
     return grad, diagonal
+
+
+def _grad_or_zeros(value, x, create_graph):
+    """`d value / d x`; zeros where `value` does not depend on `x` through autograd."""
+    if not value.requires_grad:
+        return torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(value, x, create_graph=create_graph, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
 
 
 # --- spline basis ---------------------------------------------------------------

@@ -152,10 +152,11 @@ def plain_graphs():
 # Basis tensors smaller than this many elements (`B n K`) skip the XLA marking;
 # a batch size unknown when tracing (as in `model.fit`) counts as
 # `UNKNOWN_BATCH`. Measured on 2 cores, one layer's basis and gradient in a
-# `tf.function` (benchmarks/tf_basis_marking.py): the marked graph's first call
-# costs 0.3-0.4 s more than the plain one's on uniform knots and 1.2-1.9 s more
-# on adapted ones, while a marked call saves at most ~2.7 ms below 2^16 elements
-# (paid back after 600-3000 steps) and takes 0.2-0.5x the time above 2^19.
+# `tf.function` (benchmarks/tf_basis_marking.py, 2026-12-04): the marked graph's
+# first call costs 0.2 s more than the plain one's on uniform knots and 1.0-3.2 s
+# more on adapted ones, while a marked call saves at most ~0.7 ms below 2^16
+# elements (paid back after 1500 steps or more) and takes 0.14-0.8x the time
+# above 2^19.
 MARK_FOR_XLA_FROM = 2**16
 UNKNOWN_BATCH = 256
 

@@ -251,9 +251,11 @@ def local_bspline_basis(x, knots, spline_order, xp=ops):
 
     Finds the knot interval `j` of each `x` (`t_j <= x < t_{j+1}`), gathers
     the `2k` knots around it and runs de Boor's triangular recursion on
-    `(..., n)` tensors: `O(k^2)` small ops instead of Cox–de Boor's `k`
-    passes over `(..., n, K)`. Same values as `bspline_basis` up to
-    rounding, also for repeated knots (a zero interval contributes 0).
+    `(..., n)` tensors: `O(k^2)` small ops at any grid size, where
+    `cox_de_boor` evaluates all `K` bases. It needs gathers, which XLA:CPU
+    runs slowly, so only eager PyTorch uses it, for inputs with many bases.
+    Same values as `bspline_basis` up to rounding, also for repeated knots (a
+    zero interval contributes 0).
 
     Args:
         x: `(..., n)`.

@@ -394,7 +394,6 @@ class KANDense(keras.layers.Layer):
         if training:  # a "data" grid adapts; a fixed one is checked once
             xf = coverage.training_call(self, xf)
         snapshot = self.edge_params(xf, dtype=self.variable_dtype)
-        base = snapshot.base_fn(xf)  # (B, n)
         scored = training and self.regularizer is not None and self.regularizer.needs_scores
         if scored:  # the penalty needs the features themselves: built once, used twice
             feats = edges.features(edges.OPS, xf, snapshot)
@@ -403,7 +402,7 @@ class KANDense(keras.layers.Layer):
             # basis(x) @ W_s + b(x) @ W_b: each backend computes it its fastest way under
             # Keras's default compile() (see keras_kan.backend.kan_product).
             outputs = kan_backend.kan_product(
-                xf, base, snapshot.knots, self.spline_order, snapshot.uniform,
+                xf, snapshot.base_fn(xf), snapshot.knots, self.spline_order, snapshot.uniform,
                 ops.cast(ops.reshape(snapshot.spline_kernel, (n * self.num_basis, m)), dtype),
                 ops.cast(snapshot.base_kernel, dtype))
         symbolic = edges.symbolic_output(edges.OPS, xf, snapshot)

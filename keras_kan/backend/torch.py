@@ -112,7 +112,7 @@ def spline_basis(x, knots, spline_order, uniform):
     if _tracing(x):
         return splines.fused_spline_basis(x, knots, spline_order, uniform, columns=False)
     n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
-    if spline_order < 1 or (not uniform and n_basis <= KNOT_MAJOR_UP_TO):
+    if _knot_major_path(spline_order, uniform, n_basis):
         return _general_basis(x, _as_knots(knots, x), spline_order).transpose(-1, -2)
     flat = _FlatBasis.apply(x.reshape(-1, n), _as_knots(knots, x), spline_order, bool(uniform))
     return flat[:, : n * n_basis].reshape(x.shape + (n_basis,))
@@ -141,8 +141,8 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
     (`_general_basis`): 57 against 146 ms for the local de Boor values in the
     flat basis (forward and kernel gradient, same shape, 2 threads). Its cost
     grows with `K` and the local values' does not: at `[64, 64, 64, 1]`,
-    `G = 20` (`K = 23`) the knot-major step took 489 ms against 284 ms, so more
-    bases take the flat basis.
+    `G = 20` (`K = 23`) the knot-major step took 489 ms against about 290 ms, so
+    more bases take the flat basis.
     """
     k = spline_order
     n, n_basis = x.shape[-1], knots.shape[-1] - k - 1
@@ -153,7 +153,7 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
     if not needs_grad and kernel.dtype in (torch.float32, torch.float64):
         return _piecewise_product(x, knots, k, bool(uniform), kernel)
-    if not uniform and n_basis <= KNOT_MAJOR_UP_TO:  # knot-major (B, K, n), kernel to match
+    if _knot_major_path(k, uniform, n_basis):  # knot-major (B, K, n), kernel to match
         basis = _general_basis(x, knots, k).reshape(x.shape[0], -1)
         m = kernel.shape[-1]
         return basis.to(kernel.dtype) @ kernel.view(n, n_basis, m).transpose(0, 1).reshape(-1, m)
@@ -472,6 +472,12 @@ COLUMNS_FROM = 2**16
 KNOT_MAJOR_UP_TO = 12
 
 
+def _knot_major_path(k, uniform, n_basis):
+    """Whether the basis is built knot-major (`_general_basis`) rather than flat
+    (`_FlatBasis`): order 0, and knots that are not uniform with few bases."""
+    return k < 1 or (not uniform and n_basis <= KNOT_MAJOR_UP_TO)
+
+
 def _knot_major(x, knots, k):
     """`(B, K, n)` by Cox–de Boor. Large inputs: on per-basis `(B, n)` columns, many ops
     but each one pass over little memory (the whole-tensor form measured 2x slower at
@@ -521,12 +527,9 @@ def _alive_values(x, knots, k):
     """The `k + 1` bases that can be non-zero at `x (..., n)` in its knot interval `j`
     (bases `j - k .. j`, 0 where outside `[0, K)`), from the full basis: `(..., n, k+1)`.
     Only for the per-interval tables, where `x` holds a few points per interval."""
-    length = knots.shape[-1]
     full = _knot_major(x, knots, k).movedim(-2, -1)  # (..., n, K)
     full = torch.nn.functional.pad(full, (k, k))  # basis p in column p + k
-    rows = x.movedim(-1, 0).reshape(x.shape[-1], -1).contiguous()  # (n, rows)
-    j = torch.searchsorted(knots.contiguous(), rows, right=True) - 1
-    j = j.reshape((x.shape[-1],) + x.shape[:-1]).movedim(0, -1).clamp(0, length - 2)
+    j, _ = _interval(x, knots)
     return full.gather(-1, j.unsqueeze(-1) + torch.arange(k + 1, device=x.device))
 
 

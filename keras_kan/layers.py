@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import coverage, edges, regularizers, splines, symbolic_edges
+from keras_kan import coverage, edges, loading, regularizers, splines, symbolic_edges
 from keras_kan.rng import torch_rand
 from keras_kan.validation import (
     check_bool,
@@ -286,14 +286,9 @@ class KANDense(keras.layers.Layer):
 
     def _shapes(self, n, units=None, grid_size=None):
         """The weight shapes of this layer for `n` inputs (and `units`, `grid_size`
-        when given instead of the layer's own), by name."""
-        m, k = units or self.units, self.spline_order
-        g = grid_size or self.grid_size
-        shapes = {"grid": (n, g + 2 * k + 1), "spline_kernel": (n, g + k, m),
-                  "base_kernel": (n, m), "spline_scale": (n, m), "edge_mask": (n, m)}
-        if self.use_bias:
-            shapes["bias"] = (m,)
-        return shapes
+        when given instead of the layer's own), by name (`loading.weight_shapes`)."""
+        return loading.weight_shapes(n, grid_size or self.grid_size, units or self.units,
+                                     self.spline_order, self.use_bias)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -672,9 +667,11 @@ class KANDense(keras.layers.Layer):
         refused with an error naming the layer, the weight and both shapes, and
         nothing is assigned (every weight is checked first): such weights belong
         to another model (build it from its own config, as
-        `keras.saving.load_model` does). The one exception is an architecture
-        accepted beforehand with `accept_architecture` (a recorded change, such
-        as a KerasTuner trial's refined or pruned final model).
+        `keras.saving.load_model` does; under KerasTuner, record and accept the
+        changed architecture: the error says how, `keras_kan.loading`). The one
+        exception is an architecture accepted beforehand with
+        `accept_architecture` (a recorded change, such as a KerasTuner trial's
+        refined or pruned final model).
         """
         keys = set(store.keys())
         missing = [name for name in self._named_variables() if name not in keys]
@@ -694,20 +691,8 @@ class KANDense(keras.layers.Layer):
         own = {name: tuple(variable.shape) for name, variable in variables.items()}
         accepted = self._accepted_architecture(stored) if stored != own else None
         if stored != own and accepted is None:
-            first, *others = [name for name in own if stored[name] != own[name]]
-            path = getattr(variables[first], "path", first)
-            also = "".join(f"; '{name}': saved {stored[name]}, variable {own[name]}"
-                           for name in others)
-            raise ValueError(
-                f"Layer '{self.name}' ({type(self).__name__}): the saved weight '{first}' has "
-                f"shape {stored[first]}, but the layer's variable '{path}' has shape "
-                f"{own[first]}{also}. The layer's config (units={self.units}, "
-                f"grid_size={self.grid_size}, spline_order={self.spline_order}, "
-                f"use_bias={self.use_bias}) with {self.input_dim} inputs gives these shapes; "
-                "the weights come from another architecture, and nothing was loaded into "
-                "this layer. Build the model from the saved config "
-                "(keras.saving.load_model does) to load them."
-            )
+            paths = {name: getattr(v, "path", name) for name, v in variables.items()}
+            raise ValueError(loading.refusal_message(self, stored, own, paths))
         self._check_stored_values(store, self._named_variables())
         if accepted is not None:
             self._adopt_stored_shapes(store, *accepted)
@@ -718,12 +703,8 @@ class KANDense(keras.layers.Layer):
 
     def _accepted_architecture(self, stored):
         """The accepted `(n, G, m)` whose weight shapes are `stored`, or None."""
-        for n, g, m in self._accepted_architectures:
-            shapes = self._shapes(n, m, g)
-            shapes.update({name: (n, m) for name in stored if name not in shapes})  # symbolic
-            if shapes == stored:
-                return n, g, m
-        return None
+        found = loading.stored_architecture(stored, self.spline_order, self.use_bias)
+        return found if found in self._accepted_architectures else None
 
     def _adopt_stored_shapes(self, store, n, grid_size, units):
         """Recreate the variables for `n` inputs, `grid_size` and `units`, holding `store`.

@@ -85,7 +85,7 @@ def start_grids(model, x, check=True):
     A `grid_range="data"` layer still on its initial grid moves it to the
     range of the inputs that reach it; any other layer not yet checked
     measures the fraction of those inputs outside its grid and warns when it
-    is most of them (see `keras_kan.coverage`). Layers are handled first to
+    is more than a tenth (see `keras_kan.coverage`). Layers are handled first to
     last, each on the activations of the layers before it. `fit_lbfgs` calls
     this, so its compiled objective never carries the host report.
 

@@ -4,6 +4,7 @@ References are independent NumPy computations on the same batch: the fraction
 of values outside `grid_range`, and `linspace(min, max, G + 1)` per feature.
 """
 
+import re
 import warnings
 
 import keras
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import to_numpy
 
-from keras_kan import KANDense, fit_lbfgs, symbolic_edges
+from keras_kan import KANDense, fit_lbfgs, symbolic_edges, update_grids
 from keras_kan.callbacks import GridUpdate
 
 G, K = 5, 3
@@ -230,3 +231,59 @@ def test_fit_lbfgs_with_grid_updates_does_not_warn():
         warnings.simplefilter("always")
         fit_lbfgs(model, x, y, steps=2, verbose=0, update_grid=True)
     assert _coverage_warnings(record, "first") == []
+
+
+# ----------------------------------------------- standardized scikit-learn sets
+ROWS = 64  # one training batch: the rows the first training call sees
+
+
+def _standardized(name):
+    """The first `ROWS` rows of a bundled scikit-learn set (no download), standardized
+    on the whole set, with a regression target (digits: the digit, scaled)."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    data = {"diabetes": datasets.load_diabetes, "digits": datasets.load_digits}[name]()
+    x = preprocessing.StandardScaler().fit_transform(data.data)[:ROWS].astype("float32")
+    y = np.asarray(data.target[:ROWS], np.float64)
+    return x, ((y - y.mean()) / y.std()).astype("float32")[:, None]
+
+
+def _readme_kan(n, grid_range=(-1.0, 1.0)):
+    """The README/benchmarks tabular KAN: `[Input, KANDense(8), KANDense(1)]`."""
+    return keras.Sequential([keras.Input((n,)),
+                             KANDense(8, name="first", seed=0, grid_range=grid_range),
+                             KANDense(1, name="second", seed=1, grid_range=grid_range)])
+
+
+def _fit_recording(model, x, y, run_eagerly):
+    model.compile("adam", "mse", run_eagerly=run_eagerly)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    return _coverage_warnings(record, "first") + _coverage_warnings(record, "second")
+
+
+@pytest.mark.parametrize("name", ["diabetes", "digits"])
+@pytest.mark.parametrize("run_eagerly", [False, True])
+@pytest.mark.slow
+def test_standardized_bundled_sets_warn_unless_the_grid_follows_them(name, run_eagerly):
+    """Standardizing, the tabular recipe's first step, puts a quarter to a third of the
+    values outside the default (-1, 1): the plain default warns (first layer only), and
+    `grid_range="data"` or `update_grids` beforehand leave nothing to warn of."""
+    x, y = _standardized(name)
+    expected = float(np.mean(np.abs(x) > 1.0))  # the first layer's grid interval is [-1, 1]
+    assert 0.2 < expected < 0.5  # off the grid, and below the former threshold of one half
+
+    model = _readme_kan(x.shape[1])
+    found = _fit_recording(model, x, y, run_eagerly)
+    assert len(found) == 1 and "KANDense 'first'" in found[0], found
+    shown = float(re.search(r"(\d+)% of its inputs", found[0]).group(1))
+    assert abs(shown - 100 * expected) <= 0.5 + 1e-6, (shown, expected)  # rounded
+    assert model.layers[0].outside_grid_fraction == pytest.approx(expected, abs=1e-6)
+
+    assert _fit_recording(_readme_kan(x.shape[1], "data"), x, y, run_eagerly) == []
+
+    model = _readme_kan(x.shape[1])
+    update_grids(model, x)
+    assert _fit_recording(model, x, y, run_eagerly) == []
+    assert model.layers[0].outside_grid_fraction == 0.0

@@ -442,10 +442,12 @@ def _validation_tensors(validation_data):
 
 
 def _callback_list(model, callbacks, x, grid_update, verbose, steps):
-    """A `CallbackList` with History and a progress bar, as `Model.fit` makes one.
+    """A `CallbackList` with History and progress, as `Model.fit` makes one.
 
-    `GridUpdate`/`Pruning` callbacks without samples of their own get the
-    training inputs.
+    `verbose=1`: one bar over the steps (`progress.StepProgress`), unless a
+    `ProgbarLogger` is given; `verbose=2`: Keras's `ProgbarLogger`, a line per
+    step. `GridUpdate`/`Pruning` callbacks without samples of their own get
+    the training inputs.
     """
     if isinstance(callbacks, keras.callbacks.CallbackList):
         return callbacks
@@ -455,8 +457,12 @@ def _callback_list(model, callbacks, x, grid_update, verbose, steps):
     for callback in callbacks:
         if hasattr(callback, "use_training_inputs"):
             callback.use_training_inputs(x)
+    if verbose == 1 and not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
+        from keras_kan.progress import StepProgress
+
+        callbacks.append(StepProgress(steps))
     return keras.callbacks.CallbackList(
-        callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+        callbacks, add_history=True, add_progbar=verbose == 2, model=model,
         verbose=verbose, epochs=steps, steps=1,
     )
 

@@ -7,7 +7,8 @@ layer shrinks to the one node the function needs); 100 more steps; make every
 edge symbolic (`auto_symbolic` with the data: cos, x^2, exp, every constant
 refit jointly in float64), 50 more L-BFGS steps, and print the formula with its
 constants snapped (`exp(x_2**2 + cos(pi*x_1))`); save the model to
-saved_models/quickstart.keras and check the reloaded outputs.
+saved_models/quickstart.keras and check the reloaded outputs. Each fit shows one
+progress bar over its L-BFGS steps, with the last step's loss and val_loss.
 
 Run: `make demo` (TensorFlow) or `KERAS_BACKEND=jax python examples/quickstart.py`.
 """
@@ -17,10 +18,11 @@ import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING; errors show
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+from quiet_startup import import_quietly  # noqa: E402  (TensorFlow's start-up lines)
+
+keras, np, _ = import_quietly("keras", "numpy", "keras_kan")
 
 from keras_kan import KAN, KANRegularizer, fit_lbfgs, prune, set_regularizer  # noqa: E402
 from keras_kan.datasets import create_dataset  # noqa: E402
@@ -50,13 +52,13 @@ def main():
     model = KAN([2, 5, 1], grid_size=5, spline_order=3, seed=0,
                 regularizer=KANRegularizer(l1=0.01, entropy=0.1))
     model.compile(loss="mse")
-    fit_lbfgs(model, *train, steps=20, update_grid=True, validation_data=test, verbose=0)
+    fit_lbfgs(model, *train, steps=20, update_grid=True, validation_data=test)
     report("20 L-BFGS steps (sparsity)", model, train, test)
     plot(model, train[0], "quickstart_trained.png")
 
     model = prune(model, train[0], verbose=1)
     set_regularizer(model, None)  # pykan's second fit has no penalty
-    fit_lbfgs(model, *train, steps=100, update_grid=True, validation_data=test, verbose=0)
+    fit_lbfgs(model, *train, steps=100, update_grid=True, validation_data=test)
     report("pruned + 100 steps", model, train, test)
     plot(model, train[0], "quickstart_pruned.png")
     if symbolic_stage(model, train, test) is None:
@@ -100,7 +102,7 @@ def symbolic_stage(model, train, test, steps=50):
         return None
     symbolic.auto_symbolic(model, *train, verbose=1)  # one line per edge, the joint refit
     report("auto_symbolic", model, train, test)
-    fit_lbfgs(model, *train, steps=steps, validation_data=test, verbose=0)
+    fit_lbfgs(model, *train, steps=steps, validation_data=test)
     report(f"symbolic + {steps} steps", model, train, test)
     expr = symbolic.symbolic_formula(model, *train, verbose=1)  # names any numeric edge left
     print(f"  formula: {expr}")

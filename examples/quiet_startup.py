@@ -32,12 +32,12 @@ for line in sys.stdin.buffer:
 
 def import_quietly(*names):
     """Import the modules `names` (returned in order) with TensorFlow's start-up lines
-    dropped from stderr. A plain import where TensorFlow is loaded already."""
-    if "tensorflow" in sys.modules:
+    dropped from stderr. A plain import where TensorFlow (or every module) is loaded."""
+    if "tensorflow" in sys.modules or all(name in sys.modules for name in names):
         return [__import__(name) for name in names]
     sys.stderr.flush()
     filter_process = subprocess.Popen([sys.executable, "-c", _FILTER], stdin=subprocess.PIPE,
-                                      stdout=sys.stderr.fileno())
+                                      stdout=2)
     saved = os.dup(2)
     os.dup2(filter_process.stdin.fileno(), 2)
     try:

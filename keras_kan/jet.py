@@ -50,7 +50,7 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import edges, splines
+from keras_kan import splines
 from keras_kan.layers import KANDense
 
 __all__ = [
@@ -207,30 +207,30 @@ def _work_dtype(layer):
     return "float32" if dtype in _HALF_DTYPES else dtype
 
 
-def _stack(value, slopes, curvatures):
-    """`(B, S, ...)`, `S = 1 + D` or `1 + 2D`: value, slopes, curvatures on axis 1."""
-    parts = [ops.expand_dims(value, 1), slopes]
-    if curvatures is not None:
-        parts.append(curvatures)
-    return ops.concatenate(parts, axis=1)
+def _chain_rule(dz, d2z, phi1, phi2):
+    """Slopes and curvatures `(B, D, m)` of `y_j = sum_i phi_ij(z_i)` from the inputs'
+    `dz, d2z (B, D, n)` and the edges' `phi1 = phi'(z), phi2 = phi''(z)` `(B, n, m)`.
 
-
-def _times(features, kernel):
-    """`features (B, S, J) @ kernel (J, m)` -> `(B, S, m)` (batch axes spelled out)."""
-    width, m = int(kernel.shape[0]), int(kernel.shape[1])
-    flat = ops.einsum("bj,jk->bk", ops.reshape(features, (-1, width)), kernel)
-    return ops.reshape(flat, (-1, int(features.shape[1]), m))
+    (Measured on the Poisson mesh, `[2, 2, 1]`: as einsums this is 1.6x faster on
+    JAX than broadcast products summed over `n`, and within noise on TF and PyTorch.)
+    """
+    slopes = ops.einsum("bdn,bnm->bdm", dz, phi1)
+    if d2z is None:
+        return slopes, None
+    return slopes, (ops.einsum("bdn,bnm->bdm", dz * dz, phi2)
+                    + ops.einsum("bdn,bnm->bdm", d2z, phi1))
 
 
 def kan_dense_rule(layer, jet):
     """The jet rule of `KANDense`: `(B, n)` in, `(B, m)` out (see the module docstring).
 
-    Spline part: the bases `B, B', B''` `(B, K, n)` on the layer's knots (any
-    knots: the recursion, `splines.bspline_derivative_bases`), stacked as
-    `[B, B' dz, B'' dz^2 + B' d2z]` `(B, S, K, n)` and multiplied by the
-    effective spline kernel `mask * w_s * c` `(K n, m)`; base part the same with
-    `b, b', b''` `(B, n)` and `mask * w_b`; symbolic edges
-    `mask (c f(a z + b) + d)` through `function_derivatives`.
+    Per edge, `phi'(z)` and `phi''(z)` `(B, n, m)`: the derivative bases
+    `B', B''` `(B, n, K)` on the layer's knots (`splines.bspline_derivative_bases`:
+    the closed form on even knots, the recursion on any others) times the
+    effective spline kernel `mask * w_s * c` `(n, K, m)`, plus `b'(z), b''(z)`
+    times `mask * w_b`, plus each symbolic edge's `mask c a f'(a z + b)` and
+    `mask c a^2 f''(a z + b)` (`function_derivatives`); then the chain rule
+    over the inputs. The value is `B @ W_s + b(z) @ W_b` (+ symbolic, bias).
     """
     base = None
     if layer.use_base:
@@ -240,44 +240,43 @@ def kan_dense_rule(layer, jet):
     dtype = _work_dtype(layer)
     z, dz, d2z = _cast(jet, dtype)
     second = d2z is not None
-    n, m, k = layer.input_dim, layer.units, layer.spline_order
-    snap = edges.params(layer, edges.OPS, dtype=dtype)
-    bases = splines.bspline_derivative_bases(z, snap.knots, k, 2 if second else 1)  # (B, K, n)
-    slope = ops.expand_dims(bases[1], 1)  # (B, 1, K, n)
-    curv = None
-    if second:
-        curv = (ops.expand_dims(bases[2], 1) * ops.expand_dims(dz * dz, 2)
-                + slope * ops.expand_dims(d2z, 2))
-    feats = _stack(bases[0], slope * ops.expand_dims(dz, 2), curv)  # (B, S, K, n)
-    spline_kernel = ops.reshape(ops.transpose(snap.spline_kernel, (1, 0, 2)), (-1, m))
-    out = _times(ops.reshape(feats, (-1, int(feats.shape[1]), layer.num_basis * n)),
-                 spline_kernel)  # (B, S, m)
+    n, m = layer.input_dim, layer.units
+    snap = layer.edge_params(z, dtype=dtype)  # knots behind the layer's grid-state checks
+    bases = splines.bspline_derivative_bases(z, snap.knots, layer.spline_order,
+                                             2 if second else 1, snap.uniform)  # (B, n, K)
+    kernel = snap.spline_kernel  # (n, K, m)
+    value = ops.einsum("bj,jk->bk", ops.reshape(bases[0], (-1, n * layer.num_basis)),
+                       ops.reshape(kernel, (-1, m)))
+    phi = [ops.einsum("bnk,nkm->bnm", b, kernel) for b in bases[1:]]  # phi', phi''
     if base is not None:
-        b = elementwise(Jet(None, dz, d2z), *base(z))
-        out = out + _times(_stack(b.value, b.slopes, b.curvatures), snap.base_kernel)
+        f = base(z)  # b, b', b'' (B, n)
+        value = value + ops.einsum("bn,nm->bm", f[0], snap.base_kernel)
+        phi = [p + ops.expand_dims(g, -1) * snap.base_kernel for p, g in zip(phi, f[1:])]
     for group in snap.symbolic:
-        out = out + _symbolic_jet(group, z, dz, d2z, m)
-    dim = int(dz.shape[1])
-    value = out[:, 0]
+        value, phi = _add_symbolic(group, z, value, phi, n, m)
     if snap.bias is not None:
         value = value + ops.cast(snap.bias, dtype)
-    return Jet(value, out[:, 1:1 + dim], out[:, 1 + dim:] if second else None)
+    slopes, curvatures = _chain_rule(dz, d2z, phi[0], phi[1] if second else None)
+    return Jet(value, slopes, curvatures)
 
 
-def _symbolic_jet(group, z, dz, d2z, m):
-    """`(B, S, m)`: one symbolic group's `mask (c f(a z + b) + d)` and its derivatives."""
+def _add_symbolic(group, z, value, phi, n, m):
+    """One symbolic group's `mask (c f(a z + b) + d)` added to the value `(B, m)` and
+    its derivatives to the edges' `phi', phi''` `(B, n, m)`."""
     rows = ops.convert_to_tensor(group.rows, "int32")
     mask, a, b, c, d = (ops.cast(p, z.dtype) for p in
                         (group.mask, group.a, group.b, group.c, group.d))
-    ze = ops.take(z, rows, axis=1)  # (B, E)
-    f, f1, f2 = function_derivatives(group.fn, a * ze + b, d2z is not None)
-    scale = mask * c
-    inner = Jet(None, ops.take(dz, rows, axis=2),
-                None if d2z is None else ops.take(d2z, rows, axis=2))
-    edge = elementwise(inner, mask * (c * f + d), scale * a * f1,
-                       None if f2 is None else scale * a * a * f2)
-    onehot = ops.convert_to_tensor(group.onehot, z.dtype)
-    return _times(_stack(edge.value, edge.slopes, edge.curvatures), onehot)
+    f, f1, f2 = function_derivatives(group.fn, a * ops.take(z, rows, axis=1) + b,
+                                     len(phi) > 1)  # (B, E)
+    onehot = ops.convert_to_tensor(group.onehot, z.dtype)  # (E, m)
+    scatter = np.zeros((len(group.flat), n * m))  # (E, n m): edge -> its (i, j)
+    scatter[np.arange(len(group.flat)), group.flat] = 1.0
+    scatter = ops.convert_to_tensor(scatter, z.dtype)
+    value = value + ops.einsum("be,em->bm", mask * (c * f + d), onehot)
+    parts = [mask * c * a * f1] + ([mask * c * a * a * f2] if len(phi) > 1 else [])
+    phi = [p + ops.reshape(ops.einsum("be,ej->bj", q, scatter), (-1, n, m))
+           for p, q in zip(phi, parts)]
+    return value, phi
 
 
 register_rule(KANDense, kan_dense_rule)

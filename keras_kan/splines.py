@@ -221,29 +221,48 @@ def cox_de_boor_slopes(lower, tables, spline_order):
     return k * (lower[..., :-1, :] * inv[:-1] - lower[..., 1:, :] * inv[1:])
 
 
-def bspline_derivative_bases(x, knots, spline_order, order=2, xp=ops):
-    """The basis of order `k` and its first `order` derivatives in `x`, knot-major.
+def bspline_derivative_bases(x, knots, spline_order, order=2, uniform=False, xp=ops):
+    """The basis of order `k` and its first `order` derivatives in `x`, `(..., n, K)` each.
 
-    One recursion (`cox_de_boor_levels`) from level `k - order`; then the
-    slope rule (`cox_de_boor_slopes`), which is linear in the lower basis, so
-    applied to the slopes of order `k - 1` it gives the curvatures of order `k`:
-    `B''^k_p = k (B'^{k-1}_p / (t_{p+k} - t_p) - B'^{k-1}_{p+1} / (t_{p+k+1} - t_{p+1}))`.
-    A derivative of an order below it (order 0 for slopes, orders 0 and 1 for
-    curvatures) is 0 (the basis is piecewise constant / linear there, as autodiff
-    of the recursion also gives). Outside the knots every entry is 0.
+    Any knots: one recursion (`cox_de_boor_levels`) from level `k - order`,
+    then the slope rule (`cox_de_boor_slopes`), which is linear in the lower
+    basis, so applied to the slopes of order `k - 1` it gives the curvatures of
+    order `k`: `B''^k_p = k (B'^{k-1}_p / (t_{p+k} - t_p) - B'^{k-1}_{p+1} /
+    (t_{p+k+1} - t_{p+1}))`. Evenly spaced knots (`uniform`, `keras.ops` only):
+    the same rule on the closed-form bases of orders `k - 1`, `k - 2`
+    (`uniform_bspline_basis` on the same knots), where it is a difference:
+    `B'^k_p = (B^{k-1}_p - B^{k-1}_{p+1}) / h`. A derivative beyond the order
+    (order 0 for slopes, orders 0 and 1 for curvatures) is 0, as autodiff of the
+    basis also gives. Outside the knots every entry is 0.
 
     Args:
         x: `(..., n)`.
         knots: `(n, L)`, non-decreasing rows (cast to `x`'s dtype).
         spline_order: `k >= 0`.
         order: 1 (value, slopes) or 2 (value, slopes, curvatures).
-        xp: `keras.ops` or a namespace as `cox_de_boor` takes (NumPy: `_NumpyOps`).
+        uniform: a Python bool, True only if every row of `knots` is evenly
+            spaced (as `fused_spline_basis` takes it).
+        xp: `keras.ops`, or a namespace as `cox_de_boor` takes (NumPy: `_NumpyOps`;
+            the general recursion only).
 
     Returns:
-        a list of `order + 1` tensors `(..., K, n)`: `[B, dB/dx]` or
-        `[B, dB/dx, d2B/dx2]`, `K = L - k - 1`.
+        a list of `order + 1` tensors `(..., n, K)`, `K = L - k - 1`:
+        `[B, dB/dx]` or `[B, dB/dx, d2B/dx2]`.
     """
     k = spline_order
+    if uniform and k >= 1:
+        knots = ops.cast(knots, x.dtype)
+        width = ops.expand_dims(knots[:, 1] - knots[:, 0], -1)  # (n, 1): h
+        out = [uniform_bspline_basis(x, knots, k)]
+        for d in range(1, order + 1):
+            if k < d:
+                out.append(0.0 * out[0])
+                continue
+            lower = uniform_bspline_basis(x, knots, k - d)  # (..., n, K + d)
+            for _ in range(d):
+                lower = (lower[..., :-1] - lower[..., 1:]) / width
+            out.append(lower)
+        return out
     tables = recursion_tables(xp.cast(knots, x.dtype), k, xp)
     levels = cox_de_boor_levels(x, tables, k, max(k - order, 0), xp)
     out = [levels[-1]]
@@ -255,7 +274,9 @@ def bspline_derivative_bases(x, knots, spline_order, order=2, xp=ops):
         for r in range(k - d + 1, k + 1):
             slope = cox_de_boor_slopes(slope, tables, r)
         out.append(slope)
-    return out
+    rank = len(x.shape) + 1
+    axes = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    return [xp.transpose(b, axes) for b in out]
 
 
 def bspline_basis(x, knots, spline_order):

@@ -21,12 +21,19 @@ respect to the model's weights, so a loss built from them can be trained
 with `keras_kan.fit_lbfgs(model, objective=...)` or `keras_kan.ObjectiveModel`.
 Rows must not interact (no batch normalization in training mode): the
 derivatives are computed as the gradient of the sum over rows.
-The backend part is `keras_kan.backend.input_derivatives`.
+
+Two ways, one result: for a chain of KAN layers (`keras_kan.KAN(...)`, a
+`Sequential` or functional chain of `KANDense`) the derivatives come from a
+closed-form forward pass of values, slopes and curvatures through the layers
+(`keras_kan.jet`, a small multiple of the forward pass); for anything else
+(other layers, graphs that branch, any function) from nested autodiff,
+`keras_kan.backend.input_derivatives`. `keras_kan.jet.supports(fn)` says which.
 """
 
 from keras import ops
 
 from keras_kan import backend as kan_backend
+from keras_kan import jet
 
 __all__ = ["gradient", "hessian_diagonal", "laplacian", "derivatives"]
 
@@ -67,6 +74,14 @@ def _rows(fn):
     return rows
 
 
+def _derivatives(fn, x, second):
+    x = _check_x(x)
+    result = jet.derivatives(fn, x, second)
+    if result is None:  # not a chain of KAN layers: nested autodiff
+        result = kan_backend.input_derivatives(_rows(fn), x, second)
+    return result
+
+
 def derivatives(fn, x):
     """`(gradient, hessian_diagonal)` of `fn` at `x` in one pass, both `(B, n)`.
 
@@ -77,14 +92,12 @@ def derivatives(fn, x):
     Returns:
         `(g, h)`: `g[b, i] = d fn(x)_b / d x_bi`, `h[b, i] = d^2 fn(x)_b / d x_bi^2`.
     """
-    x = _check_x(x)
-    return kan_backend.input_derivatives(_rows(fn), x, True)
+    return _derivatives(fn, x, True)
 
 
 def gradient(fn, x):
     """`(B, n)`: `d fn(x)_b / d x_bi` (see `derivatives` for the arguments)."""
-    x = _check_x(x)
-    return kan_backend.input_derivatives(_rows(fn), x, False)[0]
+    return _derivatives(fn, x, False)[0]
 
 
 def hessian_diagonal(fn, x):

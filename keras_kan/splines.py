@@ -26,6 +26,8 @@ __all__ = [
     "recursion_tables",
     "cox_de_boor",
     "cox_de_boor_slopes",
+    "cox_de_boor_levels",
+    "bspline_derivative_bases",
     "local_bspline_basis",
     "uniform_bspline_basis",
     "cardinal_bspline",
@@ -153,6 +155,21 @@ def cox_de_boor(x, tables, spline_order, xp=ops, columns=False):
             `cast`, `expand_dims`).
         columns: the layout (see above).
     """
+    return cox_de_boor_levels(x, tables, spline_order, spline_order, xp, columns)[0]
+
+
+def cox_de_boor_levels(x, tables, spline_order, lowest, xp=ops, columns=False):
+    """The recursion's levels `lowest..k`: `[B^lowest, ..., B^k]`, each as `cox_de_boor`
+    returns its order (`(..., L-r-1, n)` or a list of columns), from one pass.
+
+    The derivative bases of order `k` are closed forms of the lower levels
+    (`cox_de_boor_slopes`), so a caller that needs `B^k` and its derivatives
+    (`bspline_derivative_bases`) runs the recursion once.
+
+    Args:
+        x, tables, spline_order, xp, columns: as `cox_de_boor`.
+        lowest: the first level kept, `0 <= lowest <= k`.
+    """
     t, inverse = tables
     length = t.shape[0]
     # The arithmetic sees x clipped to the knots: outside them every basis is already 0
@@ -162,20 +179,26 @@ def cox_de_boor(x, tables, spline_order, xp=ops, columns=False):
     if columns:
         step = [xp.cast(x >= t[q], x.dtype) for q in range(length)]
         basis = [step[q] - step[q + 1] for q in range(length - 1)]
+        levels = [basis] if lowest == 0 else []
         for r in range(1, spline_order + 1):
             inv = inverse[r - 1]
             basis = [_cox_de_boor_step(inner, t[p], t[p + r + 1], inv[p], inv[p + 1],
                                        basis[p], basis[p + 1])
                      for p in range(length - 1 - r)]
-        return basis
+            if r >= lowest:
+                levels.append(basis)
+        return levels
     step = xp.cast(xp.expand_dims(x, -2) >= t, x.dtype)  # (..., L, n)
     inner = xp.expand_dims(inner, -2)  # (..., 1, n)
     basis = step[..., :-1, :] - step[..., 1:, :]
+    levels = [basis] if lowest == 0 else []
     for r in range(1, spline_order + 1):
         inv = inverse[r - 1]
         basis = _cox_de_boor_step(inner, t[:-(r + 1)], t[r + 1:], inv[:-1], inv[1:],
                                   basis[..., :-1, :], basis[..., 1:, :])
-    return basis
+        if r >= lowest:
+            levels.append(basis)
+    return levels
 
 
 def _cox_de_boor_step(x, t_low, t_high, inv_low, inv_high, b_low, b_high):
@@ -196,6 +219,64 @@ def cox_de_boor_slopes(lower, tables, spline_order):
         return [k * (lower[p] * inv[p] - lower[p + 1] * inv[p + 1])
                 for p in range(len(lower) - 1)]
     return k * (lower[..., :-1, :] * inv[:-1] - lower[..., 1:, :] * inv[1:])
+
+
+def bspline_derivative_bases(x, knots, spline_order, order=2, uniform=False, xp=ops):
+    """The basis of order `k` and its first `order` derivatives in `x`, `(..., n, K)` each.
+
+    Any knots: one recursion (`cox_de_boor_levels`) from level `k - order`,
+    then the slope rule (`cox_de_boor_slopes`), which is linear in the lower
+    basis, so applied to the slopes of order `k - 1` it gives the curvatures of
+    order `k`: `B''^k_p = k (B'^{k-1}_p / (t_{p+k} - t_p) - B'^{k-1}_{p+1} /
+    (t_{p+k+1} - t_{p+1}))`. Evenly spaced knots (`uniform`, `keras.ops` only):
+    the same rule on the closed-form bases of orders `k - 1`, `k - 2`
+    (`uniform_bspline_basis` on the same knots), where it is a difference:
+    `B'^k_p = (B^{k-1}_p - B^{k-1}_{p+1}) / h`. A derivative beyond the order
+    (order 0 for slopes, orders 0 and 1 for curvatures) is 0, as autodiff of the
+    basis also gives. Outside the knots every entry is 0.
+
+    Args:
+        x: `(..., n)`.
+        knots: `(n, L)`, non-decreasing rows (cast to `x`'s dtype).
+        spline_order: `k >= 0`.
+        order: 1 (value, slopes) or 2 (value, slopes, curvatures).
+        uniform: a Python bool, True only if every row of `knots` is evenly
+            spaced (as `fused_spline_basis` takes it).
+        xp: `keras.ops`, or a namespace as `cox_de_boor` takes (NumPy: `_NumpyOps`;
+            the general recursion only).
+
+    Returns:
+        a list of `order + 1` tensors `(..., n, K)`, `K = L - k - 1`:
+        `[B, dB/dx]` or `[B, dB/dx, d2B/dx2]`.
+    """
+    k = spline_order
+    if uniform and k >= 1:
+        knots = ops.cast(knots, x.dtype)
+        width = ops.expand_dims(knots[:, 1] - knots[:, 0], -1)  # (n, 1): h
+        out = [uniform_bspline_basis(x, knots, k)]
+        for d in range(1, order + 1):
+            if k < d:
+                out.append(0.0 * out[0])
+                continue
+            lower = uniform_bspline_basis(x, knots, k - d)  # (..., n, K + d)
+            for _ in range(d):
+                lower = (lower[..., :-1] - lower[..., 1:]) / width
+            out.append(lower)
+        return out
+    tables = recursion_tables(xp.cast(knots, x.dtype), k, xp)
+    levels = cox_de_boor_levels(x, tables, k, max(k - order, 0), xp)
+    out = [levels[-1]]
+    for d in range(1, order + 1):
+        if k < d:
+            out.append(0.0 * levels[-1])
+            continue
+        slope = levels[-1 - d]  # order k - d, differentiated d times up to order k
+        for r in range(k - d + 1, k + 1):
+            slope = cox_de_boor_slopes(slope, tables, r)
+        out.append(slope)
+    rank = len(x.shape) + 1
+    axes = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    return [xp.transpose(b, axes) for b in out]
 
 
 def bspline_basis(x, knots, spline_order):

@@ -9,7 +9,7 @@ from keras import ops
 from scipy.interpolate import BSpline
 
 import keras_kan
-from keras_kan import KAN, KANDense, autodiff
+from keras_kan import KAN, KANDense, autodiff, jet
 from keras_kan import backend as kan_backend
 from keras_kan.symbolic import fix_symbolic
 
@@ -166,3 +166,191 @@ def test_bad_arguments():
         autodiff.gradient(3, x)
     g = autodiff.gradient(lambda z: model(z)[:, 1:2], x)
     assert tuple(g.shape) == (12, 2)
+
+
+# --- the jet (keras_kan.jet): closed-form forward pass of values, slopes, curvatures ---------
+
+
+def _nested(fn, x):
+    """`(gradient, hessian diagonal)` by nested autodiff (what `autodiff` falls back to);
+    under `jax.jit` on JAX (eager JAX dispatches every op)."""
+    return _jit(lambda z: kan_backend.input_derivatives(
+        lambda t: ops.reshape(fn(t), (-1,)), z, True))(x)
+
+
+def _jit(fn):
+    return _compiled(fn) if BACKEND == "jax" else fn
+
+
+def _edge_reference(knots, coef, k, z):
+    """`(s, s', s'')` of one B-spline edge at `z` with SciPy, 0 outside the knots (the
+    basis of keras_kan is 0 there): the knots padded by `k` each side, zero coefficients."""
+    pad = np.concatenate([[knots[0] - 1.0] * k, knots, [knots[-1] + 1.0] * k])
+    spline = BSpline(pad, np.concatenate([np.zeros(k), coef, np.zeros(k)]), k,
+                     extrapolate=False)
+    out = [np.nan_to_num(spline(z))]
+    for order in (1, 2):
+        out.append(np.nan_to_num(spline.derivative(order)(z)) if k >= order
+                   else np.zeros_like(z))
+    return out
+
+
+def _scipy_jet(model, x):
+    """`(gradient, hessian diagonal)` of a numeric KAN chain, float64 SciPy + NumPy chain
+    rule: `dy_j = sum_i phi'_ij dz_i`, `d2y_j = sum_i phi''_ij dz_i^2 + phi'_ij d2z_i`."""
+    z = np.asarray(x, np.float64)
+    dim = z.shape[1]
+    dz, d2z = np.broadcast_to(np.eye(dim), (len(z), dim, dim)), np.zeros((len(z), dim, dim))
+    for layer in model.layers:
+        knots, k = to_numpy(layer.grid), layer.spline_order
+        mask = to_numpy(layer.edge_mask)
+        coef = to_numpy(layer.spline_kernel) * (mask * to_numpy(layer.spline_scale))[:, None]
+        wb = mask * to_numpy(layer.base_kernel)
+        s = 1 / (1 + np.exp(-z))
+        base = [z * s, s * (1 + z * (1 - s)), s * (1 - s) * (2 + z * (1 - 2 * s))]
+        n, m = wb.shape
+        phi = np.zeros((3, len(z), n, m))
+        for i in range(n):
+            for j in range(m):
+                parts = _edge_reference(knots[i], coef[i, :, j], k, z[:, i])
+                for order in range(3):
+                    phi[order, :, i, j] = parts[order] + wb[i, j] * base[order][:, i]
+        value = phi[0].sum(1)
+        dz, d2z = (np.einsum("bdn,bnm->bdm", dz, phi[1]),
+                   np.einsum("bdn,bnm->bdm", dz**2, phi[2])
+                   + np.einsum("bdn,bnm->bdm", d2z, phi[1]))
+        z = value
+    return dz[..., 0], d2z[..., 0]
+
+
+@pytest.mark.parametrize("order", [pytest.param(1, marks=pytest.mark.slow),
+                                   pytest.param(2, marks=pytest.mark.slow), 3])
+@pytest.mark.parametrize("adapted", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["uniform", "updated_grid"])
+def test_jet_matches_scipy_and_nested_autodiff(order, adapted, float64):
+    """float64: the jet against SciPy's BSpline derivatives chained in NumPy, and against
+    nested autodiff, on a masked [2, 3, 1] model of spline order k."""
+    model = KAN([2, 3, 1], grid_size=4, spline_order=order, seed=order)
+    first = model.layers[0]
+    mask = np.ones((2, 3))
+    mask[1, 0] = 0.0
+    first.edge_mask.assign(mask)
+    if adapted:
+        keras_kan.update_grids(model, _points(rows=200, seed=4) * 0.7)
+        assert not first.uniform_grid
+    assert jet.supports(model)
+    x = ops.convert_to_tensor(_points(rows=9, seed=order))
+    g, h = _jit(lambda z: jet.derivatives(model, z))(x)
+    g_ref, h_ref = _scipy_jet(model, to_numpy(x))
+    np.testing.assert_allclose(to_numpy(g), g_ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(h), h_ref, rtol=1e-9, atol=1e-9)
+    g_ad, h_ad = _jit(lambda z: autodiff.derivatives(model, z))(x)  # the jet: same numbers
+    np.testing.assert_array_equal(to_numpy(g_ad), to_numpy(g))
+    np.testing.assert_array_equal(to_numpy(h_ad), to_numpy(h))
+    g_nested, h_nested = _nested(model, x)
+    np.testing.assert_allclose(to_numpy(g), to_numpy(g_nested), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(h), to_numpy(h_nested), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_jet_symbolic_edges_bias_and_functional_chain():
+    """A functional chain with a bias, a symbolic edge and gradient-only calls."""
+    inputs = keras.Input((2,))
+    hidden = KANDense(3, grid_size=4, use_bias=True, bias_initializer="ones", seed=0)(inputs)
+    model = keras.Model(inputs, KANDense(1, grid_size=4, seed=1)(hidden))
+    fix_symbolic(model, 0, 1, 2, "sin", fit_params=False, params=(2.0, 0.3, 0.7, 0.1),
+                 verbose=False)
+    assert jet.supports(model)
+    x = ops.convert_to_tensor(_points(rows=10, seed=3).astype("float32"))
+    g, h = _jit(lambda z: jet.derivatives(model, z))(x)
+    g_nested, h_nested = _nested(model, x)
+    np.testing.assert_allclose(to_numpy(g), to_numpy(g_nested), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(h), to_numpy(h_nested), rtol=1e-4, atol=1e-5)
+    only, none = _jit(lambda z: jet.derivatives(model, z, second=False))(x)
+    assert none is None
+    np.testing.assert_allclose(to_numpy(only), to_numpy(g), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_jet_weight_gradient_matches_nested(compiled):
+    """The weight gradient of a Laplacian loss (fit_lbfgs's objective function) through the
+    jet equals the one through nested autodiff (`lambda z: model(z)` is not a KAN chain)."""
+    x = ops.convert_to_tensor(_points(rows=16, seed=6).astype("float32"))
+    results = []
+    for wrap in (False, True):
+        model = KAN([2, 3, 1], grid_size=4, seed=2)
+        keras_kan.update_grids(model, _points(rows=100, seed=7) * 0.8)
+        model.run_eagerly = not compiled
+
+        def objective(m, wrap=wrap):
+            fn = (lambda z: m(z)) if wrap else m
+            return ops.mean((autodiff.laplacian(fn, x) + 1.0) ** 2) + ops.mean(
+                autodiff.gradient(fn, x) ** 2)
+
+        results.append(kan_backend.objective_value_and_grad_fn(model, objective)(None, None))
+    (value, grad), (value_nested, grad_nested) = results
+    assert value == pytest.approx(value_nested, rel=1e-5)
+    np.testing.assert_allclose(grad, grad_nested, rtol=1e-4, atol=1e-5 * np.abs(grad).max())
+
+
+@pytest.mark.slow
+def test_jet_fallbacks():
+    """What the jet takes, and nested autodiff for everything else (same results)."""
+    kan = KAN([2, 2, 1], grid_size=3, seed=0)
+    assert jet.supports(kan) and jet.supports(kan.layers[0])
+    mlp = keras.Sequential([keras.Input((2,)), KANDense(2, grid_size=3, seed=0),
+                            keras.layers.Dense(1)])
+    gelu = keras.Sequential([keras.Input((2,)), KANDense(1, grid_size=3, seed=0,
+                                                         base_activation="gelu")])
+    inputs = keras.Input((2,))
+    branch = keras.Model(inputs, KANDense(1, grid_size=3)(inputs) + inputs[:, :1])
+    for fn in (mlp, branch, lambda z: kan(z)):
+        assert not jet.supports(fn)
+    assert jet.supports(gelu)  # a chain, but its rule declines the unknown activation
+    x = ops.convert_to_tensor(_points(rows=6).astype("float32"))
+    assert jet.derivatives(gelu, x) is None and jet.derivatives(mlp, x) is None
+    for fn in (mlp, gelu, branch):
+        got = _jit(lambda z, fn=fn: autodiff.derivatives(fn, z))(x)
+        for a, b in zip(got, _nested(fn, x)):
+            np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    with pytest.raises(ValueError, match="one value per row"):  # fallback raises as before
+        autodiff.laplacian(KAN([2, 2], grid_size=3, seed=0), x)
+
+
+class _Scale(keras.layers.Layer):
+    """`y = 3 x`: a layer with a registered jet rule."""
+
+    def call(self, x):
+        return 3.0 * x
+
+
+def test_jet_rules_registry_and_pieces():
+    model = keras.Sequential([keras.Input((2,)), _Scale(), KANDense(1, grid_size=3, seed=0)])
+    assert not jet.supports(model)
+    jet.register_rule(_Scale, lambda layer, j: jet.Jet(*(None if t is None else 3.0 * t
+                                                         for t in j)))
+    try:
+        assert jet.supports(model)
+        x = ops.convert_to_tensor(_points(rows=5, low=-0.3, high=0.3).astype("float32"))
+        for got, want in zip(jet.derivatives(model, x), _nested(model, x)):
+            np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=1e-5, atol=1e-6)
+    finally:
+        jet._RULES.pop(_Scale)
+    # product and elementwise, against closed forms: u = x0 * sin(x1), v = exp(u)
+    x = _points(rows=4)
+    seed = jet.seed(ops.convert_to_tensor(x))
+    first = jet.Jet(seed.value[:, :1], seed.slopes[..., :1], seed.curvatures[..., :1])
+    s = ops.sin(seed.value[:, 1:])
+    second = jet.elementwise(jet.Jet(None, seed.slopes[..., 1:], seed.curvatures[..., 1:]),
+                             s, ops.cos(seed.value[:, 1:]), -s)
+    u = jet.product(first, second)
+    e = ops.exp(u.value)
+    v = jet.elementwise(u, e, e, e)
+    x0, x1 = x[:, 0], x[:, 1]
+    ev = np.exp(x0 * np.sin(x1))
+    du = np.stack([np.sin(x1), x0 * np.cos(x1)], 1)
+    d2u = np.stack([np.zeros_like(x0), -x0 * np.sin(x1)], 1)
+    np.testing.assert_allclose(to_numpy(v.slopes)[..., 0], ev[:, None] * du, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(v.curvatures)[..., 0], ev[:, None] * (du**2 + d2u),
+                               rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ large tensors as it can: see `spline_matmul`. Exporters and compilers
 """
 
 import functools
+import inspect
 import weakref
 
 import keras
@@ -36,13 +37,19 @@ def _lean_loss(model_ref, loss_fn):
     if layers is None:
         return loss_fn
 
+    # common.compute_loss inspects the signature on every call (0.1-0.5 ms): once here.
+    takes_training = "training" in inspect.signature(model_ref().compute_loss).parameters
+
     def loss(model, x, y, sample_weight, training):
         y_pred = None
         if keras.distribution.distribution() is None:
             y_pred = torch_chain.forward(model, layers, x, training)
         if y_pred is None:
             return forward_loss(model, x, y, sample_weight, training)
-        return compute_loss(model, x, y, y_pred, sample_weight, training=training), y_pred
+        if not takes_training:
+            return compute_loss(model, x, y, y_pred, sample_weight, training=training), y_pred
+        return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                  training=training), y_pred
 
     return loss
 

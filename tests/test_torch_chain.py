@@ -29,10 +29,11 @@ def _data(n_in, n=64, seed=0):
 
 
 def _both(model, x, y, sample_weight=None):
-    """`(loss, grad, eval loss, predictions)` through the lean path, then the normal one."""
+    """`(loss, grad, eval loss, predictions)` through the normal path, then the lean one
+    (the normal path builds the compiled loss, which the lean loss needs)."""
     x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     results = []
-    for enabled in (True, False):
+    for enabled in (False, True):
         torch_chain.ENABLED = enabled
         try:
             kan_backend.reset_compiled_functions(model)
@@ -41,15 +42,16 @@ def _both(model, x, y, sample_weight=None):
             results.append((loss, grad, eval_loss, keras.ops.convert_to_numpy(pred)))
         finally:
             torch_chain.ENABLED = True
-    return results
+    return results[::-1]
 
 
-def _assert_same(model, x, y, sample_weight=None):
+def _assert_same(model, x, y, sample_weight=None, lean_loss=True):
     layers = torch_chain.layer_chain(model)
     assert layers is not None
     tensor = keras.ops.convert_to_tensor(x)
     assert torch_chain.forward(model, layers, tensor, True) is not None  # it takes the lean path
     lean, normal = _both(model, x, y, sample_weight)
+    assert (torch_chain.compiled_mse(model) is not None) == lean_loss
     assert lean[0] == normal[0] and lean[2] == normal[2]
     np.testing.assert_array_equal(lean[1], normal[1])
     np.testing.assert_array_equal(lean[3], normal[3])
@@ -82,6 +84,19 @@ def test_symbolic_edges_masks_bias_and_sample_weights():
     model.layers[1].edge_mask.assign(mask)
     weights = np.linspace(0.1, 2.0, len(x)).astype("float32")
     _assert_same(model, x, y, keras.ops.convert_to_tensor(weights))
+    _assert_same(model, x, y, keras.ops.convert_to_tensor(weights[:, None]))
+    _assert_same(model, x, y[:, 0], keras.ops.convert_to_tensor(weights))
+
+
+def test_other_losses_keep_keras_compute_loss():
+    x, y = _data(2)
+    for loss in ("mae", keras.losses.MeanSquaredError(reduction="sum")):
+        model = keras_kan.KAN([2, 2, 1], grid_size=5, seed=0)
+        model.compile(loss=loss)
+        _assert_same(model, x, y, lean_loss=False)
+    model = _kan([2, 2, 1])
+    model.compile(loss="mse", loss_weights=2.0)
+    _assert_same(model, x, y, lean_loss=False)
 
 
 def test_mlp_of_dense_layers_and_metrics_match():

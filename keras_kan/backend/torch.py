@@ -46,6 +46,10 @@ def _lean_loss(model_ref, loss_fn):
             y_pred = torch_chain.forward(model, layers, x, training)
         if y_pred is None:
             return forward_loss(model, x, y, sample_weight, training)
+        mse = torch_chain.compiled_mse(model)
+        value = None if mse is None else mse(y, y_pred, sample_weight)
+        if value is not None:
+            return value, y_pred
         if not takes_training:
             return compute_loss(model, x, y, y_pred, sample_weight, training=training), y_pred
         return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,

@@ -27,8 +27,8 @@ run smallest first. On the CPU there is no device memory: the table says
 (`_bench.reset_peak` / `peak_mb`), labelled RSS.
 
 Each backend gets `--budget / len(backends)` seconds (default 480 s, the 8
-minutes a GPU run may take); a section that would start past its backend's
-budget is skipped and named in the notes.
+minutes a GPU run may take; 1200 s with `--quick`, for a loaded CPU); a section
+that would start past its backend's budget is skipped and named in the notes.
 """
 
 import argparse
@@ -244,9 +244,11 @@ def main():
     parser.add_argument("--backends", default=",".join(_bench.BACKENDS))
     parser.add_argument("--quick", action="store_true",
                         help="smaller batches and protocols, for a CPU (a few minutes)")
-    parser.add_argument("--budget", type=float, default=480.0,
-                        help="seconds for all backends together (default 480)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for all backends together (default 480; --quick: 1200)")
     args = parser.parse_args()
+    if args.budget is None:
+        args.budget = 1200.0 if args.quick else 480.0
     if args.backend:
         _bench.emit(child(args.backend, args.quick, args.budget))
         return 0

@@ -7,15 +7,18 @@ large tensors as it can: see `spline_matmul`. Exporters and compilers
 """
 
 import functools
+import inspect
 import weakref
 
+import keras
 import numpy as np
 import torch
 from keras import ops
 from numpy.polynomial import Polynomial
 
 from keras_kan import splines
-from keras_kan.backend.common import ValueAndGrad, forward_loss
+from keras_kan.backend import torch_chain
+from keras_kan.backend.common import ValueAndGrad, compute_loss, forward_loss
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -25,8 +28,39 @@ __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmu
 # --- objective ------------------------------------------------------------------
 
 
+def _lean_loss(model_ref, loss_fn):
+    """`loss_fn`, or for the compiled loss of a model `torch_chain` can call layer by layer,
+    the same loss without Keras's per-call machinery (falling back per call)."""
+    if loss_fn is not forward_loss or model_ref().run_eagerly:
+        return loss_fn
+    layers = torch_chain.layer_chain(model_ref())
+    if layers is None:
+        return loss_fn
+
+    # common.compute_loss inspects the signature on every call (0.1-0.5 ms): once here.
+    takes_training = "training" in inspect.signature(model_ref().compute_loss).parameters
+
+    def loss(model, x, y, sample_weight, training):
+        y_pred = None
+        if keras.distribution.distribution() is None:
+            y_pred = torch_chain.forward(model, layers, x, training)
+        if y_pred is None:
+            return forward_loss(model, x, y, sample_weight, training)
+        mse = torch_chain.compiled_mse(model)
+        value = None if mse is None else mse(y, y_pred, sample_weight)
+        if value is not None:
+            return value, y_pred
+        if not takes_training:
+            return compute_loss(model, x, y, y_pred, sample_weight, training=training), y_pred
+        return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                  training=training), y_pred
+
+    return loss
+
+
 def make_value_and_grad(model_ref, loss_fn=forward_loss):
     trainable = list(model_ref().trainable_variables)
+    loss_fn = _lean_loss(model_ref, loss_fn)
 
     def at(weights, x, y, sample_weight=None):
         params = [v.value for v in trainable]
@@ -49,9 +83,11 @@ def make_value_and_grad(model_ref, loss_fn=forward_loss):
 
 
 def make_evaluate(model_ref):
+    loss_fn = _lean_loss(model_ref, forward_loss)
+
     def evaluate(x, y, sample_weight=None):
         with torch.no_grad():
-            loss, y_pred = forward_loss(model_ref(), x, y, sample_weight, training=False)
+            loss, y_pred = loss_fn(model_ref(), x, y, sample_weight, training=False)
         return float(loss.cpu()), y_pred
 
     return evaluate

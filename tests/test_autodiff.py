@@ -274,10 +274,10 @@ def test_jet_symbolic_edges_bias_and_functional_chain():
 @pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_jet_weight_gradient_matches_nested(compiled):
-    if not compiled and BACKEND == "jax":
-        pytest.skip("eager JAX dispatches every op (about 50 s here); compiled covers JAX")
     """The weight gradient of a Laplacian loss (fit_lbfgs's objective function) through the
     jet equals the one through nested autodiff (`lambda z: model(z)` is not a KAN chain)."""
+    if not compiled and BACKEND == "jax":
+        pytest.skip("eager JAX dispatches every op (about 50 s here); compiled covers JAX")
     x = ops.convert_to_tensor(_points(rows=16, seed=6).astype("float32"))
     results = []
     for wrap in (False, True):

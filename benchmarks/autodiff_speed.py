@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 import _bench  # noqa: E402
 
 CONFIGS = [([2, 2, 1], 20), ([2, 5, 1], 5)]
+# How fit_lbfgs compiles the objective on each backend.
+LABEL = {"tensorflow": "TF (tf.function)", "jax": "JAX (jit)", "torch": "Torch (eager)"}
 
 
 def child(backend, repeats):
@@ -92,7 +94,7 @@ def report(results):
             if e is None:
                 rows.append([cfg, backend, res.get("error", "-")] + ["-"] * 6)
                 continue
-            rows.append([cfg, _bench.SHORT.get(backend, backend), _bench.fmt_ms(e["data"]),
+            rows.append([cfg, LABEL.get(backend, backend), _bench.fmt_ms(e["data"]),
                          _bench.fmt_ms(e["pde jet"]), _bench.fmt_ms(e["pde nested"]),
                          _bench.fmt_x(e["jet / data"]), _bench.fmt_x(e["nested / data"]),
                          _bench.fmt_x(e["nested / jet"]), f"{e['grad rel diff']:.1e}"])

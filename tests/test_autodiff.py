@@ -276,6 +276,8 @@ def test_jet_symbolic_edges_bias_and_functional_chain():
 def test_jet_weight_gradient_matches_nested(compiled):
     """The weight gradient of a Laplacian loss (fit_lbfgs's objective function) through the
     jet equals the one through nested autodiff (`lambda z: model(z)` is not a KAN chain)."""
+    if not compiled and BACKEND == "jax":
+        pytest.skip("eager JAX dispatches every op (about 50 s here); compiled covers JAX")
     x = ops.convert_to_tensor(_points(rows=16, seed=6).astype("float32"))
     results = []
     for wrap in (False, True):
@@ -325,6 +327,7 @@ class _Scale(keras.layers.Layer):
         return 3.0 * x
 
 
+@pytest.mark.slow
 def test_jet_rules_registry_and_pieces():
     model = keras.Sequential([keras.Input((2,)), _Scale(), KANDense(1, grid_size=3, seed=0)])
     assert not jet.supports(model)

@@ -33,6 +33,16 @@ import keras_kan  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 PYKAN_MSE = {5: 3.11e-3, 10: 1.03e-3, 20: 1.74e-4}  # printed by pykan's tutorial
+PYKAN_2024_MSE = {5: 3.71e-5, 10: 1.16e-6, 20: 3.01e-7}  # pykan's May-2024 tutorial
+
+# How the KAN is initialized and trained. "0.2.8": pykan 0.2.8's tutorial
+# (Example_7_PDE_accuracy). "2024": pykan's May-2024 tutorial (Example_6B_PDE).
+RECIPES = {
+    "0.2.8": dict(init="0.2.8", noise_scale=0.3, noise_scale_base=None, use_bias=False,
+                  grid_eps=0.02, steps=50, update_every=5, stop_update=20, alpha=0.01),
+    "2024": dict(init="2024", noise_scale=0.1, noise_scale_base=0.25, use_bias=True,
+                 grid_eps=1.0, steps=100, update_every=5, stop_update=50, alpha=0.01),
+}
 
 
 def exact(x):
@@ -54,7 +64,9 @@ def problem(n=51):
 
 def poisson_objective(mesh, boundary, source, alpha=0.01):
     """`objective(model)`: `alpha * mean((lap u - f)^2) + mean(u(boundary)^2)`."""
-    mesh, boundary, source = (ops.convert_to_tensor(a) for a in (mesh, boundary, source))
+    dtype = keras.config.floatx()
+    mesh, boundary, source = (ops.convert_to_tensor(np.asarray(a, dtype))
+                              for a in (mesh, boundary, source))
 
     def objective(model):
         residual = keras_kan.autodiff.laplacian(model, mesh) - source
@@ -64,26 +76,56 @@ def poisson_objective(mesh, boundary, source, alpha=0.01):
 
 
 def mse(model, mesh):
-    pred = np.asarray(ops.convert_to_numpy(model(mesh)), np.float64)
+    pred = np.asarray(ops.convert_to_numpy(model(np.asarray(mesh, keras.config.floatx()))),
+                      np.float64)
     return float(np.mean((pred - exact(mesh.astype(np.float64))) ** 2))
 
 
-def train_kan(mesh, boundary, source, grids, steps, seed, reference=False):
-    """KAN([2, 2, 1]) through `grids`; `reference` prints pykan's numbers beside each grid."""
-    objective = poisson_objective(mesh, boundary, source)
+def init_2024(model, noise_scale_base, seed):
+    """pykan 0.1's initialization of the scales, in place: `spline_scale = 1` and
+    `base_kernel = 1/sqrt(n) + noise_scale_base * (2 z - 1)`, `z` standard normal."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        n, m = layer.base_kernel.shape
+        layer.spline_scale.assign(np.ones((n, m), layer.spline_scale.dtype))
+        z = rng.standard_normal((n, m))
+        layer.base_kernel.assign((1 / np.sqrt(n) + noise_scale_base * (2 * z - 1)).astype(
+            layer.base_kernel.dtype))
+
+
+def new_kan(grid, seed, recipe):
+    """KAN([2, 2, 1]) on grid `grid`, initialized as `recipe` says."""
+    model = keras_kan.KAN([2, 2, 1], grid_size=grid, seed=seed, grid_eps=recipe["grid_eps"],
+                          noise_scale=recipe["noise_scale"], use_bias=recipe["use_bias"])
+    if recipe["init"] == "2024":
+        init_2024(model, recipe["noise_scale_base"], seed)
+    return model
+
+
+def train_kan(mesh, boundary, source, grids, steps=None, seed=1, reference=False,
+              recipe="0.2.8"):
+    """KAN([2, 2, 1]) through `grids`; `reference` prints pykan's numbers beside each grid.
+
+    `recipe`: a name in RECIPES or a dict like them; `steps` overrides its steps."""
+    recipe = dict(RECIPES[recipe] if isinstance(recipe, str) else recipe)
+    if steps is not None:
+        recipe["steps"] = steps
+    steps, stop = recipe["steps"], min(recipe["stop_update"], recipe["steps"])
+    objective = poisson_objective(mesh, boundary, source, recipe["alpha"])
+    printed = PYKAN_2024_MSE if recipe["init"] == "2024" else PYKAN_MSE
     rows, model = [], None
     for grid in grids:
         start = time.perf_counter()
         if model is None:
-            model = keras_kan.KAN([2, 2, 1], grid_size=grid, seed=seed)
+            model = new_kan(grid, seed, recipe)
         else:
             model = keras_kan.refine(model, grid, mesh)
-        # Grid updates on the mesh at steps 0, 5, 10, 15 of the stage.
+        # Grid updates on the mesh every `update_every` steps during the first `stop`.
         keras_kan.fit_lbfgs(model, mesh, objective=objective, steps=steps, update_grid=True,
-                            grid_update_num=4, stop_grid_update_step=min(20, steps), verbose=0)
+                            grid_update_num=max(1, stop // recipe["update_every"]),
+                            stop_grid_update_step=stop, verbose=0)
         rows.append((grid, mse(model, mesh), time.perf_counter() - start))
-        pykan = (f"   pykan 0.2.8: {PYKAN_MSE[grid]:.2e}" if reference and grid in PYKAN_MSE
-                 else "")
+        pykan = (f"   pykan: {printed[grid]:.2e}" if reference and grid in printed else "")
         print(f"  KAN grid {grid:>3}: mesh MSE {rows[-1][1]:.2e}{pykan}  ({rows[-1][2]:.1f} s)",
               flush=True)
     return model, rows

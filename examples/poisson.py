@@ -15,15 +15,26 @@ parameters trains the same way (150 L-BFGS steps) for comparison.
 Prints the mesh MSE per grid beside pykan's printed numbers and writes a
 figure (solution and error) to examples/output/poisson.png.
 
-Run: `python examples/poisson.py [--quick] [--no-mlp]` (any KERAS_BACKEND).
+`--recipe 2024 --float64` is the documented PDE recipe instead (pykan's
+May-2024 tutorial, Example_6B_PDE: scales `spline_scale = 1` and
+`base_kernel = 1/sqrt(n) + 0.25 (2 z - 1)`, spline noise 0.1, a trainable
+bias, uniform grid updates `grid_eps = 1` every 5 steps during the first 50,
+100 L-BFGS steps per grid, float64): mesh MSE about 1e-7 at grid 20
+(docs/benchmarks.md#solving-a-pde).
+
+Run: `python examples/poisson.py [--recipe 2024 --float64] [--quick] [--no-mlp]`
+(any KERAS_BACKEND).
 """
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if __name__ == "__main__" and "--float64" in sys.argv:
+    os.environ.setdefault("JAX_ENABLE_X64", "1")  # before JAX creates any array
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -173,19 +184,34 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="a 21 x 21 mesh, grids 5 and 10, 10 steps each (for tests)")
-    parser.add_argument("--steps", type=int, default=50, help="L-BFGS steps per grid")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="0.2.8",
+                        help="0.2.8: pykan 0.2.8's tutorial (default); 2024: pykan's "
+                        "May-2024 tutorial, the documented PDE recipe (with --float64)")
+    parser.add_argument("--float64", action="store_true",
+                        help="train in float64 (keras floatx; JAX_ENABLE_X64 on JAX)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="L-BFGS steps per grid (default: the recipe's, 50 or 100)")
     parser.add_argument("--no-mlp", action="store_true", help="skip the MLP baseline")
     parser.add_argument("--mlp-width", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="default: 1 for recipe 0.2.8, 2 for recipe 2024")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
-    n, grids, steps = (21, (5, 10), 10) if args.quick else (51, (5, 10, 20), args.steps)
+    if args.seed is None:
+        args.seed = 2 if args.recipe == "2024" else 1
+    if args.float64:
+        keras.config.set_floatx("float64")
+    default_steps = RECIPES[args.recipe]["steps"]
+    n, grids, steps = ((21, (5, 10), 10) if args.quick else
+                       (51, (5, 10, 20), args.steps or default_steps))
     mesh, boundary, source = problem(n)
-    print(f"Poisson on [-1, 1]^2, backend {keras.backend.backend()}: {len(mesh)} mesh + "
+    print(f"Poisson on [-1, 1]^2, backend {keras.backend.backend()}, "
+          f"{keras.config.floatx()}, recipe {args.recipe}: {len(mesh)} mesh + "
           f"{len(boundary)} boundary points, {steps} L-BFGS steps per grid")
     start = time.perf_counter()
     model, rows = train_kan(mesh, boundary, source, grids, steps, args.seed,
-                            reference=not args.quick and steps == 50)
+                            reference=not args.quick and steps == default_steps,
+                            recipe=args.recipe)
     kan_params = model.count_params() - sum(int(np.prod(v.shape))
                                             for v in model.non_trainable_variables)
     print(f"  KAN [2, 2, 1]: {kan_params} trainable parameters, "

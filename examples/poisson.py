@@ -86,10 +86,11 @@ def poisson_objective(mesh, boundary, source, alpha=0.01):
     return objective
 
 
-def mse(model, mesh):
+def mse(model, mesh, solution=None):
+    """Mean squared error of the model against `solution` (default: `exact`) on `mesh`."""
     pred = np.asarray(ops.convert_to_numpy(model(np.asarray(mesh, keras.config.floatx()))),
                       np.float64)
-    return float(np.mean((pred - exact(mesh.astype(np.float64))) ** 2))
+    return float(np.mean((pred - (solution or exact)(mesh.astype(np.float64))) ** 2))
 
 
 def init_2024(model, noise_scale_base, seed):
@@ -114,15 +115,17 @@ def new_kan(grid, seed, recipe):
 
 
 def train_kan(mesh, boundary, source, grids, steps=None, seed=1, reference=False,
-              recipe="0.2.8"):
+              recipe="0.2.8", objective=None, solution=None):
     """KAN([2, 2, 1]) through `grids`; `reference` prints pykan's numbers beside each grid.
 
-    `recipe`: a name in RECIPES or a dict like them; `steps` overrides its steps."""
+    `recipe`: a name in RECIPES or a dict like them; `steps` overrides its steps.
+    `objective`, `solution`: another equation (default: this Poisson problem)."""
     recipe = dict(RECIPES[recipe] if isinstance(recipe, str) else recipe)
     if steps is not None:
         recipe["steps"] = steps
     steps, stop = recipe["steps"], min(recipe["stop_update"], recipe["steps"])
-    objective = poisson_objective(mesh, boundary, source, recipe["alpha"])
+    if objective is None:
+        objective = poisson_objective(mesh, boundary, source, recipe["alpha"])
     printed = PYKAN_2024_MSE if recipe["init"] == "2024" else PYKAN_MSE
     rows, model = [], None
     for grid in grids:
@@ -135,22 +138,22 @@ def train_kan(mesh, boundary, source, grids, steps=None, seed=1, reference=False
         keras_kan.fit_lbfgs(model, mesh, objective=objective, steps=steps, update_grid=True,
                             grid_update_num=max(1, stop // recipe["update_every"]),
                             stop_grid_update_step=stop, verbose=0)
-        rows.append((grid, mse(model, mesh), time.perf_counter() - start))
+        rows.append((grid, mse(model, mesh, solution), time.perf_counter() - start))
         pykan = (f"   pykan: {printed[grid]:.2e}" if reference and grid in printed else "")
         print(f"  KAN grid {grid:>3}: mesh MSE {rows[-1][1]:.2e}{pykan}  ({rows[-1][2]:.1f} s)",
               flush=True)
     return model, rows
 
 
-def train_mlp(mesh, boundary, source, steps, width, seed):
+def train_mlp(mesh, boundary, source, steps, width, seed, objective=None, solution=None):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(width, activation="tanh"),
                               keras.layers.Dense(width, activation="tanh"),
                               keras.layers.Dense(1)], name="mlp")
     start = time.perf_counter()
-    keras_kan.fit_lbfgs(model, objective=poisson_objective(mesh, boundary, source),
+    keras_kan.fit_lbfgs(model, objective=objective or poisson_objective(mesh, boundary, source),
                         steps=steps, verbose=0)
-    return model, mse(model, mesh), time.perf_counter() - start
+    return model, mse(model, mesh, solution), time.perf_counter() - start
 
 
 def plot(model, path):

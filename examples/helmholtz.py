@@ -107,7 +107,8 @@ def main(argv=None):
     print(f"  KAN formula: {expr}: rel L2 {result['formula']:.2e} "
           f"({time.perf_counter() - start:.1f} s)")
     if not args.no_mlp:
-        for label, steps in (("same steps", args.steps * len(grids)),):
+        steps = args.steps * len(grids)
+        for label in ("same steps", "same time"):
             mlp, _, seconds = poisson.train_mlp(mesh, boundary, None, steps, args.mlp_width,
                                                 args.seed, objective=objective,
                                                 solution=exact)
@@ -115,6 +116,7 @@ def main(argv=None):
             print(f"  MLP [2, {args.mlp_width}, {args.mlp_width}, 1] tanh, {label} "
                   f"({steps} L-BFGS steps): rel L2 {result[f'mlp {label}']:.2e}, "
                   f"{mlp.count_params()} parameters, {seconds:.1f} s")
+            steps = max(1, int(steps * kan_seconds / seconds))  # as long as the KAN took
     return result
 
 

@@ -71,12 +71,12 @@ def _numeric_kan(k_y, noise=0.02):
 @pytest.mark.parametrize("k_y, kappa", [(1, 0.0), (2, 3.0)],
                          ids=["poisson", "helmholtz"])
 def test_auto_symbolic_on_the_objective_recovers_the_exact_solution(k_y, kappa):
-    mesh, boundary = _mesh(9)
+    mesh, boundary = _mesh(7)
     objective = _objective(mesh, boundary, k_y, kappa)
     model = _numeric_kan(k_y)
     ks.auto_symbolic(model, mesh, objective=objective, lib=["x", "x^2", "sin", "cos",
                                                             "exp", "tanh"],
-                     objective_steps=30)
+                     objective_steps=15)
     names = {key: edge["name"] for key, edge in ks.symbolic_report(model).items()}
     outer = sorted(names[(1, i, 0)] for i in range(2))
     assert [names[(0, i, j)] for i in range(2) for j in range(2)] == ["x"] * 4, names

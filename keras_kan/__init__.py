@@ -3,7 +3,7 @@
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from keras_kan import autodiff, callbacks, datasets, distribution, edges
+from keras_kan import autodiff, callbacks, datasets, distribution, edges, pde
 from keras_kan.attribution import feature_scores, layer_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
@@ -62,5 +62,6 @@ __all__ = [
     "datasets",
     "distribution",
     "edges",
+    "pde",
     "__version__",
 ]

@@ -38,14 +38,12 @@ from keras_kan.network import (
     model_samples,
 )
 from keras_kan.symbolic_library import get_function, sympy_function
+from keras_kan.symbolic_objective import snap_candidates, snapped_copy
 from keras_kan.validation import check_int, check_real, check_verbose
 
 __all__ = ["symbolic_formula", "readable_formula", "evaluate_formula", "formula_r2"]
 
 _CHOP = 1e-12  # |constant| below this (float32 noise on exact zeros) reads as 0
-_DENOMINATORS = (2, 3, 4, 5, 6, 8, 10, 12)
-_PI_DENOMINATORS = (1, 2, 3, 4, 6)
-_NEAR = 2e-2  # snapping candidates within this relative distance are tried
 
 
 def _number(value):
@@ -184,23 +182,6 @@ def _rounded(value, precision):
 
 
 # ----------------------------------------------------------------- snapping
-def _candidates(value):
-    """Simple numbers near `value`, simplest first."""
-    out = [sympy.Integer(0), sympy.Integer(round(value))]
-    for q in _DENOMINATORS:
-        out.append(sympy.Rational(round(value * q), q))
-    for q in _PI_DENOMINATORS:
-        out.append(sympy.Rational(round(value * q / math.pi), q) * sympy.pi)
-    seen, near = set(), []
-    for c in out:
-        if c in seen or (c == 0 and value != 0 and abs(value) > _NEAR):
-            continue
-        seen.add(c)
-        if c == 0 or abs(float(c) - value) <= _NEAR * max(abs(value), 1e-3):
-            near.append(c)
-    return near
-
-
 def _snap(exprs, columns, symbols, functions, target, tolerance):
     """Greedy snapping of every float constant (see the module docstring)."""
     def rmse(candidate):
@@ -218,7 +199,7 @@ def _snap(exprs, columns, symbols, functions, target, tolerance):
     floats = sorted((f for f in set().union(*(e.atoms(sympy.Float) for e in exprs))
                      if math.isfinite(float(f))), key=lambda f: -abs(float(f)))
     for value in floats:
-        for candidate in _candidates(float(value)):
+        for candidate in snap_candidates(float(value)):
             trial = [e.xreplace({value: candidate}) for e in exprs]
             if rmse(trial) <= limit:
                 exprs = trial
@@ -270,7 +251,8 @@ def readable_formula(expr, x=None, y=None, snap_tolerance=1e-4, precision=4, var
 
 
 def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, precision=4,
-                     variables=None, verbose=0):
+                     variables=None, verbose=0, *, objective=None, objective_tolerance=1e-2,
+                     objective_atol=0.0):
     """One sympy expression per model output, read from the model's symbolic edges.
 
     See the module docstring for how the expression is made readable.
@@ -289,11 +271,21 @@ def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, prec
         variables: names (or sympy Symbols) of the inputs; default
             `x_1 .. x_n`.
         verbose: 0 (silent) or 1 (print the numeric edges left in the formula).
+        objective: `fn(model) -> scalar` (physics-informed models, no
+            targets): constants are snapped on a copy of the model while
+            `fn(copy) <= (1 + objective_tolerance) * fn(model) +
+            objective_atol` (`keras_kan.symbolic_objective.snapped_copy`), and
+            the formula is read from that copy (on `x`, if given, float32
+            round-off of the snapped values is snapped away). Not with `y`.
+        objective_tolerance, objective_atol: see `objective`.
 
     Returns:
         a sympy expression (one output) or a list of them.
     """
     verbose = check_verbose(verbose)
+    if objective is not None:
+        return _objective_formula(model, x, y, snap, objective, objective_tolerance,
+                                  objective_atol, precision, variables, verbose)
     layers = kan_layers(model, "symbolic_formula")
     if not is_plain_chain(model, layers):
         raise ValueError(
@@ -315,6 +307,36 @@ def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, prec
                              snap_tolerance, precision, symbols,
                              {name: _numeric_edge(name, model) for name in numeric})
     return exprs[0] if len(exprs) == 1 else exprs
+
+
+def _objective_formula(model, x, y, snap, objective, tolerance, atol, precision, variables,
+                       verbose):
+    """symbolic_formula with `objective`: snapped on the objective, read from a copy."""
+    if y is not None or not callable(objective):
+        raise ValueError("symbolic_formula takes either `y` or a callable `objective`, got "
+                         f"y={type(y).__name__}, objective={objective!r}.")
+    tolerance = check_real("objective_tolerance", tolerance, 0.0)
+    atol = check_real("objective_atol", atol, 0.0)
+    if not snap:
+        return symbolic_formula(model, x, snap=False, precision=precision,
+                                variables=variables, verbose=verbose)
+    copy, before, after = snapped_copy(model, objective, tolerance, atol)
+    if verbose:
+        print(f"symbolic_formula: objective {before:.3e} -> {after:.3e} after snapping")
+    eps = float(np.finfo(kan_layers(copy)[0].variable_dtype).eps)  # snapped values round-off
+    exprs = symbolic_formula(copy, x, snap=x is not None, snap_tolerance=16 * eps,
+                             precision=precision, variables=variables, verbose=verbose)
+    return [_exact_floats(e) for e in exprs] if isinstance(exprs, list) else _exact_floats(exprs)
+
+
+def _exact_floats(expr):
+    """Floats that equal a simple fraction exactly (0.5 after `-sin(h - pi/2)/2`) become it."""
+    exact = {}
+    for f in expr.atoms(sympy.Float):
+        simple = sympy.nsimplify(f, rational=True)
+        if simple.q <= 12 and float(simple) == float(f):
+            exact[f] = simple
+    return expr.xreplace(exact) if exact else expr
 
 
 def evaluate_formula(expr, x, model=None, variables=None):

@@ -38,6 +38,7 @@ from keras_kan.symbolic_fit import (
     resolve_functions,
 )
 from keras_kan.symbolic_library import get_function
+from keras_kan.symbolic_objective import refit_objective
 from keras_kan.symbolic_refit import chain_rmse, refit_constants
 from keras_kan.validation import check_int, check_samples, check_verbose
 
@@ -302,7 +303,8 @@ def symbolic_report(model):
 
 # ---------------------------------------------------------------------- auto
 def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WEIGHT_SIMPLE,
-                  mode="symbolic", max_nfev=200, verbose=0):
+                  mode="symbolic", max_nfev=200, verbose=0, *, objective=None,
+                  objective_steps=50):
     """Make every unmasked edge symbolic with its best function, in place.
 
     1. **Per edge, layer by layer** (each layer fitted on the values that
@@ -325,6 +327,11 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
        search tries the runner-ups of the edges with the lowest per-edge
        `R^2` on the whole model and keeps the best swap if it at least halves
        the RMSE (at most three swaps).
+    2'. **With `objective`** (physics-informed, no targets): every trainable
+       constant is refit jointly by L-BFGS on `objective(model)` (PDE residual
+       and boundary terms) instead of a data misfit
+       (`keras_kan.symbolic_objective.refit_objective`); `x` are then the
+       collocation points the functions are chosen on.
 
     Args:
         model: a model with KANDense layers (or a single built KANDense; then
@@ -338,6 +345,9 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
         max_nfev: evaluations of the final joint refit (with `y`).
         verbose: 0 (silent) or 1 (one line per edge, with its `R^2`, and per
             model-level step).
+        objective: `fn(model) -> scalar tensor` to refit the constants on
+            (not with `y`).
+        objective_steps: L-BFGS steps of that refit.
 
     Returns:
         None (an in-place edit). `symbolic_report(model)` reads the edges as
@@ -351,6 +361,9 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
     chain = not isinstance(model, KANDense) and is_plain_chain(model, layers)
     if y is not None and not chain:
         raise ValueError("auto_symbolic with `y` needs a plain chain of KANDense layers.")
+    if objective is not None and (y is not None or not callable(objective)):
+        raise ValueError("auto_symbolic takes either `y` or a callable `objective`, got "
+                         f"y={type(y).__name__}, objective={objective!r}.")
     data = target = None
     if y is not None:
         data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
@@ -387,6 +400,8 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
             for j in range(layer.units):
                 symbolic_edges.normalize_node(layer, after, j)
     symbolic_edges.reset_model(model, before)
+    if objective is not None:
+        _refit_on_objective(model, objective, objective_steps, verbose)
     if y is None:
         return
     rmse = refit_constants(model, data, target, max_nfev=max_nfev)
@@ -394,6 +409,13 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
         print(f"joint refit: RMSE {rmse:.3e} (numeric model {numeric_rmse:.3e})")
     _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
                      max_nfev, verbose)
+
+
+def _refit_on_objective(model, objective, steps, verbose):
+    """auto_symbolic's physics-informed step: the constants refit on `objective`."""
+    value = refit_objective(model, objective, steps=check_int("objective_steps", steps, 1))
+    if verbose:
+        print(f"joint refit on the objective: {value:.3e}")
 
 
 def _edge_health(model, layers, data):

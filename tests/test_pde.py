@@ -209,3 +209,23 @@ def test_options_load_on_the_other_backends(tmp_path, other_backends):
         assert json.loads(printed) == {"options": [[False, False]] * 2, "trainable": 2}
         status, printed = other_backends.run(other, "crossload", "main", model_path, io_path)
         assert status == 0, (other, printed)
+
+
+# --- the PDE recipe (examples/poisson.py --recipe 2024) -----------------------------------
+
+
+def test_recipe_2024_starts_from_pykan_0_1_scales():
+    recipe = poisson.RECIPES["2024"]
+    model = poisson.new_kan(5, 2, recipe)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        n, m = layer.base_kernel.shape
+        np.testing.assert_array_equal(to_numpy(layer.spline_scale), 1.0)
+        expected = 1 / np.sqrt(n) + 0.25 * (2 * rng.standard_normal((n, m)) - 1)
+        np.testing.assert_allclose(to_numpy(layer.base_kernel), expected, rtol=1e-6)
+        assert layer.bias is not None and layer.grid_eps == 1.0
+        assert layer.noise_scale == 0.1
+    reference = poisson.new_kan(5, 2, poisson.RECIPES["0.2.8"])
+    assert reference.layers[0].bias is None
+    np.testing.assert_allclose(to_numpy(reference.layers[0].spline_scale), 1 / np.sqrt(2),
+                               rtol=1e-6)

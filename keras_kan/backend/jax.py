@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
+from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -387,7 +388,7 @@ def make_lbfgs_program(model_ref, loss_fn, run):
     shapes = [tuple(v.shape) for v in trainable]
     sizes = [int(np.prod(s)) for s in shapes]
     dtypes = [v.dtype for v in trainable]
-    flat_dtype = keras.backend.result_type(*dtypes) if dtypes else keras.config.floatx()
+    flat_dtype = common_flat_dtype(trainable)
     offsets = np.cumsum([0] + sizes)
 
     def program(flat, state, n_steps, x, y, sample_weight, aux):

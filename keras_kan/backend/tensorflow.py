@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
+from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -366,10 +367,7 @@ def make_lbfgs_program(model_ref, loss_fn, run):
     model = model_ref()
     trainable = list(model.trainable_variables)
     sizes = [int(np.prod(v.shape)) for v in trainable]
-    dtypes = [v.dtype for v in trainable]
-    flat_dtype = (tf.experimental.numpy.result_type(*dtypes) if dtypes
-                  else tf.as_dtype(model.dtype_policy.variable_dtype))
-    flat_dtype = tf.as_dtype(flat_dtype)
+    flat_dtype = tf.as_dtype(common_flat_dtype(trainable))
 
     def program(flat, state, n_steps, x, y, sample_weight):
         def evaluate(flat, aux):

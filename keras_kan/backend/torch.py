@@ -16,6 +16,7 @@ from numpy.polynomial import Polynomial
 
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss
+from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -610,8 +611,7 @@ def make_lbfgs_program(model_ref, loss_fn, run):
     """
     trainable = list(model_ref().trainable_variables)
     sizes = [int(np.prod(v.shape)) for v in trainable]
-    flat_dtype = (torch.result_type(*[torch.empty((), dtype=v.value.dtype) for v in trainable])
-                  if trainable else torch.get_default_dtype())
+    flat_dtype = getattr(torch, common_flat_dtype(trainable))
 
     def program(flat, state, n_steps, x, y, sample_weight=None):
         params = [v.value for v in trainable]

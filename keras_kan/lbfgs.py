@@ -377,6 +377,8 @@ def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, val
 class _ObjectiveData:
     """`_TrainingData` for an objective: no batches; `x` only for grid updates."""
 
+    full_batch = True  # the objective holds its own data: every step sees the same
+
     def __init__(self, x):
         self.x = _to_arrays(x)
         self.size = 0 if x is None else _num_samples(self.x)

@@ -228,13 +228,18 @@ keras.config.set_floatx(os.environ["FLOATX"])
 import keras_kan
 rng = np.random.default_rng(0)
 x = rng.uniform(-1, 1, size=(64, 1))
-teacher = keras_kan.KAN(width=[1, 1], grid_size=5, seed=1)
-y = keras.ops.convert_to_numpy(teacher(x))  # exactly representable: the optimum is 0
+teacher = keras_kan.KAN(width=[1, 1], grid_size=5, seed=1, use_base=False, scales_trainable=False)
+y = 100.0 * keras.ops.convert_to_numpy(teacher(x))  # size ~1, representable: optimum 0
+xt, yt = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+
+def objective(model):  # ops.sum: Keras 3.15's mean reductions divide in float32 on JAX
+    return keras.ops.sum((model(xt) - yt) ** 2) / len(x)
+
 out = {}
 for compiled in (False, True):
-    model = keras_kan.KAN(width=[1, 1], grid_size=5, seed=0)
-    model.compile(loss="mse")
-    h = keras_kan.fit_lbfgs(model, x, y, steps=6, verbose=0, compiled=compiled)
+    model = keras_kan.KAN(width=[1, 1], grid_size=5, seed=0, use_base=False,
+                          scales_trainable=False)  # linear in the coefficients
+    h = keras_kan.fit_lbfgs(model, objective=objective, steps=6, verbose=0, compiled=compiled)
     out[str(compiled)] = h.history["loss"]
     out["dtype"] = str(model.layers[-1].spline_kernel.dtype)
 print("RESULT", json.dumps(out))
@@ -256,6 +261,6 @@ def test_float64_training_reaches_what_float32_cannot():
     assert r64["dtype"] == "float64" and r32["dtype"] == "float32"
     for compiled in ("False", "True"):
         assert r64[compiled][-1] < 1e-20, r64
-        assert min(r32[compiled]) > 1e-17, r32  # float32's rounding floor
+        assert min(r32[compiled]) > 1e-18, r32  # float32 rounding: residuals ~1e-8
     # In float64 the two paths agree much more tightly than in float32.
     np.testing.assert_allclose(r64["True"][:2], r64["False"][:2], rtol=1e-6)

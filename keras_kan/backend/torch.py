@@ -623,7 +623,7 @@ def make_lbfgs_program(model_ref, loss_fn, run):
             with torch.enable_grad():
                 loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
                 grads = torch.autograd.grad(loss, params, allow_unused=True) if params else []
-            flat_g = [torch.zeros_like(p).reshape(-1) if g is None else g.reshape(-1)
+            flat_g = [torch.zeros_like(p).reshape(-1) if g is None else g.detach().reshape(-1)
                       for p, g in zip(params, grads)]
             flat_g = (torch.cat(flat_g) if flat_g else flat.new_zeros((0,))).to(flat.dtype)
             loss = loss.detach().to(flat.dtype)

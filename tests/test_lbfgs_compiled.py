@@ -170,7 +170,8 @@ def test_pde_objective_trajectories_agree():
 
     g = np.linspace(-1, 1, 7, dtype="float32")
     pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
-    source = (-2 * np.pi**2 * np.sin(np.pi * pts[:, :1]) * np.sin(np.pi * pts[:, 1:]))
+    source = ops.convert_to_tensor(
+        (-2 * np.pi**2 * np.sin(np.pi * pts[:, :1]) * np.sin(np.pi * pts[:, 1:])).astype("float32"))
 
     def objective(model):
         lap = autodiff.laplacian(model, ops.convert_to_tensor(pts))

@@ -1,6 +1,14 @@
 """Seconds per L-BFGS step, per backend, for the quickstart KAN and a deeper one.
 
     python benchmarks/lbfgs_speed.py [--steps 5] [--backends tensorflow,jax,torch]
+    python benchmarks/lbfgs_speed.py --paths [--poisson-steps 50] [--backends ...]
+
+`--paths`: the host L-BFGS loop (`fit_lbfgs(compiled=False)`, `keras_kan.lbfgs_core`)
+against the compiled one (`compiled=True`, `keras_kan.lbfgs_compiled`), each backend
+and path in its own process from import to the end (compilation counts): the canonical
+run's two stages (`pykan_workflow.py`'s run, with pykan 0.2.8 beside it on the same
+data when `import kan` works) and `examples/poisson.py`'s protocol (grids 5, 10, 20,
+`--poisson-steps` steps each, no MLP; 0 skips it). Ratios are within this one run.
 
 One step = pykan's `fit(opt="LBFGS")` step: up to 20 L-BFGS iterations / 25
 loss-and-gradient evaluations (history 10, strong Wolfe, tolerances 1e-32, so
@@ -63,14 +71,90 @@ def report(results):
             print(f"note ({backend}): {note}")
 
 
+def poisson_child(compiled, steps):
+    """examples/poisson.py's KAN protocol in this process: seconds and mesh MSE per grid."""
+    import time
+
+    t0 = time.perf_counter()
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "examples"))
+    import poisson
+
+    import keras_kan
+
+    original = keras_kan.fit_lbfgs
+
+    def fit(*a, **k):
+        return original(*a, compiled=compiled, **k)
+
+    keras_kan.fit_lbfgs = fit
+    mesh, boundary, source = poisson.problem()
+    _, rows = poisson.train_kan(mesh, boundary, source, (5, 10, 20), steps, seed=1)
+    return {"total": time.perf_counter() - t0, "mse": [r[1] for r in rows],
+            "grid_s": [r[2] for r in rows]}
+
+
+def paths(backends, poisson_steps):
+    import tempfile
+
+    import pykan_workflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "canonical.npz")
+        pykan_workflow.make_data(data)
+        canonical, poisson = {}, {}
+        for compiled in ("0", "1"):
+            name = "compiled" if compiled == "1" else "host"
+            for backend, r in _bench.run_children(
+                    os.path.abspath(__file__), backends,
+                    ["--canonical", data, "--compiled", compiled], timeout=1800).items():
+                canonical[f"{backend}, {name}"] = r
+            for backend, r in _bench.run_children(
+                    os.path.abspath(__file__), backends if poisson_steps else (),
+                    ["--poisson", str(poisson_steps), "--compiled", compiled],
+                    timeout=3600).items():
+                poisson[f"{backend}, {name}"] = r
+        python = pykan_workflow.pykan_python(None)
+        pykan = pykan_workflow.run_pykan(python, data) if python else {"error": "no pykan"}
+    pykan_workflow.report(canonical, pykan)
+    print()
+    header = ["run", "whole s", "x host (same backend)", "mesh MSE grid 5 / 10 / 20"]
+    rows = []
+    for name, r in poisson.items():
+        if "error" in r:
+            rows.append([name, r["error"], "-", "-"])
+            continue
+        host = poisson.get(name.replace("compiled", "host"), {})
+        ratio = f"{r['total'] / host['total']:.2f}x" if "total" in host else "-"
+        rows.append([name, f"{r['total']:.1f}", ratio, " / ".join(f"{m:.2e}" for m in r["mse"])])
+    print(_bench.markdown_table(header, rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", help=argparse.SUPPRESS)
+    parser.add_argument("--canonical", help=argparse.SUPPRESS)
+    parser.add_argument("--poisson", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--compiled", help=argparse.SUPPRESS)
     parser.add_argument("--backends", default=",".join(_bench.BACKENDS))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--paths", action="store_true",
+                        help="host against compiled L-BFGS: canonical run and Poisson")
+    parser.add_argument("--poisson-steps", type=int, default=50)
     args = parser.parse_args()
+    if args.backend and args.canonical:
+        import pykan_workflow
+
+        _bench.emit(pykan_workflow.child(args.backend, args.canonical, args.compiled == "1"))
+        return 0
+    if args.backend and args.poisson:
+        _bench.emit(poisson_child(args.compiled == "1", args.poisson))
+        return 0
     if args.backend:
         _bench.emit(child(args.backend, args.steps))
+        return 0
+    if args.paths:
+        paths(args.backends.split(","), args.poisson_steps)
         return 0
     results = _bench.run_children(os.path.abspath(__file__), args.backends.split(","),
                                   ["--steps", str(args.steps)], timeout=900)

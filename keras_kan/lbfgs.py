@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from keras_kan import backend as kan_backend
+from keras_kan.lbfgs_compiled import CHUNK, CompiledSteps, Config, chunk_length, use_compiled
 from keras_kan.lbfgs_core import LBFGS
 from keras_kan.surgery import start_grids, sync_grids
 from keras_kan.validation import check_finite, check_int, check_real
@@ -189,6 +190,7 @@ def fit_lbfgs(
     grid_update_num=10,
     stop_grid_update_step=50,
     objective=None,
+    compiled=None,
 ):
     """Trains a compiled Keras model with L-BFGS, like pykan's `fit(opt="LBFGS")`.
 
@@ -199,8 +201,10 @@ def fit_lbfgs(
     `min(1, 1 / |g|_1)`), strong-Wolfe line search (c1=1e-4, c2=0.9, cubic
     interpolation; `line_search=None` takes fixed steps). The curvature history
     carries over from step to step, also when a callback moves the weights (a
-    grid update): only the pair that would span that jump is left out. The math
-    runs in float64 NumPy on every backend; the model's variables keep their dtype.
+    grid update): only the pair that would span that jump is left out. On JAX
+    and TensorFlow the math runs inside the backend's compiled program, in the
+    variables' dtype, several steps per call (see `compiled`); elsewhere in
+    float64 NumPy on the host. The model's variables keep their dtype.
 
     The objective is what `model.fit` minimizes: the compiled loss plus
     `model.losses` (e.g. `KANRegularizer` penalties), the model called with
@@ -251,6 +255,15 @@ def fit_lbfgs(
         objective: `fn(model) -> scalar tensor` to minimize instead of the
             compiled loss (see above). Returning anything but a scalar raises a
             `ValueError` before any weight changes.
+        compiled: where the L-BFGS math runs. `None` (default): inside the
+            backend's compiled program on JAX and TensorFlow
+            (`keras_kan.lbfgs_compiled`: several whole steps per `jax.jit` /
+            `tf.function` call, in the variables' dtype), on the host in
+            float64 NumPy on PyTorch, under a `keras.distribution`, with
+            `model.run_eagerly` and for a model without trainable weights
+            (`keras_kan.lbfgs_core`, the reference). `True` / `False` force
+            one or the other (`True` on PyTorch runs the keras.ops algorithm
+            eagerly on torch tensors).
 
     Returns:
         A `keras.callbacks.History`: `history.history["loss"]` holds the
@@ -271,7 +284,8 @@ def fit_lbfgs(
         return _fit_objective(model, objective, x, y, sample_weight, steps, batch_size,
                               validation_data, callbacks, history_size, max_iter, line_search,
                               tolerance_grad, tolerance_change, verbose, max_eval, learning_rate,
-                              tolerance_ys, update_grid, grid_update_num, stop_grid_update_step)
+                              tolerance_ys, update_grid, grid_update_num, stop_grid_update_step,
+                              compiled)
     _check_arguments(model, x, steps, history_size, max_iter, line_search, batch_size,
                      tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                      tolerance_ys=tolerance_ys)
@@ -280,7 +294,7 @@ def fit_lbfgs(
     verbose = 1 if verbose == "auto" else verbose
     new_optimizer = _optimizer_factory(history_size, max_iter, max_eval, line_search,
                                        tolerance_grad, tolerance_change, learning_rate,
-                                       tolerance_ys)
+                                       tolerance_ys, compiled)
     data = _TrainingData(x, y, sample_weight, batch_size)
     _check_data(data)
     _build(model, data.x, data.y, data.sample_weight, data.size)
@@ -296,8 +310,15 @@ def fit_lbfgs(
 
 
 def _optimizer_factory(history_size, max_iter, max_eval, line_search, tolerance_grad,
-                       tolerance_change, learning_rate, tolerance_ys):
-    def new_optimizer():
+                       tolerance_change, learning_rate, tolerance_ys, compiled):
+    """`new_optimizer(model, objective)`: the host `LBFGS` or, where `use_compiled`
+    says so, `CompiledSteps` (same algorithm, whole steps in the backend's program)."""
+    config = Config(history_size, max_iter, max_eval, line_search, tolerance_grad,
+                    tolerance_change, learning_rate, tolerance_ys, CHUNK)
+
+    def new_optimizer(model, objective=None):
+        if use_compiled(model, compiled):
+            return CompiledSteps(model, config, objective)
         return LBFGS(int(history_size), int(max_iter), max_eval, line_search, tolerance_grad,
                      tolerance_change, learning_rate, tolerance_ys)
 
@@ -316,7 +337,7 @@ def _grid_update(update_grid, grid_update_num, stop_grid_update_step):
 def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, validation_data,
                    callbacks, history_size, max_iter, line_search, tolerance_grad,
                    tolerance_change, verbose, max_eval, learning_rate, tolerance_ys,
-                   update_grid, grid_update_num, stop_grid_update_step):
+                   update_grid, grid_update_num, stop_grid_update_step, compiled):
     """`fit_lbfgs(model, objective=fn, ...)`: L-BFGS on the scalar `fn(model)`."""
     if not callable(objective):
         raise TypeError("fit_lbfgs: `objective` must be a callable `fn(model) -> scalar "
@@ -347,7 +368,7 @@ def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, val
     verbose = 1 if verbose == "auto" else verbose
     new_optimizer = _optimizer_factory(history_size, max_iter, max_eval, line_search,
                                        tolerance_grad, tolerance_change, learning_rate,
-                                       tolerance_ys)
+                                       tolerance_ys, compiled)
     grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
     callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
     return _train(model, data, None, callback_list, new_optimizer, steps, objective)
@@ -355,6 +376,8 @@ def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, val
 
 class _ObjectiveData:
     """`_TrainingData` for an objective: no batches; `x` only for grid updates."""
+
+    full_batch = True  # the objective holds its own data: every step sees the same
 
     def __init__(self, x):
         self.x = _to_arrays(x)
@@ -475,18 +498,20 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps, loss_fn=N
     compile_config = model.get_compile_config() if loss_fn is None else None
     has_metrics = bool(compile_config and (compile_config.get("metrics")
                                            or compile_config.get("weighted_metrics")))
-    objective, opt = _Objective(model, loss_fn), new_optimizer()
+    objective, opt = _Objective(model, loss_fn), new_optimizer(model, loss_fn)
     model.stop_training = False
     logs = {}
     callback_list.on_train_begin()
     snapshot = model.get_weights()  # the last weights with a finite loss
     accepted = None  # the parameters at the end of the previous step
+    compiled = isinstance(opt, CompiledSteps)
+    step = 0
     try:
-        for step in range(steps):
+        while step < steps:
             callback_list.on_epoch_begin(step)
             callback_list.on_train_batch_begin(0)
             if not objective.matches(model):  # a callback replaced variables
-                objective, opt = _Objective(model, loss_fn), new_optimizer()
+                objective, opt = _Objective(model, loss_fn), new_optimizer(model, loss_fn)
             objective.data = data.next_batch()
             x0 = objective.params.get()
             if accepted is not None and not np.array_equal(x0, accepted):
@@ -495,8 +520,15 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps, loss_fn=N
                 # memory too (the objective changed little) but not the pair
                 # that would span the jump.
                 opt.forget_last_move()
-            f0, g0 = objective(x0)
-            if not math.isfinite(f0):
+            if compiled:  # several steps in one call, up to where callbacks need the host
+                chunk = 1 if (has_metrics or val_data is not None or not data.full_batch) \
+                    else chunk_length(callback_list, steps - step, opt.config.capacity)
+                x1, losses, status = opt.run(x0, chunk, objective.data)
+                f0 = objective(x0)[0] if status == 1 else 0.0  # the failure's message
+            else:
+                f0, g0 = objective(x0)
+                status = 1 if not math.isfinite(f0) else 0
+            if status == 1:
                 what = "loss" if not math.isfinite(objective.last_f) else "gradient"
                 if accepted is None:  # nothing trained yet: an error, the model is restored
                     raise ValueError(
@@ -506,23 +538,31 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps, loss_fn=N
                 _stop(model, snapshot, f"the {what} is not finite (loss={objective.last_f}) at the "
                       f"start of step {step + 1}/{steps}")
                 break
-            x1, f1, _, _, saw_non_finite = opt.step(objective, x0, f0, g0)
+            if not compiled:
+                x1, f1, _, _, saw_non_finite = opt.step(objective, x0, f0, g0)
+                stuck = saw_non_finite and np.array_equal(x1, x0)
+                losses, status = ([] if stuck else [f1]), (2 if stuck else 0)
             objective.params.set(x1)  # the accepted point, not the last trial
             accepted = x1
-            if saw_non_finite and np.array_equal(x1, x0):
+            if losses:
+                snapshot = model.get_weights()
+            for j, loss in enumerate(losses):  # the steps of the chunk, one epoch each
+                if j:
+                    callback_list.on_epoch_begin(step + j)
+                    callback_list.on_train_batch_begin(0)
+                logs = {"loss": float(loss)}
+                if has_metrics:
+                    metrics = _evaluate(model, *objective.data)
+                    logs.update({k: v for k, v in metrics.items() if k != "loss"})
+                callback_list.on_train_batch_end(0, logs)
+                if val_data is not None:
+                    logs.update({f"val_{k}": v for k, v in _evaluate(model, *val_data).items()})
+                callback_list.on_epoch_end(step + j, logs)
+            step += len(losses)
+            if status == 2:
                 _stop(model, None, f"the loss is not finite along the search direction at step "
                       f"{step + 1}/{steps} and no finite point improves it")
                 break
-            snapshot = model.get_weights()
-
-            logs = {"loss": float(f1)}
-            if has_metrics:
-                metrics = _evaluate(model, *objective.data)
-                logs.update({k: v for k, v in metrics.items() if k != "loss"})
-            callback_list.on_train_batch_end(0, logs)
-            if val_data is not None:
-                logs.update({f"val_{k}": v for k, v in _evaluate(model, *val_data).items()})
-            callback_list.on_epoch_end(step, logs)
             if model.stop_training:
                 break
     except BaseException:

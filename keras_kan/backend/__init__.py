@@ -26,6 +26,7 @@ import keras
 from keras_kan.backend.common import compute_loss
 from keras_kan.backend.objective import (
     evaluate_fn,
+    lbfgs_program_fn,
     objective_value_and_grad_fn,
     reset_compiled_functions,
     value_and_grad_fn,
@@ -53,9 +54,15 @@ _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 #:   the host with `value` (a small 1-D float32 tensor) when the step runs; returns a float32
 #:   zero to add to a result (so the step keeps the call), or None where it cannot (see
 #:   `keras_kan.coverage`).
+#: - `make_lbfgs_program(model_ref, loss_fn, run) -> program(flat (n,), state, n_steps, x, y,
+#:   sample_weight) -> (flat, state, *outputs)`: `run(evaluate, flat, state, aux, n_steps)`
+#:   (keras.ops: `keras_kan.lbfgs_compiled.run_steps`) as ONE compiled program (`jax.jit`,
+#:   `tf.function`; eager on PyTorch), with `evaluate(flat, aux) -> (loss (), grad (n,),
+#:   aux)` the objective at a flat vector in the variables' dtype (`program.dtype`), loss
+#:   `inf` where it or the gradient is not finite.
 CONTRACT = ("spline_basis", "spline_matmul", "kan_product", "is_traced", "value_token",
             "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate",
-            "input_derivatives", "host_report")
+            "input_derivatives", "host_report", "make_lbfgs_program")
 _missing = [name for name in CONTRACT if not callable(getattr(_impl, name, None))]
 if _missing:  # a broken backend module fails at import, not in the middle of a step
     raise ImportError(f"keras_kan.backend.{BACKEND} does not define {_missing}.")
@@ -69,6 +76,7 @@ check_grid_uniform = _impl.check_grid_uniform
 sync_model_state = _impl.sync_model_state
 input_derivatives = _impl.input_derivatives
 host_report = _impl.host_report
+make_lbfgs_program = _impl.make_lbfgs_program
 
 __all__ = [
     "BACKEND",
@@ -87,4 +95,5 @@ __all__ = [
     "sync_model_state",
     "input_derivatives",
     "host_report",
+    "lbfgs_program_fn",
 ]

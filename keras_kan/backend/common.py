@@ -63,3 +63,19 @@ class ValueAndGrad:
 def to_float64(flat):
     """Any array-like -> a 1-D float64 NumPy array."""
     return np.asarray(flat).astype(np.float64, copy=False).reshape(-1)
+
+
+def flat_dtype(variables):
+    """The dtype of one flat vector holding `variables` (their common float dtype).
+
+    (Not `keras.backend.result_type`: in Keras 3.15 it returns float32 for two
+    float64 arguments.)
+    """
+    import keras
+
+    names = sorted({keras.backend.standardize_dtype(v.dtype) for v in variables})
+    if not names:
+        return keras.config.floatx()
+    if len(names) == 1:
+        return names[0]
+    return np.result_type(*names).name

@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
+from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -368,3 +369,58 @@ def host_report(fn, value):
 
     return jax.pure_callback(callback, jax.ShapeDtypeStruct((), jnp.float32),
                              jax.lax.stop_gradient(value))
+
+
+# --- L-BFGS steps inside one compiled program --------------------------------------
+
+
+def make_lbfgs_program(model_ref, loss_fn, run):
+    """`program(flat, state, n_steps, x, y, sample_weight) -> (flat, state, *outputs)` under
+    ONE `jax.jit`: `run(evaluate, flat, state, aux, n_steps)` (keras.ops, e.g.
+    `keras_kan.lbfgs_compiled.run_steps`) with `evaluate(flat, aux) -> (loss, grad, aux)`,
+    the objective at a flat vector `(n,)` in the variables' dtype. `aux` threads the
+    non-trainable values the forward pass updates; they are written back after the call.
+    """
+    model = model_ref()
+    trainable = list(model.trainable_variables)
+    non_trainable = list(model.non_trainable_variables)
+    n_train = len(trainable)
+    shapes = [tuple(v.shape) for v in trainable]
+    sizes = [int(np.prod(s)) for s in shapes]
+    dtypes = [v.dtype for v in trainable]
+    flat_dtype = common_flat_dtype(trainable)
+    offsets = np.cumsum([0] + sizes)
+
+    def program(flat, state, n_steps, x, y, sample_weight, aux):
+        def evaluate(flat, aux):
+            def objective(flat):
+                values = [jnp.reshape(flat[a:b], s).astype(dt)
+                          for a, b, s, dt in zip(offsets[:-1], offsets[1:], shapes, dtypes)]
+                m = model_ref()
+                (loss, _), updates = _stateless(
+                    m, trainable + non_trainable, values + list(aux),
+                    lambda: loss_fn(m, x, y, sample_weight, training=True))
+                new_aux = [updates.get(n_train + i, a).astype(a.dtype)
+                           for i, a in enumerate(aux)]
+                return loss.astype(flat.dtype), new_aux
+
+            (loss, new_aux), grad = jax.value_and_grad(objective, has_aux=True)(flat)
+            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
+            return jnp.where(finite, loss, jnp.inf), grad, new_aux
+
+        return run(evaluate, flat, state, aux, n_steps)
+
+    if not model.run_eagerly:
+        program = jax.jit(program)
+
+    def call(flat, state, n_steps, x, y, sample_weight=None):
+        aux = [v.value for v in non_trainable]
+        flat, state, aux, *outputs = program(jnp.asarray(flat, flat_dtype), state,
+                                             jnp.asarray(n_steps, jnp.int32), x, y,
+                                             sample_weight, aux)
+        for v, value in zip(non_trainable, aux):
+            v.assign(value)
+        return (flat, state, *outputs)
+
+    call.dtype = flat_dtype
+    return call

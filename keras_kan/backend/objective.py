@@ -22,7 +22,7 @@ import weakref
 import keras
 
 __all__ = ["value_and_grad_fn", "objective_value_and_grad_fn", "evaluate_fn",
-           "reset_compiled_functions"]
+           "lbfgs_program_fn", "reset_compiled_functions"]
 
 _CACHE = weakref.WeakKeyDictionary()  # model -> {kind: (signature, function)}
 
@@ -116,6 +116,34 @@ def objective_value_and_grad_fn(model, objective):
     return fn
 
 
+def lbfgs_program_fn(model, key, run, objective=None):
+    """Whole L-BFGS steps in one compiled call: `backend.make_lbfgs_program` of `run`.
+
+    `run(evaluate, flat, state, aux, n_steps)` is the algorithm in keras.ops
+    (`keras_kan.lbfgs_compiled.run_steps` with its settings bound), `key` a
+    hashable name for those settings. Returns `program(flat, state, n_steps, x, y,
+    sample_weight=None) -> (flat, state, *outputs)` for the compiled loss (or
+    `objective(model)`); `program.dtype` is the flat vector's dtype (the
+    variables'). Cached on the model per key, for the last objective, and rebuilt
+    on the same changes as `value_and_grad_fn`.
+    """
+    from keras_kan.backend.common import forward_loss, objective_loss
+
+    if not model.built:
+        raise ValueError("keras_kan.backend.lbfgs_program_fn: the model must be built first.")
+    signature = _signature(model)
+    programs = getattr(model, "_keras_kan_lbfgs_programs", None) or {}
+    hit = programs.get(key)
+    if hit is not None and hit[1] is objective and _same(hit[0], signature):
+        return hit[2]
+    loss_fn = forward_loss if objective is None else objective_loss(objective)
+    fn = _impl().make_lbfgs_program(weakref.ref(model), loss_fn, run)
+    programs = {k: v for k, v in programs.items() if _same(v[0], signature)}
+    programs[key] = (signature, objective, fn)
+    object.__setattr__(model, "_keras_kan_lbfgs_programs", programs)
+    return fn
+
+
 def evaluate_fn(model):
     """Returns `f(x, y, sample_weight=None) -> (loss, y_pred)` for a built, compiled model.
 
@@ -145,3 +173,5 @@ def reset_compiled_functions(model):
     _CACHE.pop(model, None)
     if getattr(model, "_keras_kan_objective_fn", None) is not None:
         object.__setattr__(model, "_keras_kan_objective_fn", None)
+    if getattr(model, "_keras_kan_lbfgs_programs", None) is not None:
+        object.__setattr__(model, "_keras_kan_lbfgs_programs", None)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
+from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -350,3 +351,52 @@ def _xla_compiling():
     except ImportError:  # pragma: no cover - layout of another TensorFlow version
         return True  # unknown: report nothing rather than break the compile
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+# --- L-BFGS steps inside one compiled program --------------------------------------
+
+
+def make_lbfgs_program(model_ref, loss_fn, run):
+    """`program(flat, state, n_steps, x, y, sample_weight) -> (flat, state, *outputs)` in
+    ONE `tf.function`: `run(evaluate, flat, state, aux, n_steps)` (keras.ops, e.g.
+    `keras_kan.lbfgs_compiled.run_steps`) with `evaluate(flat, aux) -> (loss, grad, aux)`:
+    the flat vector `(n,)` (the variables' dtype) is assigned to the variables, the loss
+    differentiated with a tape. `aux` is empty: non-trainable updates happen in place.
+    XLA (`jit_compile=True`) when `model.jit_compile` is true, with a plain-graph fallback.
+    """
+    model = model_ref()
+    trainable = list(model.trainable_variables)
+    sizes = [int(np.prod(v.shape)) for v in trainable]
+    flat_dtype = tf.as_dtype(common_flat_dtype(trainable))
+
+    def program(flat, state, n_steps, x, y, sample_weight):
+        def evaluate(flat, aux):
+            pieces = tf.split(flat, sizes) if trainable else []
+            for v, w in zip(trainable, pieces):
+                v.assign(tf.cast(tf.reshape(w, v.shape), v.dtype))
+            with tf.GradientTape() as tape:
+                loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
+            grads = tape.gradient(loss, trainable)
+            flat_g = []
+            for v, g in zip(trainable, grads):
+                if g is None:
+                    g = tf.zeros(v.shape, dtype=v.dtype)
+                elif isinstance(g, tf.IndexedSlices):
+                    g = tf.convert_to_tensor(g)
+                flat_g.append(tf.reshape(tf.cast(g, flat_dtype), [-1]))
+            flat_g = tf.concat(flat_g, axis=0) if flat_g else tf.zeros((0,), flat_dtype)
+            loss = tf.cast(loss, flat_dtype)
+            finite = tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(flat_g))
+            return tf.where(finite, loss, tf.constant(np.inf, flat_dtype)), flat_g, aux
+
+        flat, state, _, *outputs = run(evaluate, flat, state, (), n_steps)
+        return (flat, state, *outputs)
+
+    compiled = _compile(model, program)
+
+    def call(flat, state, n_steps, x, y, sample_weight=None):
+        return compiled(tf.convert_to_tensor(flat, flat_dtype), state,
+                        tf.constant(n_steps, tf.int32), x, y, sample_weight)
+
+    call.dtype = flat_dtype.name
+    return call

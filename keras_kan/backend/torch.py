@@ -19,6 +19,7 @@ from numpy.polynomial import Polynomial
 from keras_kan import splines
 from keras_kan.backend import torch_chain
 from keras_kan.backend.common import ValueAndGrad, compute_loss, forward_loss
+from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
 __all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
@@ -631,3 +632,45 @@ def host_report(fn, value):
     where `keras_kan.coverage` measures on the host without a callback."""
     del fn, value
     return None
+
+
+# --- L-BFGS steps on torch tensors (keras_kan.lbfgs_compiled, eagerly) -------------
+
+
+def make_lbfgs_program(model_ref, loss_fn, run):
+    """`program(flat, state, n_steps, x, y, sample_weight) -> (flat, state, *outputs)`:
+    `run(evaluate, flat, state, aux, n_steps)` (keras.ops, e.g.
+    `keras_kan.lbfgs_compiled.run_steps`) executed eagerly on torch tensors, with
+    `evaluate(flat, aux) -> (loss, grad, aux)`: the flat vector `(n,)` (the variables'
+    dtype) copied into the parameters, the loss differentiated by autograd. `aux` is
+    empty (non-trainable updates happen in place). Nothing leaves the device.
+    """
+    trainable = list(model_ref().trainable_variables)
+    sizes = [int(np.prod(v.shape)) for v in trainable]
+    flat_dtype = getattr(torch, common_flat_dtype(trainable))
+
+    def program(flat, state, n_steps, x, y, sample_weight=None):
+        params = [v.value for v in trainable]
+
+        def evaluate(flat, aux):
+            with torch.no_grad():
+                for p, w in zip(params, torch.split(flat, sizes)):
+                    p.copy_(w.reshape(p.shape))
+            with torch.enable_grad():
+                loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
+                grads = torch.autograd.grad(loss, params, allow_unused=True) if params else []
+            flat_g = [torch.zeros_like(p).reshape(-1) if g is None else g.detach().reshape(-1)
+                      for p, g in zip(params, grads)]
+            flat_g = (torch.cat(flat_g) if flat_g else flat.new_zeros((0,))).to(flat.dtype)
+            loss = loss.detach().to(flat.dtype)
+            finite = torch.isfinite(loss) & torch.all(torch.isfinite(flat_g))
+            return torch.where(finite, loss, torch.full_like(loss, float("inf"))), flat_g, aux
+
+        with torch.no_grad():
+            flat = ops.convert_to_tensor(flat).to(flat_dtype)
+            flat, state, _, *outputs = run(evaluate, flat, state, (),
+                                           ops.convert_to_tensor(n_steps, "int32"))
+        return (flat, state, *outputs)
+
+    program.dtype = str(flat_dtype).replace("torch.", "")
+    return program

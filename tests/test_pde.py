@@ -18,6 +18,7 @@ from keras_kan.callbacks import GridUpdate
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 import continual_learning  # noqa: E402
+import heat  # noqa: E402
 import poisson  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -229,3 +230,25 @@ def test_recipe_2024_starts_from_pykan_0_1_scales():
     assert reference.layers[0].bias is None
     np.testing.assert_allclose(to_numpy(reference.layers[0].spline_scale), 1 / np.sqrt(2),
                                rtol=1e-6)
+
+
+# --- the heat equation (examples/heat.py) ------------------------------------------------
+
+
+@pytest.mark.parametrize("rate, expected", [(1.0, 0.0), (2.0, None)])
+def test_heat_objective_is_zero_at_the_exact_solution_only(rate, expected):
+    """u = exp(-rate t) sin(pi x): rate 1 is the solution (objective ~0); rate 2 leaves
+    the residual (pi^2 - 2) e^{-2t} s - (pi^2 - 1) e^{-t} s, s = sin(pi x), and nothing
+    at the initial and boundary points."""
+    mesh, initial, boundary = heat.problem(5)
+    objective = heat.heat_objective(mesh, initial, boundary, alpha=0.5)
+
+    def u(z):
+        return ops.exp(-rate * z[:, 1:]) * ops.sin(np.pi * z[:, :1])
+
+    if expected is None:
+        x, t = mesh[:, :1].astype(np.float64), mesh[:, 1:].astype(np.float64)
+        s = np.sin(np.pi * x)
+        r = (np.pi**2 - rate) * np.exp(-rate * t) * s - (np.pi**2 - 1) * np.exp(-t) * s
+        expected = 0.5 * np.mean(r**2)
+    assert float(to_numpy(objective(u))) == pytest.approx(expected, rel=1e-4, abs=1e-9)

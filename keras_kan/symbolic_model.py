@@ -26,6 +26,7 @@ from keras_kan.network import (
     is_plain_chain,
     kan_layers,
     model_samples,
+    node_steps,
     quantile_samples,
 )
 from keras_kan.symbolic_fit import (
@@ -355,7 +356,7 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
     if y is not None:
         data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
         target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(data.shape[0], -1)
-        numeric_rmse = chain_rmse(layers, data, target)
+        numeric_rmse = chain_rmse(layers, data, target, node_steps(model, layers))
     before = list(model.trainable_variables)
     ranked_by_edge = {}
     for index, layer in enumerate(layers):
@@ -383,7 +384,9 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
                       f"kept   layer {index} edge {i} -> {j}: numeric (best R^2 = "
                       f"{fit.r2:.4f} < {r2_threshold})")
     if chain:
-        for layer, after in zip(layers[:-1], layers[1:]):
+        for layer, after, step in zip(layers[:-1], layers[1:], node_steps(model, layers)):
+            if step is not None:  # subnodes -> nodes: not the next layer's inputs one to one
+                continue
             for j in range(layer.units):
                 symbolic_edges.normalize_node(layer, after, j)
     symbolic_edges.reset_model(model, before)

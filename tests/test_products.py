@@ -217,3 +217,24 @@ def test_symbolic_formula_composes_products_of_every_arity():
     got = sympy.lambdify((x1, x2, x3), truth, "numpy")(*data.T.astype(np.float64))
     np.testing.assert_allclose(want[:, 0], got, rtol=1e-5, atol=1e-6)
 
+
+
+def test_feature_scores_reach_inputs_through_products_and_plot_draws_squares(tmp_path):
+    """Attribution: each subnode of a mult node takes its node's score (pykan); an input
+    whose edges are all masked scores 0. The plot draws the mult node's row."""
+    from keras_kan import feature_scores, plot_kan, prune_input
+
+    model = KAN([3, [0, 1], 1], seed=0)
+    mask = np.ones((3, 2), "float32")
+    mask[2] = 0  # x_3 reaches nothing
+    model.layers[0].edge_mask.assign(mask)
+    x = np.random.default_rng(0).uniform(-1, 1, (128, 3)).astype("float32")
+    scores = feature_scores(model, x)
+    assert scores.shape == (3,) and scores[2] == 0 and scores[:2].min() > 0
+    smaller = prune_input(model, x, threshold=1e-3)
+    assert [type(layer) for layer in smaller.layers] == [KANDense, MultNodes, KANDense]
+    np.testing.assert_allclose(to_numpy(smaller(x[:, :2])), to_numpy(model(x)), rtol=1e-5,
+                               atol=1e-6)
+    fig = plot_kan(model, x, to_file=str(tmp_path / "m.png"))
+    network = [ax for ax in fig.axes if ax.get_label() == "kan_network"][0]
+    assert any(t.get_text() == "×" for t in network.texts)

@@ -11,8 +11,11 @@ import pytest
 from conftest import BACKEND, to_numpy
 from reference import forward as kan_dense_forward
 
-from keras_kan import KAN, KANDense, MultNodes, fit_lbfgs
+from keras_kan import KAN, KANDense, MultNodes, fit_lbfgs, refine
+from keras_kan.callbacks import GridUpdate, Pruning
 from keras_kan.models import parse_width
+from keras_kan.network import layer_inputs
+from keras_kan.surgery import update_grids
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -238,3 +241,50 @@ def test_feature_scores_reach_inputs_through_products_and_plot_draws_squares(tmp
     fig = plot_kan(model, x, to_file=str(tmp_path / "m.png"))
     network = [ax for ax in fig.axes if ax.get_label() == "kan_network"][0]
     assert any(t.get_text() == "×" for t in network.texts)
+
+
+def _trained_looking_mult_model(seed=0):
+    """`[2, [1, 1], 1]` with random splines and affine maps, grids moved to the data."""
+    model = KAN([2, [1, 1], 1], grid_size=5, seed=seed)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, KANDense):
+            layer.spline_kernel.assign(
+                (0.3 * rng.normal(size=layer.spline_kernel.shape)).astype("float32"))
+    randomize_affine(model, seed)
+    x = rng.uniform(-1, 1, (300, 2)).astype("float32")
+    update_grids(model, x)  # the products' range now lies inside the next grid
+    return model, x
+
+
+def test_update_grids_and_refine_keep_a_mult_models_function():
+    model, x = _trained_looking_mult_model()
+    before = to_numpy(model(x))
+    update_grids(model, x)  # grids already on the data: a refit on the same knots
+    np.testing.assert_allclose(to_numpy(model(x)), before, atol=2e-2 * np.ptp(before))
+    before = to_numpy(model(x))
+    # each KANDense's knots follow its own inputs: the second layer's are the products
+    second = layer_inputs(model, x)[1]
+    np.testing.assert_allclose(to_numpy(model.layers[2].grid)[:, 3], second.min(0), atol=1e-5)
+    fine = refine(model, 10)  # nested knots: the same splines, exactly
+    assert [type(layer) for layer in fine.layers] == [KANDense, MultNodes, KANDense]
+    assert fine.layers[1].arity == [2] and fine.layers[0].grid_size == 10
+    for name in ("subnode_scale", "node_bias"):
+        np.testing.assert_array_equal(to_numpy(getattr(fine.layers[1], name)),
+                                      to_numpy(getattr(model.layers[1], name)))
+    np.testing.assert_allclose(to_numpy(fine(x)), before, atol=1e-5 * max(1, np.abs(before).max()))
+
+
+@pytest.mark.slow
+def test_grid_update_and_pruning_callbacks_train_a_mult_model():
+    x = np.random.default_rng(3).uniform(-1, 1, (256, 3)).astype("float32")
+    y = x[:, :1] * x[:, 1:2] + 0.5 * x[:, :1]  # x_3 is noise: its edges get masked
+    model = KAN([3, [1, 1], 1], grid_size=5, seed=0)
+    model.compile(loss="mse")
+    grid, pruning = GridUpdate(every=2, stop_after=4), Pruning(at_step=4, edge_threshold=0.05)
+    loss = fit_lbfgs(model, x, y, steps=8, callbacks=[grid, pruning], verbose=0).history["loss"]
+    assert grid.updates == 2 and pruning.plan is not None
+    assert np.all(np.isfinite(loss)) and loss[-1] < 0.1 * loss[0]
+    mask = to_numpy(model.layers[0].edge_mask)
+    assert mask.shape == (3, 3) and not mask[2].any()  # x_3 reaches no subnode
+    assert to_numpy(model.layers[0].grid)[0, 3] == pytest.approx(float(x[:, 0].min()), abs=1e-5)

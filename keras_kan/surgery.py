@@ -15,7 +15,14 @@ from keras import ops
 from keras_kan import backend as kan_backend
 from keras_kan import coverage, regularizers, symbolic_edges
 from keras_kan.layers import KANDense
-from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples, node_steps
+from keras_kan.network import (
+    edge_values,
+    feeds,
+    kan_layers,
+    layer_inputs,
+    model_samples,
+    node_steps,
+)
 from keras_kan.products import MultNodes, mult_groups
 from keras_kan.validation import check_int, check_real, check_verbose
 
@@ -237,11 +244,18 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
                 f"{edge_threshold} would mask every edge of layer '{layer.name}' (largest "
                 f"edge score {scores[i].max():.3g}); lower it or train longer."
             )
+        offsets = None
+        if steps[i] is not None:  # a masked edge's mean moves into its subnode's bias
+            was_on = (np.asarray(ops.convert_to_numpy(layer.edge_mask)) != 0) | (
+                np.asarray(ops.convert_to_numpy(layer.symbolic_mask)) != 0)
+            dropped = was_on & ~((mask != 0) | (symbolic != 0))
+            offsets = (edge_values(layer, inputs[i]).mean(axis=0) * dropped).sum(axis=0)
         plan.append({"layer": layer, "keep_in": np.flatnonzero(alive_in),
                      "keep_out": np.flatnonzero(alive_out[i]), "mask": mask,
                      "symbolic_mask": symbolic, "scores": scores[i], "nodes": steps[i],
                      "keep_nodes": (None if alive_nodes[i] is None
-                                    else np.flatnonzero(alive_nodes[i]))})
+                                    else np.flatnonzero(alive_nodes[i])),
+                     "offsets": offsets})
     return plan
 
 
@@ -269,8 +283,10 @@ def _subnodes_alive(nodes_alive, step):
         np.full(a, nodes_alive[step.n_sum + r]) for r, a in enumerate(step.arity)])
 
 
-def _node_subset(step, keep_nodes):
-    """A new MultNodes keeping the nodes `keep_nodes` (and their subnodes), weights copied."""
+def _node_subset(step, keep_nodes, offsets=None):
+    """A new MultNodes keeping the nodes `keep_nodes` (and their subnodes), weights copied;
+    `offsets (n_sub,)`: the means of the edges masked into each subnode, added (times
+    `subnode_scale`) to `subnode_bias`, so the subnode keeps its level."""
     kept_sum = [j for j in keep_nodes if j < step.n_sum]
     kept_mult = [j - step.n_sum for j in keep_nodes if j >= step.n_sum]
     groups = mult_groups(step.n_sum, step.arity)
@@ -280,6 +296,8 @@ def _node_subset(step, keep_nodes):
     new = MultNodes.from_config(config)
     new.build((None, len(subnodes)))
     affine = step.affine()
+    if offsets is not None:
+        affine["subnode_bias"] = affine["subnode_bias"] + affine["subnode_scale"] * offsets
     for name, rows in (("subnode_scale", subnodes), ("subnode_bias", subnodes),
                        ("node_scale", list(keep_nodes)), ("node_bias", list(keep_nodes))):
         variable = getattr(new, name)
@@ -331,7 +349,11 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
 
     Its outputs equal those of `model` with the plan's edge masks applied (see
     `pruning_plan`): removed nodes have all their edges masked first, so
-    dropping them changes nothing. `model` itself is not modified. A compiled
+    dropping them changes nothing. One difference: before a `MultNodes`, the
+    mean (on `x`) of each edge masked into a subnode moves into that
+    subnode's `subnode_bias`: an edge that is nearly constant scores low, and
+    a product's factor cannot lose its offset (`x_1 (x_2 + 1)` is not
+    `x_1 x_2` plus a constant). `model` itself is not modified. A compiled
     `model` yields a model compiled the same way with a fresh optimizer.
     `pruning_report` tells what would be removed.
 
@@ -353,8 +375,11 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
         subset.edge_mask.assign(entry["mask"][rows][:, cols].astype(subset.edge_mask.dtype))
         symbolic_edges.keep_edges(subset, entry["symbolic_mask"][rows][:, cols])
         replace[id(layer)] = subset
-        if entry["nodes"] is not None and entry["keep_nodes"] is not None:
-            replace[id(entry["nodes"])] = _node_subset(entry["nodes"], entry["keep_nodes"])
+        if entry["nodes"] is not None:
+            keep_nodes = (np.arange(entry["nodes"].units) if entry["keep_nodes"] is None
+                          else entry["keep_nodes"])
+            replace[id(entry["nodes"])] = _node_subset(entry["nodes"], keep_nodes,
+                                                       entry["offsets"])
     new = _clone(model, replace)
     if verbose:
         before = [plan[0]["layer"].input_dim] + [e["layer"].units for e in plan]

@@ -288,3 +288,25 @@ def test_grid_update_and_pruning_callbacks_train_a_mult_model():
     mask = to_numpy(model.layers[0].edge_mask)
     assert mask.shape == (3, 3) and not mask[2].any()  # x_3 reaches no subnode
     assert to_numpy(model.layers[0].grid)[0, 3] == pytest.approx(float(x[:, 0].min()), abs=1e-5)
+
+
+def test_prune_keeps_a_products_offset():
+    """A constant edge into a factor scores 0 and is masked; its value moves into the
+    subnode's bias, so `x_1 * (x_2 + 0.8)` does not become `x_1 * x_2`."""
+    from keras_kan import prune
+    from keras_kan.symbolic import fix_symbolic
+
+    model = KAN([2, [0, 1], 1], seed=0)
+    layer = model.layers[0]
+    layer.edge_mask.assign(np.zeros((2, 2), "float32"))
+    fix_symbolic(model, 0, 0, 0, "x", fit_params=False)                       # x_1
+    fix_symbolic(model, 0, 1, 1, "x", fit_params=False)                       # x_2
+    fix_symbolic(model, 0, 0, 1, "x", fit_params=False, params=(1, 0, 0, 0.8))  # 0.8
+    fix_symbolic(model, 1, 0, 0, "x", fit_params=False)
+    x = np.random.default_rng(7).uniform(-1, 1, (128, 2)).astype("float32")
+    expected = x[:, :1] * (x[:, 1:] + 0.8)
+    np.testing.assert_allclose(to_numpy(model(x)), expected, atol=1e-6)
+    pruned = prune(model, x)
+    assert not to_numpy(pruned.layers[0].symbolic_mask)[0, 1]  # the constant edge is gone
+    np.testing.assert_allclose(to_numpy(pruned.layers[1].subnode_bias), [0, 0.8], atol=1e-6)
+    np.testing.assert_allclose(to_numpy(pruned(x)), expected, atol=1e-5)

@@ -53,7 +53,18 @@ FUNCTIONS = {
     "shear_modulus": ("x_1/(2*(1 + x_2))", [(1, 2), (0, 1)], [2, 1, 1], "Feynman II.38.14"),
     "distance_3d": ("sqrt(x_1**2 + x_2**2 + x_3**2)", [(0.5, 1.5)] * 3, [3, 1, 1],
                     "Feynman I.8.14 (3-D)"),
+    # Multiplication nodes (keras_kan.MultNodes, pykan's MultKAN width syntax)
+    "mult_product": ("x_1*x_2", [(-1, 1)] * 2, [2, [0, 1], 1], "pykan MultKAN tutorial"),
+    "kinetic_energy": ("x_1*x_2**2/2", [(1, 2), (-1, 1)], [2, [0, 1], 1], "Feynman I.13.4 m v^2/2"),
+    "coulomb": ("x_1*x_2/x_3**2", [(1, 2)] * 3, [3, [0, 1], 1], "Feynman I.12.2, arity 3"),
+    "ideal_gas": ("x_1*x_2/x_3", [(1, 2)] * 3, [3, [0, 1], 1],
+                  "Feynman I.39.22 n k T / V, arity 3"),
+    "friction": ("x_1*x_2", [(1, 2), (1, 2)], [2, [0, 1], 1], "Feynman I.12.1 mu N"),
+    "sum_product": ("x_1 + x_2*x_3", [(-1, 1)] * 3, [3, [1, 1], 1], "issue 33 (pykan: NaN)"),
 }
+
+#: arity of the mult nodes per function (default 2)
+MULT_ARITY = {"coulomb": 3, "ideal_gas": 3}
 
 #: (grids, L-BFGS steps per grid): the paper's grid-extension schedule starts at 3
 FULL = ((3, 5, 10, 20), 50)
@@ -67,12 +78,15 @@ from kan import KAN
 os.makedirs("model", exist_ok=True)  # pykan logs its history under ./model
 spec = json.load(open(sys.argv[1]))
 out = {}
+import time
 for name, job in spec["jobs"].items():
+    t0 = time.time()
     data = np.load(job["data"])
     d = {k: torch.tensor(data[k], dtype=torch.float32)
          for k in ("train_input", "train_label", "test_input", "test_label")}
     try:
-        model = KAN(width=job["width"], grid=spec["grids"][0], k=3, seed=0, auto_save=False)
+        model = KAN(width=job["width"], grid=spec["grids"][0], k=3, seed=0, auto_save=False,
+                    mult_arity=job["mult_arity"])
         for n, g in enumerate(spec["grids"]):
             if n:
                 model = model.refine(g)
@@ -80,7 +94,7 @@ for name, job in spec["jobs"].items():
             model.fit(d, opt="LBFGS", steps=spec["steps"], log=10**9)
         model.auto_symbolic(verbose=0)
         model.fit(d, opt="LBFGS", steps=50, log=10**9, update_grid=False)
-        out[name] = {"formula": str(model.symbolic_formula()[0][0])}
+        out[name] = {"formula": str(model.symbolic_formula()[0][0]), "seconds": time.time() - t0}
     except Exception as error:  # one failure must not lose the table
         out[name] = {"error": repr(error)}
     json.dump(out, open(sys.argv[2], "w"))
@@ -114,14 +128,19 @@ def judge(expr, truth, test, symbols):
 
 
 def run_keras_kan(name, width, train, grids, steps):
-    from keras_kan import KAN, fit_lbfgs, refine, symbolic
+    from keras_kan import KAN, fit_lbfgs, prune, refine, symbolic
 
-    model = KAN(width, grid_size=grids[0], spline_order=3, seed=0)
+    model = KAN(width, grid_size=grids[0], spline_order=3, seed=0,
+                mult_arity=MULT_ARITY.get(name, 2))
     model.compile(loss="mse")
     for n, g in enumerate(grids):
         if n:
             model = refine(model, g, train[0])
         fit_lbfgs(model, *train, steps=steps, update_grid=True, verbose=0)
+    if any(isinstance(w, list) for w in width):
+        # pykan's MultKAN recipe prunes before auto_symbolic: the edges into a product's
+        # subnodes that carry (nearly) nothing would otherwise multiply into the formula
+        model = prune(model, train[0])
     symbolic.auto_symbolic(model, *train, verbose=0)
     return symbolic.symbolic_formula(model, *train, verbose=False)
 
@@ -161,7 +180,7 @@ def main():
             path = os.path.join(workdir, f"{name}.npz")
             np.savez(path, train_input=train[0], train_label=train[1], test_input=test[0],
                      test_label=test[1])
-            jobs[name] = {"data": path, "width": width}
+            jobs[name] = {"data": path, "width": width, "mult_arity": MULT_ARITY.get(name, 2)}
             start = time.perf_counter()
             expr = run_keras_kan(name, width, train, grids, steps)
             seconds = time.perf_counter() - start
@@ -181,21 +200,23 @@ def main():
                 continue
             raw = sympy.sympify(entry["formula"], locals={str(s): s for s in symbols})
             expr = symbolic.readable_formula(raw, *train, variables=symbols)
-            rows[name]["pykan"] = (expr, *judge(expr, truth, test, symbols), 0.0)
+            rows[name]["pykan"] = (expr, *judge(expr, truth, test, symbols),
+                                   entry.get("seconds", 0.0))
     print(f"\nbackend {os.environ['KERAS_BACKEND']}, grids {grids}, {steps} L-BFGS steps each")
-    print("| function | truth | width | keras_kan | RMSE | pykan 0.2.8 | RMSE |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| function | truth | width | keras_kan | RMSE | s | pykan 0.2.8 | RMSE | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     totals = {"keras_kan": 0, "pykan": 0}
     for name in names:
         truth, _, width, _ = FUNCTIONS[name]
         cells = []
         for lib in ("keras_kan", "pykan"):
             if lib not in rows[name]:
-                cells += ["not run", ""]
+                cells += ["not run", "", ""]
                 continue
-            expr, rmse, ok, _ = rows[name][lib]
+            expr, rmse, ok, seconds = rows[name][lib]
             totals[lib] += bool(ok)
-            cells += [("**yes**" if ok else "no") + f": `{expr}`", f"{rmse:.1e}"]
+            cells += [("**yes**" if ok else "no") + f": `{expr}`", f"{rmse:.1e}",
+                      f"{seconds:.0f}"]
         print(f"| {name} | `{truth}` | {width} | " + " | ".join(cells) + " |")
     print(f"\nrecovered: keras_kan {totals['keras_kan']}/{len(names)}, "
           f"pykan {totals['pykan']}/{len(names)}")

@@ -9,6 +9,7 @@ from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.models import KAN, ObjectiveModel
 from keras_kan.plotting import plot_kan
+from keras_kan.products import MultNodes
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import (
     prune,
@@ -42,6 +43,7 @@ def __getattr__(name):
 __all__ = [
     "KANDense",
     "KAN",
+    "MultNodes",
     "ObjectiveModel",
     "KANRegularizer",
     "fit_lbfgs",

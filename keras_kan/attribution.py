@@ -31,7 +31,9 @@ from keras_kan.network import (
     is_plain_chain,
     kan_layers,
     model_samples,
+    node_steps,
 )
+from keras_kan.products import MultNodes
 from keras_kan.validation import check_real, check_verbose
 
 __all__ = ["feature_scores", "layer_scores", "prune_input"]
@@ -78,10 +80,12 @@ def layer_scores(model, x):
     data = model_samples(model, x)
     inputs = chain_inputs(model, layers, data)
     phis = [edge_values(layer, layer_in) for layer, layer_in in zip(layers, inputs)]
-    outputs = layers[-1].units
+    steps = node_steps(model, layers)
+    outputs = layers[-1].units if steps[-1] is None else steps[-1].units
     node = np.eye(outputs)  # (k, j): one propagation per output k
     node_scores, edge_scores = [node], []
-    for phi in reversed(phis):
+    for phi, step in zip(reversed(phis), reversed(steps)):
+        node = _to_subnodes(node, step)
         edge_std = phi.std(axis=0, ddof=1)  # (n, m)
         node_std = phi.sum(axis=1).std(axis=0, ddof=1)  # (m,)
         edge = np.einsum("ij,kj->kij", edge_std / (node_std + _NODE_EPS), node)
@@ -89,6 +93,16 @@ def layer_scores(model, x):
         edge_scores.insert(0, edge)
         node_scores.insert(0, node)
     return [s.mean(axis=0) for s in node_scores], [s.mean(axis=0) for s in edge_scores]
+
+
+def _to_subnodes(node, step):
+    """Node scores `(k, nodes)` -> subnode scores `(k, subnodes)`: each subnode of a mult
+    node takes the node's score (as pykan's `attribute`); no `MultNodes`: unchanged."""
+    if step is None:
+        return node
+    return np.concatenate([node[:, :step.n_sum]] + [
+        np.repeat(node[:, step.n_sum + r:step.n_sum + r + 1], a, axis=1)
+        for r, a in enumerate(step.arity)], axis=1)
 
 
 def prune_input(model, x, threshold=1e-2, verbose=0):
@@ -125,7 +139,14 @@ def prune_input(model, x, threshold=1e-2, verbose=0):
     first = layers[0].get_subset(kept, np.arange(layers[0].units))
     rest = [KANDense.from_weights(layer.get_config(), layer.get_weights_by_name())
             for layer in layers[1:]]
-    new = keras.Sequential([keras.Input((int(kept.size),)), first, *rest],
+    chain = []
+    for layer, step in zip([first, *rest], node_steps(model, layers)):
+        chain.append(layer)
+        if step is not None:  # mult nodes: copied
+            chain.append(MultNodes.from_config(step.get_config()))
+            chain[-1].build((None, layer.units))
+            chain[-1].set_weights(step.get_weights())
+    new = keras.Sequential([keras.Input((int(kept.size),)), *chain],
                            name=f"{model.name}_inputs_pruned")
     if getattr(model, "compiled", False) and model.get_compile_config() is not None:
         new.compile_from_config(model.get_compile_config())

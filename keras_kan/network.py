@@ -12,15 +12,19 @@ from keras import ops
 
 from keras_kan import edges
 from keras_kan.layers import KANDense
+from keras_kan.products import MultNodes
 from keras_kan.validation import check_samples, even_rows
 
 __all__ = [
     "kan_layers",
     "feeds",
     "is_plain_chain",
+    "node_steps",
+    "apply_nodes",
     "model_samples",
     "layer_inputs",
     "chain_inputs",
+    "chain_output",
     "edge_values",
     "edge_scores",
     "layer_output",
@@ -66,16 +70,41 @@ def feeds(model, first, second):
 
 
 def is_plain_chain(model, layers):
-    """True when `model` is exactly `input -> KANDense -> ... -> KANDense`."""
-    if list(model.layers) != list(layers):
+    """True when `model` is exactly `input -> KANDense -> ... -> KANDense`, where a
+    KANDense may be followed by one `MultNodes` (its subnodes -> nodes)."""
+    order = list(model.layers)
+    if [layer for layer in order if not isinstance(layer, MultNodes)] != list(layers):
+        return False
+    if any(isinstance(layer, MultNodes) and (k == 0 or not isinstance(order[k - 1], KANDense))
+           for k, layer in enumerate(order)):
         return False
     if not isinstance(model, keras.Sequential):
         try:
-            if layers[0].input is not model.inputs[0]:
+            if order[0].input is not model.inputs[0]:
                 return False
         except (AttributeError, ValueError, IndexError):
             return False
-    return all(feeds(model, a, b) for a, b in zip(layers[:-1], layers[1:]))
+    return all(feeds(model, a, b) for a, b in zip(order[:-1], order[1:]))
+
+
+def node_steps(model, layers):
+    """For each KANDense of `layers`, the `MultNodes` right after it in `model`, or None.
+
+    In a plain chain (`is_plain_chain`) a KANDense's outputs are subnodes when a
+    `MultNodes` follows it, and the next KANDense reads that layer's nodes.
+    """
+    order = list(model.layers)
+    out = []
+    for layer in layers:
+        k = next((k for k, other in enumerate(order) if other is layer), None)
+        after = order[k + 1] if k is not None and k + 1 < len(order) else None
+        out.append(after if isinstance(after, MultNodes) else None)
+    return out
+
+
+def apply_nodes(step, values):
+    """`values (N, n_sub)` through `step` (a MultNodes, float64 NumPy), or unchanged if None."""
+    return values if step is None else step.numpy_call(values)
 
 
 def model_samples(model, x, min_samples=2, max_samples=MAX_SAMPLES, name="x"):
@@ -141,10 +170,20 @@ def chain_inputs(model, layers, data):
     if not is_plain_chain(model, layers):
         return layer_inputs(model, data)
     inputs, current = [], np.asarray(data, np.float64)
-    for layer in layers:
+    for layer, step in zip(layers, node_steps(model, layers)):
         inputs.append(current)
-        current = layer_output(layer, edge_values(layer, current))
+        current = apply_nodes(step, layer_output(layer, edge_values(layer, current)))
     return inputs
+
+
+def chain_output(model, layers, data):
+    """The model's output `(N, n_out)` in float64 NumPy when `model` is a plain chain
+    (the last KANDense and the `MultNodes` after it, if any); None otherwise."""
+    if not is_plain_chain(model, layers):
+        return None
+    last = layer_output(layers[-1], edge_values(layers[-1], chain_inputs(model, layers,
+                                                                         data)[-1]))
+    return apply_nodes(node_steps(model, layers)[-1], last)
 
 
 def edge_values(layer, inputs, include_symbolic=True, weights=None):

@@ -30,8 +30,10 @@ from keras_kan.network import (
     feeds,
     kan_layers,
     model_samples,
+    node_steps,
     quantile_samples,
 )
+from keras_kan.products import mult_groups
 from keras_kan.validation import check_int, even_rows
 
 __all__ = ["plot_kan"]
@@ -110,9 +112,11 @@ def symbolic_labels(layer):
 def _collect(model, layers, inputs, show_scores, max_points, attribution=None):
     """Rows of nodes and, per KAN layer, its live edges, curves and opacities."""
     rows, bands = [], []
+    steps = node_steps(model, layers)
     for index, (layer, layer_in) in enumerate(zip(layers, inputs)):
         n, m = layer_in.shape[1], layer.units
-        if index == 0 or not feeds(model, layers[index - 1], layer):
+        before = layers[index - 1] if steps[index - 1] is None else steps[index - 1]
+        if index == 0 or not feeds(model, before, layer):
             rows.append(n)  # a new input row (first layer, or other layers in between)
         rows.append(m)
         symbolic = symbolic_labels(layer)
@@ -135,7 +139,20 @@ def _collect(model, layers, inputs, show_scores, max_points, attribution=None):
             "edges": [(i, j) for i in range(n) for j in range(m) if mask[i, j] != 0],
             "symbolic": symbolic,
         })
+        if steps[index] is not None:
+            rows.append(steps[index].units)
+            bands.append(_product_band(steps[index], len(rows) - 2))
     return rows, bands
+
+
+def _product_band(step, in_row):
+    """The gap from a layer's subnodes to its nodes (`MultNodes`), drawn as pykan does:
+    a line from each subnode to its node; mult nodes are squares."""
+    links = [(j, j) for j in range(step.n_sum)] + [
+        (q, step.n_sum + r) for r, group in enumerate(mult_groups(step.n_sum, step.arity))
+        for q in group]
+    return {"in_row": in_row, "edges": [], "links": links,
+            "mult_nodes": list(range(step.n_sum, step.units))}
 
 
 def _layout(rows, bands, figsize, title):
@@ -165,7 +182,8 @@ def _layout(rows, bands, figsize, title):
         levels = spec["levels"]
         stack = levels * spec["inset_h"] + max(levels - 1, 0) * _LEVEL_GAP
         room = 1.1 + 0.4 * max(levels - 1, 0)  # room for the lines above and below
-        natural.append(stack + room if count else (0.7 if band is None else 1.0))
+        natural.append(stack + room if count else (
+            0.7 if band is None else 0.45 if "links" in band else 1.0))
         gaps.append(spec)
     top_pad, bottom_pad = _TOP + (_TITLE if title else 0.0), _BOTTOM
     if figsize is None:
@@ -203,6 +221,10 @@ def _draw_gap(fig, ax, geo, gap, lines):
     if band is None:
         ax.text(width / 2, 0.5 * (y0 + y1), "(non-KAN layers)", ha="center", va="center",
                 fontsize=9, color="0.4", style="italic")
+        return
+    if "links" in band:  # subnodes -> sum and mult nodes
+        for q, j in band["links"]:
+            lines.add((geo["node_x"][gap][q], y0), (geo["node_x"][gap + 1][j], y1), 0.8)
         return
     x_in, x_out, alpha = geo["node_x"][gap], geo["node_x"][gap + 1], band["alpha"]
     levels = spec["levels"]
@@ -242,14 +264,24 @@ def _draw_gap(fig, ax, geo, gap, lines):
 
 def _draw_nodes(ax, geo, rows, bands, in_labels, out_labels):
     live = [np.zeros(count, bool) for count in rows]
+    squares = [np.zeros(count, bool) for count in rows]  # mult nodes
     for band in bands:
         for i, j in band["edges"]:
             live[band["in_row"]][i] = live[band["in_row"] + 1][j] = True
+        for q, j in band.get("links", ()):
+            live[band["in_row"] + 1][j] |= live[band["in_row"]][q]
+        squares[band["in_row"] + 1][band.get("mult_nodes", [])] = True
     size = 50.0 if max(rows) <= 20 else 18.0
-    for r, count in enumerate(rows):
-        ax.scatter(geo["node_x"][r], np.full(count, geo["row_y"][r]), s=size, zorder=3,
-                   c=["white" if alive else "#d0d0d0" for alive in live[r]],
-                   edgecolors="black", linewidths=0.9)
+    for r in range(len(rows)):
+        for marker, which in (("o", ~squares[r]), ("s", squares[r])):
+            if which.any():
+                ax.scatter(geo["node_x"][r][which], np.full(int(which.sum()), geo["row_y"][r]),
+                           s=size * (1.6 if marker == "s" else 1.0), zorder=3, marker=marker,
+                           c=["white" if alive else "#d0d0d0" for alive in live[r][which]],
+                           edgecolors="black", linewidths=0.9)
+        for k in np.flatnonzero(squares[r]):
+            ax.text(geo["node_x"][r][k], geo["row_y"][r], "×", ha="center", va="center",
+                    fontsize=8, zorder=4)
     fontsize = 11 if max(rows) <= 12 else 8
     for k, text in enumerate(in_labels):
         ax.text(geo["node_x"][0][k], geo["row_y"][0] - 0.14, text, ha="center", va="top",
@@ -323,7 +355,9 @@ def plot_kan(model, x, to_file=None, figsize=None, show_scores=True, title=None,
     target = None if to_file is None else _file_format(to_file, FigureCanvasAgg)
     data = model_samples(model, x)
     in_labels = _names(input_names, data.shape[1], "x", "input_names")
-    out_labels = _names(output_names, layers[-1].units, "y", "output_names")
+    last = node_steps(model, layers)[-1]
+    out_labels = _names(output_names, layers[-1].units if last is None else last.units, "y",
+                        "output_names")
     cap = max(2000, 4_000_000 // max(layer.input_dim * layer.units for layer in layers))
     data = data[even_rows(data.shape[0], cap)]
     attribution = None

@@ -15,7 +15,15 @@ from keras import ops
 from keras_kan import backend as kan_backend
 from keras_kan import coverage, regularizers, symbolic_edges
 from keras_kan.layers import KANDense
-from keras_kan.network import feeds, kan_layers, layer_inputs, model_samples
+from keras_kan.network import (
+    edge_values,
+    feeds,
+    kan_layers,
+    layer_inputs,
+    model_samples,
+    node_steps,
+)
+from keras_kan.products import MultNodes, mult_groups
 from keras_kan.validation import check_int, check_real, check_verbose
 
 __all__ = [
@@ -204,14 +212,17 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     inputs = layer_inputs(model, _model_inputs(model, x, min_samples=2))
     scores = [np.asarray(ops.convert_to_numpy(layer.edge_scores(s)), np.float64)
               for layer, s in zip(layers, inputs)]
-    alive_out = [np.ones(layer.units, bool) for layer in layers]
+    steps = node_steps(model, layers)
+    alive_out = [np.ones(layer.units, bool) for layer in layers]  # per subnode
+    alive_nodes = [None] * len(layers)  # per node, where the next layer reads them
     for i in range(len(layers) - 1):
-        if not feeds(model, layers[i], layers[i + 1]):
+        if not _hidden(model, layers[i], steps[i], layers[i + 1]):
             continue  # not directly connected: the nodes are not hidden KAN nodes
-        incoming = scores[i].max(axis=0) > node_threshold  # (m_i,)
-        outgoing = scores[i + 1].max(axis=1) > node_threshold  # (m_i,)
-        alive_out[i] = incoming & outgoing
-        if not alive_out[i].any():
+        incoming = _node_incoming(scores[i].max(axis=0), steps[i]) > node_threshold
+        outgoing = scores[i + 1].max(axis=1) > node_threshold  # (nodes,)
+        alive_nodes[i] = incoming & outgoing
+        alive_out[i] = _subnodes_alive(alive_nodes[i], steps[i])
+        if not alive_nodes[i].any():
             raise ValueError(
                 f"Pruning would remove every node of layer '{layers[i].name}' (largest "
                 f"node score {min(scores[i].max(), scores[i + 1].max()):.3g} <= "
@@ -220,8 +231,8 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     plan = []
     for i, layer in enumerate(layers):
         alive_in = np.ones(scores[i].shape[0], bool)
-        if i > 0 and feeds(model, layers[i - 1], layer):
-            alive_in = alive_out[i - 1]
+        if i > 0 and alive_nodes[i - 1] is not None:
+            alive_in = alive_nodes[i - 1]
         keep = (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
         symbolic = np.asarray(ops.convert_to_numpy(layer.symbolic_mask), np.float64)
@@ -233,10 +244,65 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
                 f"{edge_threshold} would mask every edge of layer '{layer.name}' (largest "
                 f"edge score {scores[i].max():.3g}); lower it or train longer."
             )
+        offsets = None
+        if steps[i] is not None:  # a masked edge's mean moves into its subnode's bias
+            was_on = (np.asarray(ops.convert_to_numpy(layer.edge_mask)) != 0) | (
+                np.asarray(ops.convert_to_numpy(layer.symbolic_mask)) != 0)
+            dropped = was_on & ~((mask != 0) | (symbolic != 0))
+            offsets = (edge_values(layer, inputs[i]).mean(axis=0) * dropped).sum(axis=0)
         plan.append({"layer": layer, "keep_in": np.flatnonzero(alive_in),
                      "keep_out": np.flatnonzero(alive_out[i]), "mask": mask,
-                     "symbolic_mask": symbolic, "scores": scores[i]})
+                     "symbolic_mask": symbolic, "scores": scores[i], "nodes": steps[i],
+                     "keep_nodes": (None if alive_nodes[i] is None
+                                    else np.flatnonzero(alive_nodes[i])),
+                     "offsets": offsets})
     return plan
+
+
+# ------------------------------------------------ mult nodes (keras_kan.products)
+def _hidden(model, layer, step, after):
+    """Whether `layer`'s nodes (through `step`, a MultNodes or None) are `after`'s inputs."""
+    return feeds(model, layer, after) if step is None else (
+        feeds(model, layer, step) and feeds(model, step, after))
+
+
+def _node_incoming(subnode_scores, step):
+    """A node's incoming score from its subnodes' `(m,)`: a mult node's is the largest of
+    its subnodes' (pykan removes a mult node with the edges into all its subnodes)."""
+    if step is None:
+        return subnode_scores
+    return np.array([subnode_scores[j] for j in range(step.n_sum)] +
+                    [subnode_scores[list(g)].max() for g in mult_groups(step.n_sum, step.arity)])
+
+
+def _subnodes_alive(nodes_alive, step):
+    """Per-node survival `(nodes,)` -> per-subnode `(m,)`: a mult node's subnodes go with it."""
+    if step is None:
+        return nodes_alive
+    return np.concatenate([nodes_alive[:step.n_sum]] + [
+        np.full(a, nodes_alive[step.n_sum + r]) for r, a in enumerate(step.arity)])
+
+
+def _node_subset(step, keep_nodes, offsets=None):
+    """A new MultNodes keeping the nodes `keep_nodes` (and their subnodes), weights copied;
+    `offsets (n_sub,)`: the means of the edges masked into each subnode, added (times
+    `subnode_scale`) to `subnode_bias`, so the subnode keeps its level."""
+    kept_sum = [j for j in keep_nodes if j < step.n_sum]
+    kept_mult = [j - step.n_sum for j in keep_nodes if j >= step.n_sum]
+    groups = mult_groups(step.n_sum, step.arity)
+    subnodes = kept_sum + [q for r in kept_mult for q in groups[r]]
+    config = dict(step.get_config(), n_sum=len(kept_sum),
+                  arity=[step.arity[r] for r in kept_mult])
+    new = MultNodes.from_config(config)
+    new.build((None, len(subnodes)))
+    affine = step.affine()
+    if offsets is not None:
+        affine["subnode_bias"] = affine["subnode_bias"] + affine["subnode_scale"] * offsets
+    for name, rows in (("subnode_scale", subnodes), ("subnode_bias", subnodes),
+                       ("node_scale", list(keep_nodes)), ("node_bias", list(keep_nodes))):
+        variable = getattr(new, name)
+        variable.assign(affine[name][rows].astype(variable.dtype))
+    return new
 
 
 def apply_pruning_masks(plan):
@@ -257,6 +323,10 @@ def _report(plan):
             "kept_nodes": cols.tolist(),
             "masked_edges": int(((entry["mask"] == 0) & (entry["symbolic_mask"] == 0)).sum()),
         }
+        if entry["nodes"] is not None and entry["keep_nodes"] is not None:  # mult nodes
+            kept = entry["keep_nodes"].tolist()  # node indices (the layer's are subnodes)
+            report[layer.name]["removed_mult_nodes"] = [
+                j for j in range(entry["nodes"].n_sum, entry["nodes"].units) if j not in kept]
     return report
 
 
@@ -267,7 +337,9 @@ def pruning_report(model, x, node_threshold=1e-2, edge_threshold=3e-2):
 
     Returns:
         `{layer name: {"removed_nodes": [...], "kept_nodes": [...],
-        "masked_edges": int}}`, one entry per KANDense.
+        "masked_edges": int}}`, one entry per KANDense (its units: subnodes when
+        a `MultNodes` follows it, which then adds `"removed_mult_nodes"`, node
+        indices).
     """
     return _report(pruning_plan(model, x, node_threshold, edge_threshold))
 
@@ -277,7 +349,11 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
 
     Its outputs equal those of `model` with the plan's edge masks applied (see
     `pruning_plan`): removed nodes have all their edges masked first, so
-    dropping them changes nothing. `model` itself is not modified. A compiled
+    dropping them changes nothing. One difference: before a `MultNodes`, the
+    mean (on `x`) of each edge masked into a subnode moves into that
+    subnode's `subnode_bias`: an edge that is nearly constant scores low, and
+    a product's factor cannot lose its offset (`x_1 (x_2 + 1)` is not
+    `x_1 x_2` plus a constant). `model` itself is not modified. A compiled
     `model` yields a model compiled the same way with a fresh optimizer.
     `pruning_report` tells what would be removed.
 
@@ -299,6 +375,11 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
         subset.edge_mask.assign(entry["mask"][rows][:, cols].astype(subset.edge_mask.dtype))
         symbolic_edges.keep_edges(subset, entry["symbolic_mask"][rows][:, cols])
         replace[id(layer)] = subset
+        if entry["nodes"] is not None:
+            keep_nodes = (np.arange(entry["nodes"].units) if entry["keep_nodes"] is None
+                          else entry["keep_nodes"])
+            replace[id(entry["nodes"])] = _node_subset(entry["nodes"], keep_nodes,
+                                                       entry["offsets"])
     new = _clone(model, replace)
     if verbose:
         before = [plan[0]["layer"].input_dim] + [e["layer"].units for e in plan]

@@ -14,7 +14,9 @@ package-level module gathers the symbolic tools, which live by job in:
 * `keras_kan.symbolic_refit`: refitting all symbolic constants jointly
   against data (`polish_symbolic`);
 * `keras_kan.symbolic_formulas`: formulas (`symbolic_formula`,
-  `readable_formula`, `evaluate_formula`, `formula_r2`).
+  `readable_formula`, `evaluate_formula`, `formula_r2`);
+* `keras_kan.kanpiler`: the way back, from a formula to a model of sum and
+  mult nodes with symbolic edges (`expression_to_kan`, pykan's `expr2kan`).
 
 The usual recipe: train, `prune`, then `auto_symbolic(model, x, y)` (per-edge
 choices, a joint refit against the data, runner-ups where a choice is
@@ -32,6 +34,7 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
         "`pip install keras-kan[symbolic]` (or `pip install sympy`)."
     ) from error
 
+from keras_kan.kanpiler import expression_to_kan
 from keras_kan.symbolic_fit import SymbolicFit, fit_function
 from keras_kan.symbolic_formulas import (
     evaluate_formula,
@@ -65,4 +68,5 @@ __all__ = [
     "readable_formula",
     "evaluate_formula",
     "formula_r2",
+    "expression_to_kan",
 ]

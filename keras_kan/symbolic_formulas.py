@@ -30,12 +30,12 @@ from keras import ops
 
 from keras_kan import symbolic_edges
 from keras_kan.network import (
-    chain_inputs,
+    chain_output,
     edge_values,
     is_plain_chain,
     kan_layers,
-    layer_output,
     model_samples,
+    node_steps,
 )
 from keras_kan.symbolic_library import get_function, sympy_function
 from keras_kan.symbolic_objective import snap_candidates, snapped_copy
@@ -66,9 +66,19 @@ def _edge_name(layer_index, i, j):
     return f"phi_{layer_index}_{i}_{j}"
 
 
-def _raw_formula(layers, nodes):
-    """`(expressions, numeric edge names)`: the composition with exact float constants."""
+def _through_nodes(step, subnodes):
+    """Mult nodes: a layer's node expressions from its subnode expressions (every arity;
+    see `keras_kan.products`); without a `MultNodes` step the outputs are the nodes."""
+    return subnodes if step is None else step.node_expressions(subnodes, _number)
+
+
+def _raw_formula(layers, nodes, steps=None):
+    """`(expressions, numeric edge names)`: the composition with exact float constants.
+
+    `steps[l]`: the `MultNodes` after layer `l`, or None (`network.node_steps`).
+    """
     numeric = []
+    steps = steps or [None] * len(layers)
     for index, layer in enumerate(layers):
         names = symbolic_edges.function_names(layer)
         weights = layer.get_weights_by_name()
@@ -90,7 +100,7 @@ def _raw_formula(layers, nodes):
                     numeric.append(_edge_name(index, i, j))
                     total += sympy.Function(_edge_name(index, i, j))(nodes[i])
             outputs.append(total)
-        nodes = outputs
+        nodes = _through_nodes(steps[index], outputs)
     return nodes, numeric
 
 
@@ -259,7 +269,8 @@ def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, prec
 
     Args:
         model: a plain chain `input -> KANDense -> ... -> KANDense`
-            (Sequential or functional).
+            (Sequential or functional; a KANDense may be followed by
+            `MultNodes`, whose products enter the formula).
         x: `(N, n_in)` inputs to judge snapping on; None: no snapping.
         y: `(N, n_out)` targets to judge snapping against; None: the model's
             own outputs on `x`.
@@ -294,15 +305,14 @@ def symbolic_formula(model, x=None, y=None, snap=True, snap_tolerance=1e-4, prec
             "branches."
         )
     symbols = _variables(variables, layers[0].input_dim)
-    exprs, numeric = _raw_formula(layers, symbols)
+    exprs, numeric = _raw_formula(layers, symbols, node_steps(model, layers))
     if numeric and verbose:
         print(f"symbolic_formula: {len(numeric)} numeric edge(s) kept as functions: "
               f"{', '.join(numeric)}")
     target = None
     if snap and x is not None and y is None:  # judge snapping against the model itself
         data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
-        target = layer_output(layers[-1], edge_values(layers[-1], chain_inputs(
-            model, layers, data)[-1]))
+        target = chain_output(model, layers, data)
     exprs = readable_formula(exprs, x if snap else None, target if y is None else y,
                              snap_tolerance, precision, symbols,
                              {name: _numeric_edge(name, model) for name in numeric})
@@ -421,10 +431,8 @@ def formula_r2(model, x, expr, variables=None):
     """
     data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
     layers = kan_layers(model, "formula_r2")
-    if is_plain_chain(model, layers):  # same numbers as model(x), in float64, no tracing
-        target = layer_output(layers[-1], edge_values(layers[-1], chain_inputs(
-            model, layers, data)[-1]))
-    else:
+    target = chain_output(model, layers, data)  # as model(x), in float64, no tracing
+    if target is None:
         target = np.asarray(ops.convert_to_numpy(model(ops.convert_to_tensor(
             data, dtype=keras.config.floatx()))), np.float64).reshape(data.shape[0], -1)
     pred = evaluate_formula(expr, data, model=model, variables=variables)

@@ -26,6 +26,7 @@ from keras_kan.network import (
     is_plain_chain,
     kan_layers,
     model_samples,
+    node_steps,
     quantile_samples,
 )
 from keras_kan.symbolic_fit import (
@@ -49,11 +50,14 @@ _FIT_POINTS = 1024  # order statistics of a layer's input used for fits
 _KAPPA_BAD = 100.0  # a symbolic edge whose |mean f| / std f exceeds this is ill-conditioned
 _PARAM_BAD = 1e3  # ... or whose constants exceed this in magnitude
 _NOT_EXACT = 0.1  # symbolic RMSE above this fraction of the numeric one: search runner-ups
+_EXACT = 1e-4  # ... or of this fraction of std(y), when the numeric model is worse than that
 _SEARCH_EDGES = 6  # edges (lowest per-edge R^2 first) searched per round
 _SEARCH_ROUNDS = 3  # at most this many swaps are kept by the search
 _GAIN = 0.5  # a searched swap is kept when it at least halves the RMSE
+_TIE = 2.0  # searched swaps within this factor of the best RMSE: the simplest is taken
 _RUNNER_UPS = 3  # alternatives tried per edge
 _TRIAL_NFEV = 60  # joint-refit evaluations per trial swap
+_LINEAR = "x"  # tried by the greedy search on every searched edge (see _swap_runner_ups)
 
 
 # ------------------------------------------------------------------- helpers
@@ -324,9 +328,14 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
        3 times the current. While the symbolic model's RMSE stays above a
        tenth of the numeric model's (the true functions, refit jointly, beat
        the splines by orders of magnitude on noise-free data), a greedy
-       search tries the runner-ups of the edges with the lowest per-edge
-       `R^2` on the whole model and keeps the best swap if it at least halves
-       the RMSE (at most three swaps).
+       search (also while it stays above `1e-5 std(y)`: a numeric model
+       that pruning or a poor fit left inexact is no yardstick) tries the
+       runner-ups of the edges with the lowest per-edge
+       `R^2` on the whole model, and `x` on each of them whatever its `R^2`
+       (after a product node a linear edge can look curved), and keeps the
+       best swap (the simplest of those within 2x of the lowest RMSE: `abs`
+       of a one-signed argument is as exact as `x`) if it at least halves the
+       RMSE (at most three swaps).
     2'. **With `objective`** (physics-informed, no targets): every trainable
        constant is refit jointly by L-BFGS on `objective(model)` (PDE residual
        and boundary terms) instead of a data misfit
@@ -368,9 +377,9 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
     if y is not None:
         data = model_samples(model, x, max_samples=np.iinfo(np.int64).max)
         target = np.asarray(ops.convert_to_numpy(y), np.float64).reshape(data.shape[0], -1)
-        numeric_rmse = chain_rmse(layers, data, target)
+        numeric_rmse = chain_rmse(layers, data, target, node_steps(model, layers))
     before = list(model.trainable_variables)
-    ranked_by_edge = {}
+    ranked_by_edge, linear_edges = {}, set()
     for index, layer in enumerate(layers):
         _, inputs = _layer_inputs(model, x, "auto_symbolic")  # after the layers before
         xs = quantile_samples(inputs[index], _FIT_POINTS)
@@ -389,6 +398,8 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
             fit = good[0] if good else SymbolicFit(
                 None, max((f.r2 for f in ranked), default=-math.inf), None)
             ranked_by_edge[(index, i, j)] = good
+            if any(f.name == _LINEAR for f in ranked):
+                linear_edges.add((index, i, j))
             if fit.fitted:
                 symbolic_edges.set_edge(layer, i, j, fit.name, fit.params, mode)
             if verbose:
@@ -396,7 +407,9 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
                       f"kept   layer {index} edge {i} -> {j}: numeric (best R^2 = "
                       f"{fit.r2:.4f} < {r2_threshold})")
     if chain:
-        for layer, after in zip(layers[:-1], layers[1:]):
+        for layer, after, step in zip(layers[:-1], layers[1:], node_steps(model, layers)):
+            if step is not None:  # subnodes -> nodes: not the next layer's inputs one to one
+                continue
             for j in range(layer.units):
                 symbolic_edges.normalize_node(layer, after, j)
     symbolic_edges.reset_model(model, before)
@@ -408,7 +421,7 @@ def auto_symbolic(model, x, y=None, lib=None, r2_threshold=0.9, weight_simple=WE
     if verbose:
         print(f"joint refit: RMSE {rmse:.3e} (numeric model {numeric_rmse:.3e})")
     _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
-                     max_nfev, verbose)
+                     max_nfev, verbose, linear_edges)
 
 
 def _refit_on_objective(model, objective, steps, verbose):
@@ -461,15 +474,23 @@ def _restore(layers, weights, names):
 
 
 def _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_edge,
-                     max_nfev, verbose):
+                     max_nfev, verbose, linear_edges=frozenset()):
     """Step 2 of `auto_symbolic` after the first joint refit (in place).
 
     First each ill-conditioned edge tries its runner-ups (kept when the refit model is no
     worse than 3x). Then, while the symbolic model is not clearly better than the numeric
     one (a formula with the true functions, refit jointly, beats the splines by orders
-    of magnitude on noise-free data), a greedy search: every runner-up of the
+    of magnitude on noise-free data), or above `1e-5 std(y)` (a numeric model left
+    inexact, e.g. by pruning before a steep edge, is no yardstick), a greedy search:
+    every runner-up of the
     `_SEARCH_EDGES` edges with the lowest per-edge `R^2` is tried on the whole model, and
-    the single best swap is kept if it at least halves the RMSE.
+    the single best swap is kept if it at least halves the RMSE. The search also tries `x`
+    on each of those edges (when the library has it), whatever its per-edge `R^2`: an
+    edge's spline is judged on the values its inputs take in the numeric model, and
+    after a product node the numeric model may have traded a linear output edge for
+    curvature that the nodes before it absorb (the product of two offset, small-scale
+    subnodes, `(a x_1 + b)(c x_2 + d)`, read by a curved edge), which the joint refit of
+    the true, linear, form undoes.
     """
     before = list(model.trainable_variables)
     health = _edge_health(model, layers, data)
@@ -499,16 +520,21 @@ def _swap_runner_ups(model, layers, data, target, rmse, numeric_rmse, ranked_by_
     searched = sorted((key for key in ranked_by_edge if ranked_by_edge[key]),
                       key=lambda key: ranked_by_edge[key][0].r2)[:_SEARCH_EDGES]
     for _ in range(_SEARCH_ROUNDS):
-        if not searched or rmse <= _NOT_EXACT * numeric_rmse:
+        if not searched or rmse <= _NOT_EXACT * min(numeric_rmse, _EXACT * np.std(target)):
             break
         trials = []
         for key in searched:
             current, names = alternatives(key)
+            if key in linear_edges and _LINEAR not in names and current != _LINEAR:
+                names = names + [_LINEAR]
             trials += [(r, key, current) for r in
                        _try_swap(model, layers, data, target, key, names, _TRIAL_NFEV)]
         if not trials:
             break
-        (best_rmse, name, state), key, current = min(trials, key=lambda t: t[0][0])
+        lowest = min(t[0][0] for t in trials)
+        near = [t for t in trials if t[0][0] <= _TIE * lowest]  # then the simplest wins
+        (best_rmse, name, state), key, current = min(
+            near, key=lambda t: (get_function(t[0][1]).complexity, t[0][0]))
         kept = best_rmse <= _GAIN * rmse
         if verbose:
             print(f"search (symbolic RMSE {rmse:.3e}, numeric {numeric_rmse:.3e}): best swap "

@@ -12,19 +12,21 @@ from keras import ops
 from scipy.optimize import least_squares
 
 from keras_kan import edges, symbolic_edges
-from keras_kan.network import is_plain_chain, kan_layers, model_samples
+from keras_kan.network import apply_nodes, is_plain_chain, kan_layers, model_samples, node_steps
 from keras_kan.validation import check_verbose
 
 __all__ = ["polish_symbolic", "refit_constants", "chain_rmse"]
 
 
-def chain_rmse(layers, data, target):
+def chain_rmse(layers, data, target, steps=None):
     """Float64 RMSE of a plain chain of KANDense `layers` on `data (N, n_in)` against
-    `target (N, n_out)` (numeric and symbolic parts, the layers' current weights)."""
+    `target (N, n_out)` (numeric and symbolic parts, the layers' current weights);
+    `steps[l]`: the `MultNodes` after layer `l` or None (`network.node_steps`)."""
     current = data
-    for layer in layers:
+    for layer, step in zip(layers, steps or [None] * len(layers)):
         with np.errstate(all="ignore"):
-            current = edges.output(edges.NUMPY, current, edges.params(layer, edges.NUMPY))
+            current = apply_nodes(step, edges.output(edges.NUMPY, current,
+                                                     edges.params(layer, edges.NUMPY)))
     value = float(np.sqrt(np.mean((current - target) ** 2)))
     return value if np.isfinite(value) else float("inf")
 
@@ -93,6 +95,7 @@ def _refit(model, x, y, max_nfev):
         return values
 
     fixed = [layer.get_weights_by_name() for layer in layers]  # read once, not per trial
+    steps = node_steps(model, layers)
     first = edges.params(layers[0], edges.NUMPY, weights=fixed[0])
     first_numeric = edges.numeric_output(edges.NUMPY, edges.features(edges.NUMPY, data, first),
                                          first)  # the first layer's numeric part never changes
@@ -116,6 +119,8 @@ def _refit(model, x, y, max_nfev):
                 out = out + (0.0 if symbolic is None else symbolic)
                 current = out + (0.0 if p.bias is None else p.bias)
             current = np.broadcast_to(current, (data.shape[0], layer.units))
+            with np.errstate(all="ignore"):
+                current = apply_nodes(steps[index], current)
         return current
 
     start = np.concatenate([params0[(index, w)][rows, cols] for index, rows, cols in slots

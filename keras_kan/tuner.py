@@ -39,6 +39,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
+from keras_kan.products import MultNodes
 from keras_kan.regularizers import KANRegularizer
 from keras_kan.surgery import refine
 from keras_kan.validation import check_grid_range
@@ -138,6 +139,10 @@ class HyperKAN(keras_tuner.HyperModel):
         base_activation: residual activation of every layer.
         seed: seed of the layers' initial weights (the same for every trial),
             or None for fresh random weights per trial.
+        mult_nodes: multiplication nodes per hidden layer, `mult_<i>` (pykan's
+            `[n_sum, n_mult]` with `n_sum = units_<i>`; see
+            `keras_kan.MultNodes`). Default None: none, and no hyperparameter.
+        mult_arity: the arity of every mult node (int >= 2, default 2).
         lbfgs_options: extra keyword arguments for `keras_kan.fit_lbfgs`
             (`max_iter`, `history_size`, ...).
         name, tunable: as for `keras_tuner.HyperModel`.
@@ -164,6 +169,8 @@ class HyperKAN(keras_tuner.HyperModel):
         grid_range=(-1.0, 1.0),
         base_activation="silu",
         seed=None,
+        mult_nodes=None,
+        mult_arity=2,
         lbfgs_options=None,
         name=None,
         tunable=True,
@@ -209,6 +216,12 @@ class HyperKAN(keras_tuner.HyperModel):
         self.depth = _search_arg("depth", depth, lambda v: _is_int(v, 0), "an int >= 0")
         self.hidden_units = _search_arg("hidden_units", hidden_units,
                                         lambda v: _is_int(v, 1), "an int >= 1")
+        self.mult_nodes = _search_arg("mult_nodes", mult_nodes, lambda v: _is_int(v, 0),
+                                      "an int >= 0")
+        if not _is_int(mult_arity, 2):
+            raise ValueError("Received an invalid value for argument `mult_arity`: expected "
+                             f"an int >= 2, got {mult_arity!r}.")
+        self.mult_arity = int(mult_arity)
         self.spline_order = _search_arg("spline_order", spline_order,
                                         lambda v: _is_int(v, 0), "an int >= 0")
         self.l1 = _search_arg("l1", l1, lambda v: _is_real(v, 0), "a number >= 0")
@@ -295,15 +308,22 @@ class HyperKAN(keras_tuner.HyperModel):
         regularizer = (KANRegularizer(l1=float(l1), entropy=float(entropy))
                        if (l1 or entropy) else None)
         seed = self.seed if self.seed is not None else int(np.random.randint(0, 2**31 - 1))
+        mults = [0 if self.mult_nodes is None else int(self._value(
+            hp, f"mult_{i}", self.mult_nodes, None)) for i in range(depth)] + [0]
         widths = [self.input_shape[0], *[int(u) for u in units], self.output_units]
         layers = [keras.Input(self.input_shape)]
         offset = 0
         for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+            n_in = n_in + (mults[i - 1] if i else 0)  # nodes of the layer before
+            subnodes = n_out + self.mult_arity * mults[i]
             layers.append(KANDense(
-                n_out, grid_size=int(grid_size), spline_order=int(spline_order),
+                subnodes, grid_size=int(grid_size), spline_order=int(spline_order),
                 grid_range=self.grid_range, base_activation=self.base_activation,
                 regularizer=regularizer, seed=seed, seed_offset=offset, name=f"kan_dense_{i}"))
-            offset += KANDense.init_draws(n_in, n_out, int(grid_size))
+            offset += KANDense.init_draws(n_in, subnodes, int(grid_size))
+            if mults[i]:
+                layers.append(MultNodes(n_out, [self.mult_arity] * mults[i],
+                                        name=f"mult_nodes_{i}"))
         if self.output_activation is not None:
             layers.append(keras.layers.Activation(self.output_activation, name="output"))
         model = keras.Sequential(layers, name=self.name or "hyper_kan")

@@ -129,6 +129,9 @@ def _make_kinds():
                    if isinstance(layer, KANDense))
     kinds["orders_bias_updated"] = orders_updated
     kinds["refined_pruned"] = _refined_pruned(x, skewed)
+    mult = KAN([N_IN, [1, 2], 2], mult_arity=[[], [2, 3], []], seed=0)  # MultNodes
+    update_grids(mult, skewed)
+    kinds["mult_nodes"] = mult
     out = {kind: (model, model, x) for kind, model in kinds.items()}
 
     keras.config.set_dtype_policy("mixed_float16")
@@ -145,7 +148,7 @@ def _make_kinds():
     return out
 
 
-KINDS = ["orders_bias", "orders_bias_updated", "refined_pruned", "mixed_float16"]
+KINDS = ["orders_bias", "orders_bias_updated", "refined_pruned", "mult_nodes", "mixed_float16"]
 # Quantization is tested where it is hardest, on every spline order (uniform and
 # data-adapted knots); pruning and float16 change the graph, not what a quantizer sees.
 QUANTIZED = ["orders_bias", "orders_bias_updated"]

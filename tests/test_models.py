@@ -17,7 +17,7 @@ def test_kan_is_a_sequential_of_kandense():
     assert model.layers[0].input_dim == 3 and model.built
 
 
-@pytest.mark.parametrize("width", [[2], "21", [2, [3, 1], 1], [2, 0, 1]])
+@pytest.mark.parametrize("width", [[2], "21", [2, [3, 1, 1], 1], [2, 0, 1]])
 def test_kan_refuses_bad_widths(width):
     with pytest.raises(ValueError, match="width"):
         KAN(width)

@@ -437,3 +437,19 @@ def test_executions_per_trial(tmp_path):
     # The checkpoint is the best final-stage epoch over both executions of the trial.
     loss = best.evaluate(X_VAL, Y_VAL, verbose=0)
     np.testing.assert_allclose(loss, min(r[0] for r in finals), rtol=1e-4)
+
+
+def test_mult_nodes_are_searched():
+    from keras_kan import MultNodes
+
+    hypermodel = HyperKAN(2, 1, depth=1, hidden_units=1, mult_nodes=[1, 2], mult_arity=3,
+                          grid_size=3, spline_order=3, l1=0.0, entropy=0.0, optimizer="adam",
+                          learning_rate=0.01, seed=0)
+    hp = keras_tuner.HyperParameters()
+    hp.values["mult_0"] = 2
+    model = hypermodel.build(hp)
+    assert list({p.name: p for p in hp.space}["mult_0"].values) == [1, 2]
+    mult = [layer for layer in model.layers if isinstance(layer, MultNodes)][0]
+    assert mult.n_sum == 1 and mult.arity == [3, 3]
+    assert [layer.units for layer in model.layers if isinstance(layer, KANDense)] == [7, 1]
+    assert to_numpy(model(X[:4, :2])).shape == (4, 1)

@@ -3,7 +3,7 @@
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from keras_kan import autodiff, callbacks, datasets, distribution, edges, pde
+from keras_kan import autodiff, callbacks, datasets, distribution, edges, jet, pde
 from keras_kan.attribution import feature_scores, layer_scores, prune_input
 from keras_kan.layers import KANDense
 from keras_kan.lbfgs import fit_lbfgs
@@ -64,6 +64,7 @@ __all__ = [
     "datasets",
     "distribution",
     "edges",
+    "jet",
     "pde",
     "__version__",
 ]

@@ -52,6 +52,7 @@ from keras import ops
 from keras_kan import backend as kan_backend
 from keras_kan import splines
 from keras_kan.layers import KANDense
+from keras_kan.products import AFFINE_NAMES, MultNodes, mult_groups
 
 __all__ = [
     "Jet",
@@ -279,7 +280,39 @@ def _add_symbolic(group, z, value, phi, n, m):
     return value, phi
 
 
+def _affine(jet, scale, bias):
+    """The jet of `scale * z + bias` (elementwise, `(n,)` vectors)."""
+    curv = None if jet.curvatures is None else jet.curvatures * scale
+    return Jet(jet.value * scale + bias, jet.slopes * scale, curv)
+
+
+def _columns(jet, start, stop):
+    """The jet of `z[..., start:stop]`."""
+    return Jet(*(None if t is None else t[..., start:stop] for t in jet))
+
+
+def mult_nodes_rule(layer, jet):
+    """The jet rule of `MultNodes`: `(B, n_sub)` in, `(B, n_sum + n_mult)` out.
+
+    The subnode affine, the sum subnodes passed through, each mult node the
+    `product` of its group's jets (any arity), then the node affine (see
+    `keras_kan.products`).
+    """
+    w = {name: ops.cast(getattr(layer, name), jet.value.dtype) for name in AFFINE_NAMES}
+    s = _affine(jet, w["subnode_scale"], w["subnode_bias"])
+    parts = [_columns(s, 0, layer.n_sum)] if layer.n_sum else []
+    for group in mult_groups(layer.n_sum, layer.arity):
+        node = _columns(s, group.start, group.start + 1)
+        for q in group[1:]:
+            node = product(node, _columns(s, q, q + 1))
+        parts.append(node)
+    joined = Jet(*(None if parts[0][i] is None else
+                   ops.concatenate([p[i] for p in parts], axis=-1) for i in range(3)))
+    return _affine(joined, w["node_scale"], w["node_bias"])
+
+
 register_rule(KANDense, kan_dense_rule)
+register_rule(MultNodes, mult_nodes_rule)
 register_rule(keras.layers.InputLayer, lambda layer, jet: jet)
 
 

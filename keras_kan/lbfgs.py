@@ -201,10 +201,11 @@ def fit_lbfgs(
     `min(1, 1 / |g|_1)`), strong-Wolfe line search (c1=1e-4, c2=0.9, cubic
     interpolation; `line_search=None` takes fixed steps). The curvature history
     carries over from step to step, also when a callback moves the weights (a
-    grid update): only the pair that would span that jump is left out. On JAX
-    and TensorFlow the math runs inside the backend's compiled program, in the
-    variables' dtype, several steps per call (see `compiled`); elsewhere in
-    float64 NumPy on the host. The model's variables keep their dtype.
+    grid update): only the pair that would span that jump is left out. The math
+    runs in float64 NumPy on the host, or (`objective=` fits on JAX and
+    TensorFlow, see `compiled`) inside the backend's compiled program, in the
+    variables' dtype, several steps per call. The model's variables keep
+    their dtype.
 
     The objective is what `model.fit` minimizes: the compiled loss plus
     `model.losses` (e.g. `KANRegularizer` penalties), the model called with
@@ -255,12 +256,13 @@ def fit_lbfgs(
         objective: `fn(model) -> scalar tensor` to minimize instead of the
             compiled loss (see above). Returning anything but a scalar raises a
             `ValueError` before any weight changes.
-        compiled: where the L-BFGS math runs. `None` (default): inside the
-            backend's compiled program on JAX and TensorFlow
-            (`keras_kan.lbfgs_compiled`: several whole steps per `jax.jit` /
-            `tf.function` call, in the variables' dtype), on the host in
-            float64 NumPy on PyTorch, under a `keras.distribution`, with
-            `model.run_eagerly` and for a model without trainable weights
+        compiled: where the L-BFGS math runs. `None` (default): for an
+            `objective=` fit on JAX and TensorFlow, inside the backend's
+            compiled program (`keras_kan.lbfgs_compiled`: several whole steps
+            per `jax.jit` / `tf.function` call, in the variables' dtype);
+            otherwise (data fits, where compiling measured slower than it
+            saves; PyTorch; a `keras.distribution`; `model.run_eagerly`; a
+            model without trainable weights) on the host in float64 NumPy
             (`keras_kan.lbfgs_core`, the reference). `True` / `False` force
             one or the other (`True` on PyTorch runs the keras.ops algorithm
             eagerly on torch tensors).
@@ -317,7 +319,7 @@ def _optimizer_factory(history_size, max_iter, max_eval, line_search, tolerance_
                     tolerance_change, learning_rate, tolerance_ys, CHUNK)
 
     def new_optimizer(model, objective=None):
-        if use_compiled(model, compiled):
+        if use_compiled(model, compiled, objective):
             return CompiledSteps(model, config, objective)
         return LBFGS(int(history_size), int(max_iter), max_eval, line_search, tolerance_grad,
                      tolerance_change, learning_rate, tolerance_ys)

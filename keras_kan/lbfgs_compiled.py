@@ -388,12 +388,22 @@ class CompiledSteps:
 CHUNK = 50
 
 
-def use_compiled(model, compiled):
-    """Whether `fit_lbfgs` runs `model` through `CompiledSteps` (`compiled`: its argument)."""
+def use_compiled(model, compiled, objective=None):
+    """Whether `fit_lbfgs` runs `model` through `CompiledSteps` (`compiled`: its argument).
+
+    The default (`compiled=None`) is the compiled program for `objective=` fits
+    (physics-informed losses) on JAX and TensorFlow, and the host loop for data
+    fits. Measured side by side (`benchmarks/lbfgs_speed.py --paths`, 2026-12-06):
+    the Poisson protocol took 0.79-0.81x the host's time compiled, but the
+    canonical data fit took 1.14-1.46x (its objective is cheap, and compiling
+    the while-loop program costs more than the host loop it replaces).
+    """
     if not model.trainable_variables:
         return False
     if compiled is not None:
         return bool(compiled)
+    if objective is None:
+        return False
     if kan_backend.BACKEND not in ("jax", "tensorflow") or model.run_eagerly:
         return False
     import keras

@@ -122,7 +122,7 @@ def test_kan_builds_pykan_style_stack():
     same = KAN(width=[2, 5, 1], grid_size=4, spline_order=2, seed=0)
     x = np.random.default_rng(0).uniform(-1, 1, (5, 2)).astype("float32")
     np.testing.assert_array_equal(to_numpy(model(x)), to_numpy(same(x)))
-    for bad in ([2], [2, 0, 1], [2, [3, 2], 1], "2,1"):
+    for bad in ([2], [2, 0, 1], [2, [3, 2, 1], 1], [2, [-1, 1], 1], "2,1"):
         with pytest.raises(ValueError, match="width"):
             KAN(width=bad)
 

@@ -43,6 +43,29 @@ def _compile(model, fn):
     return compiled
 
 
+
+def _assign_flat(trainable, sizes, flat):
+    """Writes the flat vector `flat (sum(sizes),)` into the variables, each in its dtype."""
+    pieces = tf.split(flat, sizes) if trainable else []
+    for v, w in zip(trainable, pieces):
+        v.assign(tf.cast(tf.reshape(w, v.shape), v.dtype))
+
+
+def _loss_and_flat_gradient(model_ref, loss_fn, trainable, x, y, sample_weight, dtype):
+    """`(loss, gradient (n,) in dtype)` of the training objective under a tape; zeros
+    for a variable the loss does not reach."""
+    with tf.GradientTape() as tape:
+        loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
+    grads = tape.gradient(loss, trainable)
+    flat = []
+    for v, g in zip(trainable, grads):
+        if g is None:
+            g = tf.zeros(v.shape, dtype=v.dtype)
+        elif isinstance(g, tf.IndexedSlices):
+            g = tf.convert_to_tensor(g)
+        flat.append(tf.reshape(tf.cast(g, dtype), [-1]))
+    return loss, (tf.concat(flat, axis=0) if flat else tf.zeros((0,), dtype))
+
 def make_value_and_grad(model_ref, loss_fn=forward_loss):
     model = model_ref()
     trainable = list(model.trainable_variables)
@@ -59,21 +82,9 @@ def make_value_and_grad(model_ref, loss_fn=forward_loss):
 
     def value_and_grad(flat_weights, x, y, sample_weight):
         if flat_weights is not None:
-            pieces = tf.split(flat_weights, sizes) if trainable else []
-            for v, w in zip(trainable, pieces):
-                v.assign(tf.cast(tf.reshape(w, v.shape), v.dtype))
-        with tf.GradientTape() as tape:
-            loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
-        grads = tape.gradient(loss, trainable)
-        flat = []
-        for v, g in zip(trainable, grads):
-            if g is None:
-                g = tf.zeros(v.shape, dtype=v.dtype)
-            elif isinstance(g, tf.IndexedSlices):
-                g = tf.convert_to_tensor(g)
-            flat.append(tf.reshape(tf.cast(g, tf.float64), [-1]))
-        flat = tf.concat(flat, axis=0) if flat else tf.zeros((0,), tf.float64)
-        return loss, flat
+            _assign_flat(trainable, sizes, flat_weights)
+        return _loss_and_flat_gradient(model_ref, loss_fn, trainable, x, y, sample_weight,
+                                       tf.float64)
 
     compiled = _compile(model, value_and_grad)
 
@@ -371,20 +382,9 @@ def make_lbfgs_program(model_ref, loss_fn, run):
 
     def program(flat, state, n_steps, x, y, sample_weight):
         def evaluate(flat, aux):
-            pieces = tf.split(flat, sizes) if trainable else []
-            for v, w in zip(trainable, pieces):
-                v.assign(tf.cast(tf.reshape(w, v.shape), v.dtype))
-            with tf.GradientTape() as tape:
-                loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
-            grads = tape.gradient(loss, trainable)
-            flat_g = []
-            for v, g in zip(trainable, grads):
-                if g is None:
-                    g = tf.zeros(v.shape, dtype=v.dtype)
-                elif isinstance(g, tf.IndexedSlices):
-                    g = tf.convert_to_tensor(g)
-                flat_g.append(tf.reshape(tf.cast(g, flat_dtype), [-1]))
-            flat_g = tf.concat(flat_g, axis=0) if flat_g else tf.zeros((0,), flat_dtype)
+            _assign_flat(trainable, sizes, flat)
+            loss, flat_g = _loss_and_flat_gradient(model_ref, loss_fn, trainable, x, y,
+                                                   sample_weight, flat_dtype)
             loss = tf.cast(loss, flat_dtype)
             finite = tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(flat_g))
             return tf.where(finite, loss, tf.constant(np.inf, flat_dtype)), flat_g, aux

@@ -61,14 +61,21 @@ def exact(x):
     return np.sin(np.pi * x[:, :1]) * np.sin(np.pi * x[:, 1:])
 
 
-def problem(n=51):
-    """`(x_mesh (n^2, 2), x_boundary (4n, 2), source (n^2, 1))` as float32 NumPy."""
+def square_mesh(n):
+    """`(x_mesh (n^2, 2), x_boundary (4n, 2))`: an n x n mesh of [-1, 1]^2 and its edges,
+    float64 NumPy."""
     line = np.linspace(-1.0, 1.0, n)
     gx, gy = np.meshgrid(line, line, indexing="ij")
     mesh = np.stack([gx.ravel(), gy.ravel()], 1)
     one = np.ones(n)
     boundary = np.concatenate([np.stack([-one, line], 1), np.stack([one, line], 1),
                                np.stack([line, -one], 1), np.stack([line, one], 1)])
+    return mesh, boundary
+
+
+def problem(n=51):
+    """`(x_mesh (n^2, 2), x_boundary (4n, 2), source (n^2, 1))` as float32 NumPy."""
+    mesh, boundary = square_mesh(n)
     source = -2.0 * np.pi**2 * exact(mesh)
     return mesh.astype("float32"), boundary.astype("float32"), source.astype("float32")
 

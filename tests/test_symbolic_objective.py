@@ -2,6 +2,9 @@
 chosen on collocation points, constants refit and snapped on a PDE objective, checked
 with sympy and against the exact solution on a fresh grid in float64."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import sympy
@@ -11,17 +14,10 @@ from keras_kan import KAN, autodiff, splines
 from keras_kan import symbolic as ks
 from keras_kan.symbolic_objective import snap_candidates
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import poisson  # noqa: E402  (the mesh of examples/poisson.py)
+
 PI = np.pi
-
-
-def _mesh(n):
-    line = np.linspace(-1.0, 1.0, n)
-    gx, gy = np.meshgrid(line, line, indexing="ij")
-    mesh = np.stack([gx.ravel(), gy.ravel()], 1)
-    one = np.ones(n)
-    boundary = np.concatenate([np.stack([-one, line], 1), np.stack([one, line], 1),
-                               np.stack([line, -one], 1), np.stack([line, one], 1)])
-    return mesh, boundary
 
 
 def _objective(mesh, boundary, k_y, kappa=0.0):
@@ -71,7 +67,7 @@ def _numeric_kan(k_y, noise=0.02):
 @pytest.mark.parametrize("k_y, kappa", [(1, 0.0), (2, 3.0)],
                          ids=["poisson", "helmholtz"])
 def test_auto_symbolic_on_the_objective_recovers_the_exact_solution(k_y, kappa):
-    mesh, boundary = _mesh(7)
+    mesh, boundary = poisson.square_mesh(7)
     objective = _objective(mesh, boundary, k_y, kappa)
     model = _numeric_kan(k_y)
     ks.auto_symbolic(model, mesh, objective=objective, lib=["x", "x^2", "sin", "cos",

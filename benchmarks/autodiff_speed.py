@@ -14,7 +14,11 @@ compiles it (`keras_kan.backend.objective_value_and_grad_fn`), for
   `keras_kan.jet` does not take, so nested autodiff computes it (what every
   model got before the jet);
 - `data`: `mean((u - y)^2)` on the mesh plus the same boundary term: a plain
-  evaluation on the same points.
+  evaluation on the same points;
+- TensorFlow only, `pde jet unmarked`: the jet traced under
+  `backend.tensorflow.plain_graphs()`, so its derivative bases
+  (`spline_derivative_bases`) are plain graph ops, not an XLA-marked cluster
+  (what the jet ran before they were marked).
 
 Each backend runs in its own process; within it the three are timed
 interleaved (ratios per repeat). The table shows milliseconds per evaluation
@@ -36,6 +40,8 @@ LABEL = {"tensorflow": "TF (tf.function)", "jax": "JAX (jit)", "torch": "Torch (
 
 
 def child(backend, repeats):
+    import contextlib
+
     import numpy as np
     import poisson
     from keras import ops
@@ -47,10 +53,11 @@ def child(backend, repeats):
     target = poisson.exact(mesh).astype("float32")
     tm, tb, ts, ty = (ops.convert_to_tensor(a) for a in (mesh, boundary, source, target))
 
-    def pde(use_jet):
+    def pde(use_jet, plain=False):
         def objective(model):
             fn = model if use_jet else (lambda z: model(z))
-            residual = keras_kan.autodiff.laplacian(fn, tm) - ts
+            with unmarked() if plain else contextlib.nullcontext():
+                residual = keras_kan.autodiff.laplacian(fn, tm) - ts
             return 0.01 * ops.mean(residual**2) + ops.mean(model(tb) ** 2)
         return objective
 
@@ -58,6 +65,10 @@ def child(backend, repeats):
         return ops.mean((model(tm) - ty) ** 2) + ops.mean(model(tb) ** 2)
 
     objectives = {"pde jet": pde(True), "pde nested": pde(False), "data": data}
+    if backend == "tensorflow":
+        from keras_kan.backend.tensorflow import plain_graphs as unmarked
+
+        objectives["pde jet unmarked"] = pde(True, plain=True)
     result = {"backend": backend, "configs": {}}
     for width, grid in CONFIGS:
         fns, check, models = {}, {}, []
@@ -74,30 +85,37 @@ def child(backend, repeats):
         entry["jet / data"] = _bench.ratio(times["pde jet"], times["data"])
         entry["nested / data"] = _bench.ratio(times["pde nested"], times["data"])
         entry["nested / jet"] = _bench.ratio(times["pde nested"], times["pde jet"])
+        if "pde jet unmarked" in times:
+            entry["unmarked / data"] = _bench.ratio(times["pde jet unmarked"], times["data"])
         entry["loss rel diff"] = abs(vj - vn) / abs(vn)
         entry["grad rel diff"] = agree
         result["configs"][f"{width} G={grid}"] = entry
         _bench.log(f"[{backend}] {width} G={grid}: " + ", ".join(
             f"{k} {v * 1e3:.2f} ms" for k, v in entry.items() if k in objectives)
-            + f"; jet/data {entry['jet / data']:.2f}x, nested/data "
+            + f"; jet/data {entry['jet / data']:.2f}x, unmarked jet/data "
+            f"{entry.get('unmarked / data', float('nan')):.2f}x, nested/data "
             f"{entry['nested / data']:.2f}x; grad rel diff {agree:.1e}")
     return result
 
 
 def report(results):
     header = ["model", "backend", "data ms", "PDE jet ms", "PDE nested ms",
-              "jet / data", "nested / data", "nested / jet", "grad rel. diff"]
+              "jet / data", "nested / data", "nested / jet", "grad rel. diff",
+              "unmarked jet ms (TF)", "unmarked jet / data"]
     rows = []
     for cfg in [f"{w} G={g}" for w, g in CONFIGS]:
         for backend, res in results.items():
             e = res.get("configs", {}).get(cfg)
             if e is None:
-                rows.append([cfg, backend, res.get("error", "-")] + ["-"] * 6)
+                rows.append([cfg, backend, res.get("error", "-")] + ["-"] * 8)
                 continue
             rows.append([cfg, LABEL.get(backend, backend), _bench.fmt_ms(e["data"]),
                          _bench.fmt_ms(e["pde jet"]), _bench.fmt_ms(e["pde nested"]),
                          _bench.fmt_x(e["jet / data"]), _bench.fmt_x(e["nested / data"]),
-                         _bench.fmt_x(e["nested / jet"]), f"{e['grad rel diff']:.1e}"])
+                         _bench.fmt_x(e["nested / jet"]), f"{e['grad rel diff']:.1e}"]
+                        + ([_bench.fmt_ms(e["pde jet unmarked"]),
+                            _bench.fmt_x(e["unmarked / data"])]
+                           if "pde jet unmarked" in e else ["-", "-"]))
     print(_bench.markdown_table(header, rows))
 
 

@@ -16,7 +16,8 @@ For `KANDense`, `y_j = sum_i phi_ij(z_i)` gives, by the chain rule,
     d2y_j = sum_i phi''_ij(z_i) dz_i^2 + phi'_ij(z_i) d2z_i,
 
 where `phi'` and `phi''` are the spline's derivative bases (closed forms of
-the same recursion, `splines.bspline_derivative_bases`) times the layer's
+the same recursion, `splines.bspline_derivative_bases`, through the backend's
+`spline_derivative_bases`) times the layer's
 effective kernel, plus the base activation's derivatives (`silu'`, `silu''`,
 ...) times the base kernel, plus the symbolic edges' `c a f'(a z + b)` and
 `c a^2 f''(a z + b)`. All of it is one product of stacked features
@@ -50,7 +51,6 @@ import numpy as np
 from keras import ops
 
 from keras_kan import backend as kan_backend
-from keras_kan import splines
 from keras_kan.layers import KANDense
 from keras_kan.products import AFFINE_NAMES, MultNodes, mult_groups
 
@@ -226,8 +226,9 @@ def kan_dense_rule(layer, jet):
     """The jet rule of `KANDense`: `(B, n)` in, `(B, m)` out (see the module docstring).
 
     Per edge, `phi'(z)` and `phi''(z)` `(B, n, m)`: the derivative bases
-    `B', B''` `(B, n, K)` on the layer's knots (`splines.bspline_derivative_bases`:
-    the closed form on even knots, the recursion on any others) times the
+    `B', B''` `(B, n, K)` on the layer's knots (`backend.spline_derivative_bases`, i.e.
+    `splines.bspline_derivative_bases`: the closed form on even knots, the recursion on
+    any others; XLA-marked in large TensorFlow graphs) times the
     effective spline kernel `mask * w_s * c` `(n, K, m)`, plus `b'(z), b''(z)`
     times `mask * w_b`, plus each symbolic edge's `mask c a f'(a z + b)` and
     `mask c a^2 f''(a z + b)` (`function_derivatives`); then the chain rule
@@ -243,8 +244,8 @@ def kan_dense_rule(layer, jet):
     second = d2z is not None
     n, m = layer.input_dim, layer.units
     snap = layer.edge_params(z, dtype=dtype)  # knots behind the layer's grid-state checks
-    bases = splines.bspline_derivative_bases(z, snap.knots, layer.spline_order,
-                                             2 if second else 1, snap.uniform)  # (B, n, K)
+    bases = kan_backend.spline_derivative_bases(z, snap.knots, layer.spline_order,
+                                                2 if second else 1, snap.uniform)  # (B, n, K)
     kernel = snap.spline_kernel  # (n, K, m)
     value = ops.einsum("bj,jk->bk", ops.reshape(bases[0], (-1, n * layer.num_basis)),
                        ops.reshape(kernel, (-1, m)))

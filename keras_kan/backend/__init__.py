@@ -42,6 +42,8 @@ _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 
 #: What every backend module defines, with one meaning on every backend (no defaults):
 #: - `spline_basis(x (B, n), knots (n, L), k, uniform) -> (B, n, K)`: the exact B-spline basis;
+#: - `spline_derivative_bases(x (B, n), knots, k, order, uniform) -> [B, dB/dx, ...]`, `order + 1`
+#:   tensors `(B, n, K)`: `splines.bspline_derivative_bases`, the jet's bases (differentiable);
 #: - `spline_matmul(x, knots, k, uniform, kernel (n K, m)) -> (B, m)`: `basis(x) @ kernel`;
 #: - `kan_product(x, base (B, n), knots, k, uniform, spline_kernel (n K, m), base_kernel (n, m))
 #:   -> (B, m)`: `basis(x) @ spline_kernel + base @ base_kernel`, the layer's numeric output;
@@ -60,14 +62,16 @@ _impl = importlib.import_module(f"keras_kan.backend.{BACKEND}")
 #:   `tf.function`; eager on PyTorch), with `evaluate(flat, aux) -> (loss (), grad (n,),
 #:   aux)` the objective at a flat vector in the variables' dtype (`program.dtype`), loss
 #:   `inf` where it or the gradient is not finite.
-CONTRACT = ("spline_basis", "spline_matmul", "kan_product", "is_traced", "value_token",
-            "check_grid_uniform", "sync_model_state", "make_value_and_grad", "make_evaluate",
-            "input_derivatives", "host_report", "make_lbfgs_program")
+CONTRACT = ("spline_basis", "spline_derivative_bases", "spline_matmul", "kan_product",
+            "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
+            "make_value_and_grad", "make_evaluate", "input_derivatives", "host_report",
+            "make_lbfgs_program")
 _missing = [name for name in CONTRACT if not callable(getattr(_impl, name, None))]
 if _missing:  # a broken backend module fails at import, not in the middle of a step
     raise ImportError(f"keras_kan.backend.{BACKEND} does not define {_missing}.")
 
 spline_basis = _impl.spline_basis
+spline_derivative_bases = _impl.spline_derivative_bases
 spline_matmul = _impl.spline_matmul
 kan_product = _impl.kan_product
 is_traced = _impl.is_traced
@@ -87,6 +91,7 @@ __all__ = [
     "compute_loss",
     "reset_compiled_functions",
     "spline_basis",
+    "spline_derivative_bases",
     "spline_matmul",
     "kan_product",
     "is_traced",

@@ -17,9 +17,9 @@ from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
-           "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
-           "input_derivatives"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_derivative_bases",
+           "spline_matmul", "kan_product", "is_traced", "value_token", "check_grid_uniform",
+           "sync_model_state", "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -243,6 +243,13 @@ def spline_basis(x, knots, spline_order, uniform):
     """The basis `x (B, n)`, knots `(n, L)` -> `(B, n, K)`, compiled: the closed form on
     uniform knots, `_general_basis` on others."""
     return _basis(*_arrays(x, knots), spline_order, uniform)
+
+
+def spline_derivative_bases(x, knots, spline_order, order, uniform):
+    """The basis and its first `order` input derivatives, `order + 1` tensors `(..., n, K)`:
+    `splines.bspline_derivative_bases` as it is (traced inside the caller's `jax.jit`,
+    differentiated by JAX)."""
+    return splines.bspline_derivative_bases(x, knots, spline_order, order, uniform)
 
 
 def spline_matmul(x, knots, spline_order, uniform, kernel):

@@ -14,9 +14,9 @@ from keras_kan import splines
 from keras_kan.backend.common import ValueAndGrad, forward_loss, to_float64
 from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
-           "plain_graphs", "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
-           "input_derivatives"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_derivative_bases",
+           "spline_matmul", "kan_product", "plain_graphs", "is_traced", "value_token",
+           "check_grid_uniform", "sync_model_state", "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -239,11 +239,12 @@ def kan_product(x, base, knots, spline_order, uniform, spline_kernel, base_kerne
     return outputs + tf.matmul(tf.cast(base, base_kernel.dtype), base_kernel)
 
 
-def _marked(x, knots, spline_order):
-    """Whether the basis of `x` is marked for XLA (see `spline_basis`)."""
+def _marked(x, knots, spline_order, outputs=1):
+    """Whether the basis of `x` is marked for XLA (see `spline_basis`); `outputs` tensors
+    of the basis's size count as that many bases."""
     if tf.executing_eagerly() or getattr(_PLAIN, "depth", 0) or _xla_compiling():
         return False
-    size = knots.shape[-1] - spline_order - 1  # K
+    size = outputs * (knots.shape[-1] - spline_order - 1)  # K per output
     for dim in x.shape:
         size *= UNKNOWN_BATCH if dim is None else dim
     return size >= MARK_FOR_XLA_FROM
@@ -306,6 +307,51 @@ def _marked_basis(x, knots, spline_order):
         return values, gradient
 
     return marked(x)
+
+
+def spline_derivative_bases(x, knots, spline_order, order, uniform):
+    """The basis and its first `order` input derivatives, `order + 1` tensors `(..., n, K)`
+    (`splines.bspline_derivative_bases`), what the jet (`keras_kan.jet`) uses.
+
+    Marked for XLA as `spline_basis` is (in a traced graph, from `MARK_FOR_XLA_FROM`
+    elements, the `order + 1` outputs counted together): the recursion on per-basis
+    columns (or the closed form on uniform knots) in one cluster. Its gradient with
+    respect to `x` is the same function one order higher (`d B^(j) / dx = B^(j+1)`),
+    marked too, so derivatives of any order are closed forms in fused clusters: the
+    weight gradient of a physics-informed loss differentiates the next layer's bases
+    through the previous layers' outputs. Unmarked calls run the same function as
+    whole-tensor passes, differentiated by TensorFlow.
+
+    Args:
+        x: `(..., n)`.
+        knots: `(n, L)`.
+        spline_order: `k`.
+        order: how many derivatives (1 or 2 for the jet; any `>= 1`).
+        uniform: a Python bool, True only if every row of `knots` is evenly spaced.
+    """
+    knots = tf.convert_to_tensor(knots)
+    if not _marked(x, knots, spline_order, order + 1):
+        return splines.bspline_derivative_bases(x, knots, spline_order, order, uniform)
+    return _marked_derivative_bases(x, knots, spline_order, order, uniform)
+
+
+def _marked_derivative_bases(x, knots, spline_order, order, uniform):
+    @tf.custom_gradient
+    def bases(x):
+        with tf.xla.experimental.jit_scope(compile_ops=True):
+            values = splines.bspline_derivative_bases(x, knots, spline_order, order, uniform,
+                                                      columns=True)
+
+        def gradient(*upstream):
+            higher = _marked_derivative_bases(x, knots, spline_order, order + 1, uniform)[1:]
+            with tf.xla.experimental.jit_scope(compile_ops=True):
+                terms = [tf.reduce_sum(u * h, axis=-1)
+                         for u, h in zip(upstream, higher) if u is not None]
+                return tf.add_n(terms) if terms else tf.zeros_like(x)
+
+        return values, gradient
+
+    return bases(x)
 
 
 # --- grid state -----------------------------------------------------------------

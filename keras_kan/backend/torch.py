@@ -21,9 +21,9 @@ from keras_kan.backend import torch_chain
 from keras_kan.backend.common import ValueAndGrad, compute_loss, forward_loss
 from keras_kan.backend.common import flat_dtype as common_flat_dtype
 
-__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_matmul", "kan_product",
-           "is_traced", "value_token", "check_grid_uniform", "sync_model_state",
-           "input_derivatives"]
+__all__ = ["make_value_and_grad", "make_evaluate", "spline_basis", "spline_derivative_bases",
+           "spline_matmul", "kan_product", "is_traced", "value_token", "check_grid_uniform",
+           "sync_model_state", "input_derivatives"]
 
 
 # --- objective ------------------------------------------------------------------
@@ -153,6 +153,13 @@ def spline_basis(x, knots, spline_order, uniform):
         return _general_basis(x, _as_knots(knots, x), spline_order).transpose(-1, -2)
     flat = _FlatBasis.apply(x.reshape(-1, n), _as_knots(knots, x), spline_order, bool(uniform))
     return flat[:, : n * n_basis].reshape(x.shape + (n_basis,))
+
+
+def spline_derivative_bases(x, knots, spline_order, order, uniform):
+    """The basis and its first `order` input derivatives, `order + 1` tensors `(..., n, K)`:
+    `splines.bspline_derivative_bases` as it is (whole-tensor passes, differentiated by
+    autograd)."""
+    return splines.bspline_derivative_bases(x, knots, spline_order, order, uniform)
 
 
 def spline_matmul(x, knots, spline_order, uniform, kernel):

@@ -221,8 +221,7 @@ def cox_de_boor_slopes(lower, tables, spline_order):
     return k * (lower[..., :-1, :] * inv[:-1] - lower[..., 1:, :] * inv[1:])
 
 
-def bspline_derivative_bases(x, knots, spline_order, order=2, uniform=False, xp=ops,
-                             columns=False):
+def bspline_derivative_bases(x, knots, spline_order, order=2, uniform=False, xp=ops):
     """The basis of order `k` and its first `order` derivatives in `x`, `(..., n, K)` each.
 
     Any knots: one recursion (`cox_de_boor_levels`) from level `k - order`,
@@ -245,8 +244,6 @@ def bspline_derivative_bases(x, knots, spline_order, order=2, uniform=False, xp=
             spaced (as `fused_spline_basis` takes it).
         xp: `keras.ops`, or a namespace as `cox_de_boor` takes (NumPy: `_NumpyOps`;
             the general recursion only).
-        columns: the general recursion's layout (see `cox_de_boor`): True for XLA
-            (`keras.ops` only), False for op-by-op execution.
 
     Returns:
         a list of `order + 1` tensors `(..., n, K)`, `K = L - k - 1`:
@@ -267,18 +264,16 @@ def bspline_derivative_bases(x, knots, spline_order, order=2, uniform=False, xp=
             out.append(lower)
         return out
     tables = recursion_tables(xp.cast(knots, x.dtype), k, xp)
-    levels = cox_de_boor_levels(x, tables, k, max(k - order, 0), xp, columns)
+    levels = cox_de_boor_levels(x, tables, k, max(k - order, 0), xp)
     out = [levels[-1]]
     for d in range(1, order + 1):
         if k < d:
-            out.append([0.0 * c for c in levels[-1]] if columns else 0.0 * levels[-1])
+            out.append(0.0 * levels[-1])
             continue
         slope = levels[-1 - d]  # order k - d, differentiated d times up to order k
         for r in range(k - d + 1, k + 1):
             slope = cox_de_boor_slopes(slope, tables, r)
         out.append(slope)
-    if columns:  # K columns (..., n) each: stacked last, already input-major
-        return [ops.stack(b, axis=-1) for b in out]
     rank = len(x.shape) + 1
     axes = tuple(range(rank - 2)) + (rank - 1, rank - 2)
     return [xp.transpose(b, axes) for b in out]

@@ -272,17 +272,25 @@ def test_jet_symbolic_edges_bias_and_functional_chain():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_jet_weight_gradient_matches_nested(compiled):
+@pytest.mark.parametrize("compiled", [False, True, "marked"],
+                         ids=["eager", "compiled", "tf_marked"])
+def test_jet_weight_gradient_matches_nested(compiled, monkeypatch):
     """The weight gradient of a Laplacian loss (fit_lbfgs's objective function) through the
-    jet equals the one through nested autodiff (`lambda z: model(z)` is not a KAN chain)."""
+    jet equals the one through nested autodiff (`lambda z: model(z)` is not a KAN chain).
+    `tf_marked`: TensorFlow's jet with its bases in XLA-marked clusters whatever their size
+    (`backend.spline_derivative_bases`, their own gradient), nested autodiff unmarked, on
+    the initial uniform grids (the recursion's clusters take seconds to compile; test_fast_
+    paths checks them against scipy)."""
     if not compiled and BACKEND == "jax":
         pytest.skip("eager JAX dispatches every op (about 50 s here); compiled covers JAX")
+    if compiled == "marked" and BACKEND != "tensorflow":
+        pytest.skip("XLA marking inside a plain graph is TensorFlow's")
     x = ops.convert_to_tensor(_points(rows=16, seed=6).astype("float32"))
     results = []
     for wrap in (False, True):
         model = KAN([2, 3, 1], grid_size=4, seed=2)
-        keras_kan.update_grids(model, _points(rows=100, seed=7) * 0.8)
+        if compiled != "marked":
+            keras_kan.update_grids(model, _points(rows=100, seed=7) * 0.8)
         model.run_eagerly = not compiled
 
         def objective(m, wrap=wrap):
@@ -290,7 +298,13 @@ def test_jet_weight_gradient_matches_nested(compiled):
             return ops.mean((autodiff.laplacian(fn, x) + 1.0) ** 2) + ops.mean(
                 autodiff.gradient(fn, x) ** 2)
 
-        results.append(kan_backend.objective_value_and_grad_fn(model, objective)(None, None))
+        with monkeypatch.context() as patch:
+            if compiled == "marked" and not wrap:
+                from keras_kan.backend import tensorflow as tf_backend
+
+                patch.setattr(tf_backend, "MARK_FOR_XLA_FROM", 0)
+            results.append(
+                kan_backend.objective_value_and_grad_fn(model, objective)(None, None))
     (value, grad), (value_nested, grad_nested) = results
     assert value == pytest.approx(value_nested, rel=1e-5)
     np.testing.assert_allclose(grad, grad_nested, rtol=1e-4, atol=1e-5 * np.abs(grad).max())

@@ -241,6 +241,49 @@ def test_second_input_derivative_matches_scipy(k, kind, float64, request):
                                rtol=0)
 
 
+@pytest.mark.parametrize(("k", "kind"), [(0, "data"), (3, "uniform"), (3, "data")])
+@pytest.mark.usefixtures("tf_marks_every_basis")
+@pytest.mark.slow
+def test_derivative_bases_and_their_input_gradient_match_scipy(k, kind, float64):
+    """`spline_derivative_bases` (the jet's basis, slopes and curvatures; on TensorFlow an
+    XLA-marked cluster with its own gradient) against scipy's derivatives, and d/dx of
+    their products with kernels (the next order: what the weight gradient of a jet-based
+    loss differentiates through the previous layer), float64. A small grid: XLA compiles
+    the recursion's clusters in seconds, growing with the number of bases."""
+    knots = _knots(kind, k, n=2, grid=3)
+    x = _samples(knots, rows=150, seed=60 + k)
+    size = 2 * (knots.shape[1] - k - 1)  # n K
+    kernel = np.random.default_rng(k).normal(size=(3 * size, 4))  # one block per order
+    knots_t = keras.ops.convert_to_tensor(knots)
+
+    def bases(x):
+        return kan_backend.spline_derivative_bases(x, knots_t, k, 2, kind == "uniform")
+
+    def products(x, kernel):
+        return sum(keras.ops.matmul(keras.ops.reshape(b, (-1, size)),
+                                    kernel[d * size:(d + 1) * size])
+                   for d, b in enumerate(bases(x)))
+
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec(x.shape, tf.float64)
+        graph = tf.function(bases).get_concrete_function(spec).graph
+        assert any("_XlaCompile" in op.node_def.attr for op in graph.get_operations())
+    got = [to_numpy(b) for b in _run(bases, keras.ops.convert_to_tensor(x))]
+    expected = [_scipy_basis(x, knots, k, d) for d in range(4)]
+    for d in range(3):
+        np.testing.assert_allclose(got[d], expected[d], rtol=0,
+                                   atol=1e-11 * max(1, np.abs(expected[d]).max()))
+    _, grad_x, _ = _value_and_grads(products, x, kernel)
+    w = np.random.default_rng(5).normal(size=(len(x), 4))
+    expected_x = sum(np.einsum("bnp,npm,bm->bn", expected[d + 1],
+                               kernel[d * size:(d + 1) * size].reshape(2, -1, 4), w)
+                     for d in range(3))
+    np.testing.assert_allclose(grad_x, expected_x, rtol=0,
+                               atol=1e-10 * max(1, np.abs(expected_x).max()))
+
+
 @pytest.mark.usefixtures("tf_marks_every_basis")
 @pytest.mark.slow
 def test_inference_without_gradients_matches_the_training_path():

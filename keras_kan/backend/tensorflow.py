@@ -314,13 +314,18 @@ def spline_derivative_bases(x, knots, spline_order, order, uniform):
     (`splines.bspline_derivative_bases`), what the jet (`keras_kan.jet`) uses.
 
     Marked for XLA as `spline_basis` is (in a traced graph, from `MARK_FOR_XLA_FROM`
-    elements, the `order + 1` outputs counted together): the recursion on per-basis
-    columns (or the closed form on uniform knots) in one cluster. Its gradient with
-    respect to `x` is the same function one order higher (`d B^(j) / dx = B^(j+1)`),
-    marked too, so derivatives of any order are closed forms in fused clusters: the
-    weight gradient of a physics-informed loss differentiates the next layer's bases
-    through the previous layers' outputs. Unmarked calls run the same function as
-    whole-tensor passes, differentiated by TensorFlow.
+    elements, the `order + 1` outputs counted together): the closed form on uniform
+    knots, the recursion on others, in one cluster. Its gradient with respect to `x` is
+    the same function one order higher (`d B^(j) / dx = B^(j+1)`), marked too, so
+    derivatives of any order are closed forms in fused clusters: the weight gradient of
+    a physics-informed loss differentiates the next layer's bases through the previous
+    layers' outputs. Unmarked calls run the same ops unmarked, differentiated by
+    TensorFlow.
+
+    The recursion keeps its whole-tensor layout inside the cluster (`columns=False`):
+    on the Poisson mesh, `[2, 2, 1]` on updated grids (`G = 20`, loaded 2-core machine),
+    the per-basis columns that `spline_basis` uses compiled in 27 s more than the plain
+    graph against 5 s, for a per-call time of 0.31x the plain graph's against 0.37x.
 
     Args:
         x: `(..., n)`.
@@ -339,8 +344,7 @@ def _marked_derivative_bases(x, knots, spline_order, order, uniform):
     @tf.custom_gradient
     def bases(x):
         with tf.xla.experimental.jit_scope(compile_ops=True):
-            values = splines.bspline_derivative_bases(x, knots, spline_order, order, uniform,
-                                                      columns=True)
+            values = splines.bspline_derivative_bases(x, knots, spline_order, order, uniform)
 
         def gradient(*upstream):
             higher = _marked_derivative_bases(x, knots, spline_order, order + 1, uniform)[1:]

@@ -2,6 +2,7 @@
 
     python benchmarks/pykan_workflow.py [--backends tensorflow,jax,torch]
                                         [--pykan-python PATH] [--jax-cache]
+                                        [--without-tf]
 
 The run (KAN paper / pykan tutorial): `exp(cos(pi x) + y^2)`, 800 train and
 200 test points in [0, 1]^2, a `[2, 5, 1]` KAN (grid 5, cubic, seed 0);
@@ -18,7 +19,10 @@ whole run, and the ratios to pykan.
 
 `--jax-cache` adds a row for a JAX user who runs the script a second time with
 JAX's persistent compilation cache on (`JAX_COMPILATION_CACHE_DIR`): the first
-run fills a fresh cache, the row is the second run's.
+run fills a fresh cache, the row is the second run's. `--without-tf` adds JAX and
+PyTorch rows run as if TensorFlow were not installed (`pip install keras-kan[jax]`):
+with it installed, the first Keras config serialization of a process (here `prune`'s
+recompile) imports it, seconds of a JAX or PyTorch run.
 """
 
 import argparse
@@ -63,6 +67,8 @@ print("@@PYKAN@@ " + json.dumps({"stage1": t2 - t1, "prune": t3 - t2, "stage2": 
 
 def child(backend, data_path, compiled=None):
     """The canonical run in this process; `compiled`: `fit_lbfgs(compiled=...)`."""
+    if os.environ.get("KANBENCH_WITHOUT_TF") == "1":
+        sys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError
     t0 = time.perf_counter()
     import numpy as np
 
@@ -88,20 +94,26 @@ def child(backend, data_path, compiled=None):
             "width": [2] + [layer.units for layer in model.layers]}
 
 
-def warm_cache_run(data, tmp):
-    """The JAX child twice on one fresh persistent compilation cache; the second run."""
+def run_with_env(backend, data, runs=1, **env):
+    """`runs` children of `backend` with `env` added to the environment; the last result."""
     saved = dict(os.environ)
-    os.environ.update(JAX_COMPILATION_CACHE_DIR=os.path.join(tmp, "jax_cache"),
-                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    os.environ.update(env)
     try:
-        for _ in range(2):
-            result = _bench.run_children(os.path.abspath(__file__), ["jax"], ["--data", data],
-                                         timeout=1800)["jax"]
+        for _ in range(runs):
+            result = _bench.run_children(os.path.abspath(__file__), [backend],
+                                         ["--data", data], timeout=1800)[backend]
     finally:
         os.environ.clear()
         os.environ.update(saved)
     return result
+
+
+def warm_cache_run(data, tmp):
+    """The JAX child twice on one fresh persistent compilation cache; the second run."""
+    return run_with_env("jax", data, runs=2,
+                        JAX_COMPILATION_CACHE_DIR=os.path.join(tmp, "jax_cache"),
+                        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 def make_data(path):
@@ -161,6 +173,8 @@ def main():
                         help="a Python with pykan==0.2.8 (default: this one, if it has it)")
     parser.add_argument("--jax-cache", action="store_true",
                         help="add a JAX row run with a warm persistent compilation cache")
+    parser.add_argument("--without-tf", action="store_true",
+                        help="add JAX and PyTorch rows run as if TensorFlow were not installed")
     args = parser.parse_args()
     if args.backend:
         _bench.emit(child(args.backend, args.data))
@@ -172,6 +186,10 @@ def main():
                                       ["--data", data], timeout=1800)
         if args.jax_cache:
             results["jax, warm compile cache"] = warm_cache_run(data, tmp)
+        if args.without_tf:
+            for backend in ("jax", "torch"):
+                results[f"{backend}, TensorFlow not installed"] = run_with_env(
+                    backend, data, KANBENCH_WITHOUT_TF="1")
         python = pykan_python(args.pykan_python)
         pykan = run_pykan(python, data) if python else {"error": "pykan not installed"}
     report(results, pykan)

@@ -8,7 +8,9 @@ against the compiled one (`compiled=True`, `keras_kan.lbfgs_compiled`), each bac
 and path in its own process from import to the end (compilation counts): the canonical
 run's two stages (`pykan_workflow.py`'s run, with pykan 0.2.8 beside it on the same
 data when `import kan` works) and `examples/poisson.py`'s protocol (grids 5, 10, 20,
-`--poisson-steps` steps each, no MLP; 0 skips it). Ratios are within this one run.
+`--poisson-steps` steps each, no MLP; 0 skips it). The Poisson table adds the path
+before issue 32 (nested autodiff for the Laplacian, host loop) as the baseline of each
+backend. Ratios are within this one run.
 
 One step = pykan's `fit(opt="LBFGS")` step: up to 20 L-BFGS iterations / 25
 loss-and-gradient evaluations (history 10, strong Wolfe, tolerances 1e-32, so
@@ -71,8 +73,12 @@ def report(results):
             print(f"note ({backend}): {note}")
 
 
-def poisson_child(compiled, steps):
-    """examples/poisson.py's KAN protocol in this process: seconds and mesh MSE per grid."""
+def poisson_child(compiled, steps, nested=False):
+    """examples/poisson.py's KAN protocol in this process: seconds and mesh MSE per grid.
+
+    `nested`: the Laplacian from nested autodiff instead of the jet (`keras_kan.jet`
+    declines every model), with the host loop: the path before issue 32.
+    """
     import time
 
     t0 = time.perf_counter()
@@ -88,6 +94,8 @@ def poisson_child(compiled, steps):
         return original(*a, compiled=compiled, **k)
 
     keras_kan.fit_lbfgs = fit
+    if nested:
+        keras_kan.jet.derivatives = lambda fn, x, second: None
     mesh, boundary, source = poisson.problem()
     _, rows = poisson.train_kan(mesh, boundary, source, (5, 10, 20), steps, seed=1)
     return {"total": time.perf_counter() - t0, "mse": [r[1] for r in rows],
@@ -109,23 +117,25 @@ def paths(backends, poisson_steps):
                     os.path.abspath(__file__), backends,
                     ["--canonical", data, "--compiled", compiled], timeout=1800).items():
                 canonical[f"{backend}, {name}"] = r
+        for name, extra in (("nested autodiff, host", ["--compiled", "0", "--nested"]),
+                            ("host", ["--compiled", "0"]), ("compiled", ["--compiled", "1"])):
             for backend, r in _bench.run_children(
                     os.path.abspath(__file__), backends if poisson_steps else (),
-                    ["--poisson", str(poisson_steps), "--compiled", compiled],
-                    timeout=3600).items():
+                    ["--poisson", str(poisson_steps), *extra], timeout=3600).items():
                 poisson[f"{backend}, {name}"] = r
         python = pykan_workflow.pykan_python(None)
         pykan = pykan_workflow.run_pykan(python, data) if python else {"error": "no pykan"}
     pykan_workflow.report(canonical, pykan)
     print()
-    header = ["run", "whole s", "x host (same backend)", "mesh MSE grid 5 / 10 / 20"]
+    header = ["run", "whole s", "x nested autodiff + host (same backend)",
+              "mesh MSE grid 5 / 10 / 20"]
     rows = []
     for name, r in poisson.items():
         if "error" in r:
             rows.append([name, r["error"], "-", "-"])
             continue
-        host = poisson.get(name.replace("compiled", "host"), {})
-        ratio = f"{r['total'] / host['total']:.2f}x" if "total" in host else "-"
+        before = poisson.get(name.split(",")[0] + ", nested autodiff, host", {})
+        ratio = f"{r['total'] / before['total']:.2f}x" if "total" in before else "-"
         rows.append([name, f"{r['total']:.1f}", ratio, " / ".join(f"{m:.2e}" for m in r["mse"])])
     print(_bench.markdown_table(header, rows))
 
@@ -136,6 +146,7 @@ def main():
     parser.add_argument("--canonical", help=argparse.SUPPRESS)
     parser.add_argument("--poisson", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--compiled", help=argparse.SUPPRESS)
+    parser.add_argument("--nested", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backends", default=",".join(_bench.BACKENDS))
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--paths", action="store_true",
@@ -148,7 +159,7 @@ def main():
         _bench.emit(pykan_workflow.child(args.backend, args.canonical, args.compiled == "1"))
         return 0
     if args.backend and args.poisson:
-        _bench.emit(poisson_child(args.compiled == "1", args.poisson))
+        _bench.emit(poisson_child(args.compiled == "1", args.poisson, args.nested))
         return 0
     if args.backend:
         _bench.emit(child(args.backend, args.steps))

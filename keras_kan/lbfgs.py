@@ -497,9 +497,7 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps, loss_fn=N
 
     `loss_fn`: a user objective `fn(model)` instead of the compiled loss.
     """
-    compile_config = model.get_compile_config() if loss_fn is None else None
-    has_metrics = bool(compile_config and (compile_config.get("metrics")
-                                           or compile_config.get("weighted_metrics")))
+    has_metrics = loss_fn is None and compiled_with_metrics(model)
     objective, opt = _Objective(model, loss_fn), new_optimizer(model, loss_fn)
     model.stop_training = False
     logs = {}
@@ -575,6 +573,17 @@ def _train(model, data, val_data, callback_list, new_optimizer, steps, loss_fn=N
         raise
     callback_list.on_train_end(logs)
     return model.history
+
+
+def compiled_with_metrics(model):
+    """Whether `model.compile` was given metrics (each step then evaluates them).
+
+    Read from `model.metrics` (Keras adds its "compile_metrics" container only
+    when `metrics` or `weighted_metrics` was passed) rather than from
+    `get_compile_config()`: serializing the config imports TensorFlow in a JAX
+    or PyTorch process that has it installed, seconds per fit.
+    """
+    return any(m.name == "compile_metrics" for m in model.metrics)
 
 
 def _evaluate(model, x, y, sample_weight):

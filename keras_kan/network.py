@@ -35,6 +35,9 @@ __all__ = [
 MAX_SAMPLES = 20000
 #: Rows run through a model at once by `layer_inputs`.
 CHUNK_ROWS = 2**16
+#: Edge values (`N * n * units` of the widest layer) up to which `layer_inputs`
+#: evaluates a plain chain in float64 NumPy instead of on the backend.
+HOST_ELEMENTS = 2**20
 
 
 def kan_layers(model, caller="keras_kan"):
@@ -141,13 +144,24 @@ def model_samples(model, x, min_samples=2, max_samples=MAX_SAMPLES, name="x"):
 def layer_inputs(model, x):
     """The activations that reach every `KANDense` of `model` for inputs `x`.
 
-    Runs the model (any architecture) up to each KANDense.
+    A plain chain whose edge values on `x` are small (`HOST_ELEMENTS`) is
+    evaluated in float64 NumPy (`chain_inputs`): no backend code runs, which on
+    JAX would compile every op anew for each new shape (about a second per grid
+    update of the canonical run). Any other model runs on the backend up to each
+    KANDense, in chunks of `CHUNK_ROWS`.
 
     Returns:
         list of `(N, n_l)` float64 NumPy arrays, one per KANDense in
         `model.layers` order.
     """
     layers = kan_layers(model)
+    widest = max(layer.input_dim * layer.units for layer in layers)
+    if len(x) * widest <= HOST_ELEMENTS and is_plain_chain(model, layers):
+        return _host_chain(model, layers, x)
+    return _backend_inputs(model, layers, x)
+
+
+def _backend_inputs(model, layers, x):
     probe = keras.Model(model.inputs, [layer.input for layer in layers])
     parts = []
     for start in range(0, max(1, len(x)), CHUNK_ROWS):  # bounded memory for many samples
@@ -165,15 +179,19 @@ def layer_inputs(model, x):
     return [np.concatenate(chunks) if len(chunks) > 1 else chunks[0] for chunks in zip(*parts)]
 
 
-def chain_inputs(model, layers, data):
-    """Like `layer_inputs`, evaluated in float64 NumPy when `model` is a plain chain."""
-    if not is_plain_chain(model, layers):
-        return layer_inputs(model, data)
+def _host_chain(model, layers, data):
     inputs, current = [], np.asarray(data, np.float64)
     for layer, step in zip(layers, node_steps(model, layers)):
         inputs.append(current)
         current = apply_nodes(step, layer_output(layer, edge_values(layer, current)))
     return inputs
+
+
+def chain_inputs(model, layers, data):
+    """Like `layer_inputs`, evaluated in float64 NumPy whenever `model` is a plain chain."""
+    if not is_plain_chain(model, layers):
+        return _backend_inputs(model, layers, data)
+    return _host_chain(model, layers, data)
 
 
 def chain_output(model, layers, data):

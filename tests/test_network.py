@@ -8,15 +8,19 @@ from conftest import to_numpy
 from keras_kan import KAN, KANDense, edges, network
 
 
-def test_layer_inputs_cross_the_chunk_boundary(monkeypatch):
-    """The last, shorter chunk is padded to the others' shape and cut back."""
+@pytest.mark.parametrize("host_elements", [0, network.HOST_ELEMENTS], ids=["backend", "host"])
+def test_layer_inputs_cross_the_chunk_boundary(monkeypatch, host_elements):
+    """On the backend the last, shorter chunk is padded to the others' shape and cut
+    back; a small plain chain is evaluated in float64 NumPy, to the same values."""
     monkeypatch.setattr(network, "CHUNK_ROWS", 64)
-    model = KAN([3, 4, 2], grid_size=5, seed=0)
+    monkeypatch.setattr(network, "HOST_ELEMENTS", host_elements)
+    model = KAN([3, [2, 1], 2], grid_size=5, seed=0)  # a MultNodes step between the layers
     x = np.random.default_rng(0).uniform(-1, 1, (64 * 2 + 5, 3)).astype("float32")
     first, second = network.layer_inputs(model, x)
     np.testing.assert_array_equal(first, x.astype(np.float64))
-    np.testing.assert_allclose(second, to_numpy(model.layers[0](x)), rtol=1e-6, atol=1e-6)
-    assert second.shape == (133, 4)
+    expected = to_numpy(keras.Model(model.inputs, model.layers[2].input)(x))
+    np.testing.assert_allclose(second, expected, rtol=1e-5, atol=1e-6)
+    assert second.shape == (133, 3)
 
 
 def test_layer_inputs_of_a_functional_model_with_other_layers():

@@ -1,6 +1,7 @@
 """What PyTorch pays per evaluation on small models, beside JAX and TensorFlow.
 
     python benchmarks/torch_overhead.py [--steps 20] [--backends tensorflow,jax,torch]
+        [--continual-only] [--rounds N]
 
 Per backend (each in its own process): milliseconds per evaluation of
 `fit_lbfgs`'s objective and gradient (`keras_kan.backend.value_and_grad_fn`) on
@@ -8,8 +9,11 @@ the small models L-BFGS trains, and the wall time of
 `examples/continual_learning.py`'s training (5 phases x `--steps` L-BFGS steps,
 the KAN and its MLP; the example's default is 100 steps). On PyTorch each is
 timed twice, interleaved: with the lean path (`keras_kan.backend.torch_chain`:
-each layer's `call` in turn) and through `model(...)` (the path before it,
-`torch_chain.ENABLED = False`). The ratio columns divide by JAX's time.
+each KANDense's `call` and each Dense as its torch calls, in turn) and through
+`model(...)` (the path before it, `torch_chain.ENABLED = False`). The ratio
+columns divide by JAX's time. `--continual-only` skips the per-evaluation table;
+`--rounds N` runs the backends N times in turn and prints each round's
+continual-learning seconds and ratios (on a loaded machine the spread is the noise).
 
 Models: the continual-learning KAN (`[1, 1]`, G = 200, 100 points, no base, fixed
 scales) and its tanh MLP; the canonical run's `[2, 5, 1]` KAN (G = 5) on 800
@@ -123,8 +127,10 @@ def _continual_time(steps, lean):
     return seconds
 
 
-def child(backend, steps, repeats):
-    result = {"backend": backend, "evaluations": _evaluation_times(backend, repeats)}
+def child(backend, steps, repeats, continual_only=False):
+    result = {"backend": backend}
+    if not continual_only:
+        result["evaluations"] = _evaluation_times(backend, repeats)
     _continual_time(2, True if backend == "torch" else None)  # warm-up (first calls, caches)
     runs = [("lean", True), ("model(...)", False)] if backend == "torch" else [("", None)]
     result["continual"] = {}
@@ -171,15 +177,46 @@ def main():
     parser.add_argument("--backends", default=",".join(_bench.BACKENDS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--continual-only", action="store_true",
+                        help="only the continual-learning run (no per-evaluation table)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every backend this many times, in turn, and print the "
+                             "continual-learning seconds and ratios of each round")
     args = parser.parse_args()
     if args.backend:
-        _bench.emit(child(args.backend, args.steps, args.repeats))
+        _bench.emit(child(args.backend, args.steps, args.repeats, args.continual_only))
         return 0
-    results = _bench.run_children(os.path.abspath(__file__), args.backends.split(","),
-                                  ["--steps", str(args.steps), "--repeats", str(args.repeats)],
-                                  timeout=1800)
-    report(results, args.steps)
+    extra = ["--continual-only"] if args.continual_only else []
+    rounds = []
+    for _ in range(max(1, args.rounds)):
+        rounds.append(_bench.run_children(
+            os.path.abspath(__file__), args.backends.split(","),
+            ["--steps", str(args.steps), "--repeats", str(args.repeats)] + extra,
+            timeout=1800))
+    report(rounds[-1], args.steps)
+    if len(rounds) > 1:
+        report_rounds(rounds, args.steps)
     return 0
+
+
+def report_rounds(rounds, steps):
+    """One row per round: the continual-learning seconds per backend, side by side."""
+    def seconds(res, label):
+        return res.get("continual", {}).get(label)
+
+    header = ["round", "TF s", "JAX s", "Torch lean s", "Torch model(...) s", "lean / JAX",
+              "model(...) / JAX"]
+    rows = []
+    for i, results in enumerate(rounds, 1):
+        tf = seconds(results.get("tensorflow", {}), "")
+        jax = seconds(results.get("jax", {}), "")
+        lean = seconds(results.get("torch", {}), "lean")
+        plain = seconds(results.get("torch", {}), "model(...)")
+        rows.append([str(i)] + [f"{v:.1f}" if v else "-" for v in (tf, jax, lean, plain)]
+                    + [_bench.fmt_x(v / jax) if v and jax else "-" for v in (lean, plain)])
+    print(f"\ncontinual_learning.py ({steps} steps/phase), each backend in its own process, "
+          "in turn:")
+    print(_bench.markdown_table(header, rows))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,45 @@ def test_mlp_of_dense_layers_and_metrics_match():
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+def test_dense_activations_and_no_bias_match():
+    """Dense layers run as torch calls (linear, tanh, silu) or through their activation
+    (relu); without a bias too. Checked against `model(...)` and float64 NumPy."""
+    x, y = _data(2)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="silu"),
+                              keras.layers.Dense(4, activation="relu", use_bias=False),
+                              keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    _assert_same(model, x, y)
+    w = [np.asarray(v, np.float64) for v in model.get_weights()]
+    h = x @ w[0] + w[1]
+    h = np.maximum(h / (1.0 + np.exp(-h)) @ w[2], 0.0)
+    pred = np.tanh(h @ w[3] + w[4]) @ w[5] + w[6]
+    loss, _ = kan_backend.value_and_grad_fn(model)(keras.ops.convert_to_tensor(x),
+                                                   keras.ops.convert_to_tensor(y))
+    np.testing.assert_allclose(loss, np.mean((pred - y) ** 2), rtol=1e-5)
+
+
+def test_a_rewritten_uniform_grid_is_read_again():
+    """The uniform basis keeps its knot map per grid tensor while the grid is not
+    written: after a new (wider, still uniform) grid, the loss follows the new knots
+    (float64 NumPy with scipy's B-splines, tests/reference.py)."""
+    from reference import forward
+
+    x, y = _data(1)
+    model = keras_kan.KAN([1, 1], grid_size=8, seed=0, use_base=False)
+    model.compile(loss="mse")
+    fn = kan_backend.value_and_grad_fn(model)
+    tensors = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+    for widen in (1.0, 1.5):
+        layer = model.layers[0]
+        layer.grid.assign(keras.ops.convert_to_numpy(layer.grid) * widen)
+        keras_kan.sync_grids(model)
+        assert layer.uniform_grid
+        loss, _ = fn(*tensors)
+        np.testing.assert_allclose(loss, np.mean((forward(layer, x) - y) ** 2), rtol=1e-5)
+
+
 def test_fit_lbfgs_trajectory_is_unchanged():
     x, y = _data(2)
     histories = []

@@ -72,13 +72,16 @@ def make_value_and_grad(model_ref, loss_fn=forward_loss):
         with torch.enable_grad():
             loss, _ = loss_fn(model_ref(), x, y, sample_weight, training=True)
             grads = torch.autograd.grad(loss, params, allow_unused=True) if params else []
-        flat = []
-        for p, g in zip(params, grads):
-            if g is None:
-                g = torch.zeros_like(p)
-            flat.append(g.detach().reshape(-1).to(torch.float64))
-        flat = torch.cat(flat) if flat else torch.zeros((0,), dtype=torch.float64)
-        return float(loss.detach().cpu()), flat.cpu().numpy()
+        # One cast and one copy to the host: the float64 values of the same numbers.
+        flat = [(torch.zeros_like(p) if g is None else g.detach()).reshape(-1)
+                for p, g in zip(params, grads)]
+        if not flat:
+            flat = torch.zeros((0,), dtype=torch.float64)
+        elif all(g.dtype == flat[0].dtype for g in flat):
+            flat = torch.cat(flat).to(torch.float64)
+        else:
+            flat = torch.cat([g.to(torch.float64) for g in flat])
+        return loss.item(), flat.cpu().numpy()
 
     return ValueAndGrad(at, lambda: None)
 
@@ -151,7 +154,7 @@ def spline_basis(x, knots, spline_order, uniform):
     n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
     if _knot_major_path(spline_order, uniform, n_basis):
         return _general_basis(x, _as_knots(knots, x), spline_order).transpose(-1, -2)
-    flat = _FlatBasis.apply(x.reshape(-1, n), _as_knots(knots, x), spline_order, bool(uniform))
+    flat = _flat_or_node(x.reshape(-1, n), _as_knots(knots, x), spline_order, bool(uniform))
     return flat[:, : n * n_basis].reshape(x.shape + (n_basis,))
 
 
@@ -201,7 +204,7 @@ def spline_matmul(x, knots, spline_order, uniform, kernel):
         basis = _general_basis(x, knots, k).reshape(x.shape[0], -1)
         m = kernel.shape[-1]
         return basis.to(kernel.dtype) @ kernel.view(n, n_basis, m).transpose(0, 1).reshape(-1, m)
-    flat = _FlatBasis.apply(x, knots, k, bool(uniform))  # (B, n K + 1)
+    flat = _flat_or_node(x, knots, k, bool(uniform))  # (B, n K + 1)
     return flat[:, : n * n_basis].to(kernel.dtype) @ kernel
 
 
@@ -232,8 +235,8 @@ def _piecewise_product(x, knots, k, uniform, kernel):
     m = kernel.shape[-1]
     rows = length + 1  # per feature: j = -1 (below t_0), the L - 1 intervals, j = L - 1
     if uniform:  # s = (x - t_j) / h in [0, 1); one coefficient table for every interval
-        scale = 1.0 / (knots[:, 1] - knots[:, 0])
-        u = torch.addcmul(-knots[:, 0] * scale, x, scale)  # knot-index units
+        scale, offset = _uniform_map(knots)
+        u = torch.addcmul(offset, x, scale)  # knot-index units
         # Outside [t_0, t_{L-1}) (NaN included) lands on u = -1 or L - 1: rows of zeros.
         u = torch.nan_to_num_(u.clamp_(-1.0, length - 1.0), nan=-1.0)
         j = u.floor()
@@ -345,10 +348,7 @@ class _FlatBasis(torch.autograd.Function):
     def forward(ctx, x, knots, spline_order, uniform):
         ctx.spline_order, ctx.uniform = spline_order, uniform
         ctx.save_for_backward(x, knots)
-        n, n_basis = x.shape[-1], knots.shape[-1] - spline_order - 1
-        values, index = _flat_local(x, knots, spline_order, uniform, derivative=False)
-        flat = torch.zeros((x.shape[0], n * n_basis + 1), dtype=x.dtype, device=x.device)
-        return flat.scatter_(1, index, values)  # distinct columns, but the spare one
+        return _flat_basis(x, knots, spline_order, uniform)
 
     @staticmethod
     def backward(ctx, upstream):
@@ -363,6 +363,22 @@ class _FlatBasis(torch.autograd.Function):
         return local.view(x.shape + (k + 1,)).sum(-1), None, None, None
 
 
+def _flat_basis(x, knots, k, uniform):
+    """`_FlatBasis`'s values, without an autograd node (for an `x` that needs no gradient:
+    a model's inputs; the same numbers, without the node's Python)."""
+    n, n_basis = x.shape[-1], knots.shape[-1] - k - 1
+    values, index = _flat_local(x, knots, k, uniform, derivative=False)
+    flat = torch.zeros((x.shape[0], n * n_basis + 1), dtype=x.dtype, device=x.device)
+    return flat.scatter_(1, index, values)  # distinct columns, but the spare one
+
+
+def _flat_or_node(x, knots, k, uniform):
+    """`(B, n K + 1)`: the flat basis, as one autograd node only where `x` needs a gradient."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return _FlatBasis.apply(x, knots, k, uniform)
+    return _flat_basis(x, knots, k, uniform)
+
+
 def _flat_local(x, knots, k, uniform, derivative):
     """The `k + 1` bases (or their derivatives) that can be non-zero at each `x (B, n)`.
 
@@ -373,11 +389,18 @@ def _flat_local(x, knots, k, uniform, derivative):
     """
     local = _uniform_local if uniform else _general_local
     values, row = local(x, knots, k, derivative)  # (B, n, k+1), (B, n) in [0, L]
-    n, rows = x.shape[-1], knots.shape[-1] + 1
-    table = torch.as_tensor(_column_table(n, rows - 1, k), device=x.device)
-    key = row + torch.arange(0, n * rows, rows, device=x.device)
-    index = table.index_select(0, key.reshape(-1)).view(x.shape[0], -1)
+    table, first_rows = _column_tensors(x.shape[-1], knots.shape[-1], k, x.device)
+    index = table.index_select(0, (row + first_rows).reshape(-1)).view(x.shape[0], -1)
     return values.reshape(x.shape[0], -1), index
+
+
+@functools.lru_cache(maxsize=64)
+def _column_tensors(n, length, k, device):
+    """`(_column_table(n, length, k), first row of each feature (n,))` as int64 tensors on
+    `device`, made once (constants, never written)."""
+    rows = length + 1
+    return (torch.as_tensor(_column_table(n, length, k), device=device),
+            torch.arange(0, n * rows, rows, device=device))
 
 
 @functools.lru_cache(maxsize=64)
@@ -402,12 +425,12 @@ def _uniform_local(x, knots, k, derivative):
     `j`; `0` below the knots, `L` at or beyond their end (and for NaN).
     """
     length = knots.shape[-1]
-    scale = 1.0 / (knots[:, 1] - knots[:, 0])
-    u = torch.addcmul(-knots[:, 0] * scale, x, scale)  # knot-index units
+    scale, offset = _uniform_map(knots)
+    u = torch.addcmul(offset, x, scale)  # knot-index units
     u = torch.nan_to_num_(u.clamp_(-1.0, length - 1.0), nan=-1.0)  # outside: -1 or L - 1
     j = u.floor()
     s = u - j  # in [0, 1); 0 outside
-    table = torch.as_tensor(_cardinal_pieces(k, derivative), dtype=x.dtype, device=x.device)
+    table = _cardinal_tensor(k, derivative, x.dtype, x.device)
     powers = [torch.ones_like(s), s]
     while len(powers) < table.shape[0]:
         powers.append(powers[-1] * s)
@@ -415,6 +438,27 @@ def _uniform_local(x, knots, k, derivative):
     if derivative:
         values = values * scale.unsqueeze(-1)
     return values, (j + 1.0).long()
+
+
+_UNIFORM_MAPS = {}  # id(knots) -> (weak reference, version, None, (scale, offset))
+
+
+def _uniform_map(knots):
+    """`(scale (n,), offset (n,))`, `u = x * scale + offset` the position in knot-index
+    units on uniform `knots (n, L)`, kept while `knots` is not written (three small ops
+    a call, a tenth of a small layer's basis)."""
+
+    def compute():
+        scale = 1.0 / (knots[:, 1] - knots[:, 0])
+        return scale, -knots[:, 0] * scale
+
+    return _per_grid(_UNIFORM_MAPS, knots, None, compute)
+
+
+@functools.lru_cache(maxsize=32)
+def _cardinal_tensor(k, derivative, dtype, device):
+    """`_cardinal_pieces(k, derivative)` as a tensor, made once (a constant, never written)."""
+    return torch.as_tensor(_cardinal_pieces(k, derivative), dtype=dtype, device=device)
 
 
 class _TorchOps:

@@ -30,6 +30,8 @@ evaluation. For the one loss L-BFGS users compile most (`"mse"` /
 torch ops Keras's code runs, in the same order (the same bits; tested).
 """
 
+import functools
+
 import keras
 import torch
 
@@ -83,8 +85,30 @@ def forward(model, layers, x, training):
     model._clear_losses()
     h = x
     for layer in layers:
-        h = layer.call(h, training=training)
+        out = _dense(layer, h) if type(layer) is keras.layers.Dense else None
+        h = layer.call(h, training=training) if out is None else out
     return h
+
+
+#: Keras activations whose torch backend is one torch call (None: the identity).
+_ONE_CALL = {keras.activations.linear: None, keras.activations.tanh: torch.tanh,
+             keras.activations.silu: torch.nn.functional.silu}
+
+
+def _dense(layer, h):
+    """`Dense.call(h)` (`ops.matmul`, `ops.add`, the activation) as the torch calls Keras's
+    torch backend makes, without its conversions; None where the kernel is not on `h`'s
+    device and dtype (then `call` converts)."""
+    kernel = layer.kernel.value
+    if kernel.device != h.device or kernel.dtype != h.dtype:
+        return None
+    h = torch.matmul(h, kernel)
+    if layer.bias is not None:
+        h = torch.add(h, layer.bias.value)
+    if layer.activation in _ONE_CALL:
+        fn = _ONE_CALL[layer.activation]
+        return h if fn is None else fn(h)
+    return layer.activation(h)
 
 
 def _same_rank(x1, x2):
@@ -134,14 +158,26 @@ def compiled_mse(model):
             values = values * sample_weight
         if values.ndim == 0 or tuple(values.shape) == (0,):
             value = values
-        else:
+        elif values.numel() == 0:
             value = torch.sum(values)
-            divisor = torch.tensor(values.numel(), dtype=torch.int32).to(dtype)
+            divisor = torch.tensor(0, dtype=torch.int32).to(dtype)
             value = torch.where(divisor == 0, 0,
                                 torch.divide(value, torch.where(divisor == 0, 1.0, divisor)))
+        else:  # Keras's `where(divisor == 0, ...)`s select the quotient: the same bits
+            value = torch.divide(torch.sum(values), _divisor(values.numel(), dtype))
         # Trainer.compute_loss: plus each of model.losses, summed
+        extras = model.losses
+        if not extras:
+            return value
         losses = [value] + [torch.sum(extra if extra.dtype.is_floating_point
-                                      else extra.to(dtype)) for extra in model.losses]
-        return losses[0] if len(losses) == 1 else torch.sum(torch.stack(losses))
+                                      else extra.to(dtype)) for extra in extras]
+        return torch.sum(torch.stack(losses))
 
     return total
+
+
+@functools.lru_cache(maxsize=16)
+def _divisor(count, dtype):
+    """Keras's divisor of a `sum_over_batch_size` reduction, `int32 -> dtype`, as it makes
+    it (a CPU scalar tensor), made once per count (never written: used as an operand)."""
+    return torch.tensor(count, dtype=torch.int32).to(dtype)

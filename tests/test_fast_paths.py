@@ -415,3 +415,66 @@ def test_tensorflow_jit_compile_step_matches_the_default_step():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(pred_a, pred_b, rtol=1e-4, atol=1e-5)
     assert loss_a[-1] < loss_a[0]
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the chunked closed-form product is JAX's")
+@pytest.mark.slow
+def test_jax_chunked_product_matches_float64_reference(float64, monkeypatch):
+    """Large closed-form features are multiplied in chunks of inputs (a `lax.scan`, the
+    features rebuilt in the backward pass, the inputs padded to equal chunks): output,
+    kernel gradients and first and second input derivatives against scipy, float64.
+    The thresholds are lowered so that 5 inputs make 3 chunks of 2 (one padded)."""
+    k = 3
+    import jax
+    import jax.numpy as jnp
+
+    from keras_kan.backend import jax as jax_backend
+
+    knots = _knots("uniform", k, n=5, grid=4)
+    x = _samples(knots, rows=41, seed=60 + k)
+    n_basis = knots.shape[1] - k - 1
+    per_input = x.shape[0] * (n_basis + 1) * 8
+    monkeypatch.setattr(jax_backend, "_CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(jax_backend, "_CHUNK_BYTES", 2 * per_input)
+    assert jax_backend._feature_chunks(x.shape[0], 5, n_basis + 1, jnp.float64) == 3
+    rng = np.random.default_rng(k)
+    spline_kernel = rng.normal(size=(5 * n_basis, 3))
+    base_kernel = rng.normal(size=(5, 3))
+    w = rng.normal(size=(x.shape[0], 3))
+    knots_t = jnp.asarray(knots)
+
+    def product(x, spline_kernel, base_kernel):
+        return kan_backend.kan_product(x, jax.nn.silu(x), knots_t, k, True, spline_kernel,
+                                       base_kernel)
+
+    def loss(x, spline_kernel, base_kernel):
+        out = product(x, spline_kernel, base_kernel)
+        return jnp.sum(out * w), out
+
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(
+        jnp.asarray(x), jnp.asarray(spline_kernel), jnp.asarray(base_kernel))
+    basis = _scipy_basis(x, knots, k)  # (B, n, K)
+    flat = basis.reshape(x.shape[0], -1)
+    silu = x / (1.0 + np.exp(-x))
+    np.testing.assert_allclose(to_numpy(out), flat @ spline_kernel + silu @ base_kernel,
+                               atol=1e-10, rtol=0)
+    np.testing.assert_allclose(to_numpy(grads[1]), flat.T @ w, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(to_numpy(grads[2]), silu.T @ w, atol=1e-10, rtol=0)
+    coefficients = spline_kernel.reshape(5, n_basis, 3)
+    d_silu = 1.0 / (1.0 + np.exp(-x)) * (1.0 + x * (1.0 - 1.0 / (1.0 + np.exp(-x))))
+    slopes = np.einsum("bnp,npm->bnm", _scipy_basis(x, knots, k, 1), coefficients)
+    expected_x = np.einsum("bnm,bm->bn", slopes + d_silu[..., None] * base_kernel, w)
+    np.testing.assert_allclose(to_numpy(grads[0]), expected_x, atol=1e-8, rtol=0)
+
+    def first_output(z):
+        return product(z, jnp.asarray(spline_kernel), jnp.asarray(base_kernel))[:, 0]
+
+    grad, second = jax.jit(lambda z: kan_backend.input_derivatives(first_output, z, True))(
+        jnp.asarray(x))
+    curvature = np.einsum("bnp,np->bn", _scipy_basis(x, knots, k, 2), coefficients[..., 0])
+    sig = 1.0 / (1.0 + np.exp(-x))
+    dd_silu = sig * (1 - sig) * (2 + x * (1 - 2 * sig))
+    np.testing.assert_allclose(to_numpy(grad), slopes[..., 0] + d_silu * base_kernel[:, 0],
+                               atol=1e-8, rtol=0)
+    np.testing.assert_allclose(to_numpy(second), curvature + dd_silu * base_kernel[:, 0],
+                               atol=1e-7 * max(1, np.abs(curvature).max()), rtol=0)

@@ -198,12 +198,8 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     reaching each layer. A hidden node between two directly connected KANDense
     layers survives when its largest incoming and largest outgoing score both
     exceed `node_threshold`; an edge is kept when its score is at least
-    `edge_threshold` and both its ends survive. An edge into a mult node's
-    subnode (`keras_kan.MultNodes`) is judged by its score over the largest
-    score into that subnode: a factor's scale is free (`(k u)(v / k) = u v`),
-    and under the L1 penalty every factor shrinks while the edge after the
-    product steepens, so absolute scores would mask whole products. Model
-    inputs and outputs, and nodes feeding a non-KAN layer, are never removed.
+    `edge_threshold` and both its ends survive. Model inputs and outputs, and
+    nodes feeding a non-KAN layer, are never removed.
 
     Returns:
         list (one per KANDense) of dicts with `layer` (the layer), `keep_in` /
@@ -237,8 +233,7 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
         alive_in = np.ones(scores[i].shape[0], bool)
         if i > 0 and alive_nodes[i - 1] is not None:
             alive_in = alive_nodes[i - 1]
-        judged = _factor_relative(scores[i], steps[i])
-        keep = (judged >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
+        keep = (scores[i] >= edge_threshold) * alive_in[:, None] * alive_out[i][None, :]
         mask = np.asarray(ops.convert_to_numpy(layer.edge_mask), np.float64)
         symbolic = np.asarray(ops.convert_to_numpy(layer.symbolic_mask), np.float64)
         had_edges = mask.any() or symbolic.any()
@@ -269,20 +264,6 @@ def _hidden(model, layer, step, after):
     """Whether `layer`'s nodes (through `step`, a MultNodes or None) are `after`'s inputs."""
     return feeds(model, layer, after) if step is None else (
         feeds(model, layer, step) and feeds(model, step, after))
-
-
-def _factor_relative(scores, step):
-    """`(n, m)` edge scores as `pruning_plan` judges them: a mult subnode's column divided
-    by its largest entry (a factor has no scale of its own: `(k u) (v / k) = u v`, and the
-    L1 penalty shrinks every factor towards 0 while the edge after the product grows), a
-    sum subnode's as it is."""
-    if step is None or not step.arity:
-        return scores
-    judged = np.array(scores, np.float64)
-    top = judged[:, step.n_sum:].max(axis=0)
-    judged[:, step.n_sum:] = np.where(top > 0, judged[:, step.n_sum:] / np.where(
-        top > 0, top, 1.0), 0.0)
-    return judged
 
 
 def _node_incoming(subnode_scores, step):

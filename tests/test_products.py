@@ -310,22 +310,3 @@ def test_prune_keeps_a_products_offset():
     assert not to_numpy(pruned.layers[0].symbolic_mask)[0, 1]  # the constant edge is gone
     np.testing.assert_allclose(to_numpy(pruned.layers[1].subnode_bias), [0, 0.8], atol=1e-6)
     np.testing.assert_allclose(to_numpy(pruned(x)), expected, atol=1e-5)
-
-
-def test_prune_judges_a_factor_s_edges_relative_to_its_largest():
-    """A factor's scale is free: `0.01 x_1` read by `100 z` is `x_1`'s whole factor, below
-    the absolute threshold; the `1e-4 x_2` edge beside it (1% of it) is the weak one."""
-    from keras_kan import prune
-    from keras_kan.symbolic import fix_symbolic
-
-    model = KAN([2, [0, 1], 1], seed=0)
-    model.layers[0].edge_mask.assign(np.zeros((2, 2), "float32"))
-    for i, j, c in ((0, 0, 0.01), (1, 0, 1e-4), (1, 1, 1.0)):
-        fix_symbolic(model, 0, i, j, "x", fit_params=False, params=(1, 0, c, 0))
-    fix_symbolic(model, 1, 0, 0, "x", fit_params=False, params=(1, 0, 100, 0))
-    x = np.random.default_rng(8).uniform(-1, 1, (256, 2)).astype("float32")
-    pruned = prune(model, x)
-    np.testing.assert_array_equal(to_numpy(pruned.layers[0].symbolic_mask), [[1, 0], [0, 1]])
-    x64 = x.astype(np.float64)
-    expected = 100 * (0.01 * x64[:, 0] + 1e-4 * x64[:, 1].mean()) * x64[:, 1]
-    np.testing.assert_allclose(to_numpy(pruned(x))[:, 0], expected, atol=1e-5)

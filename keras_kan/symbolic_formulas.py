@@ -14,6 +14,9 @@ evaluates it from the model's spline). The formula is then made readable:
   pi/6 or pi/4) when the snapped formula's RMSE on the data stays within
   `snap_tolerance * std(target)` of the unsnapped one's (the target is `y`,
   or the model's own output);
+* where snapping leaves constants, the formula multiplied out
+  (`sympy.expand_mul`) is snapped too, and kept when it has fewer constants
+  left: a product's factors trade constants, `(k u)(v / k) = u v`;
 * remaining constants are rounded to `precision` significant digits for
   display (`precision=None` keeps them exact).
 
@@ -44,6 +47,7 @@ from keras_kan.validation import check_int, check_real, check_verbose
 __all__ = ["symbolic_formula", "readable_formula", "evaluate_formula", "formula_r2"]
 
 _CHOP = 1e-12  # |constant| below this (float32 noise on exact zeros) reads as 0
+_EXPAND_OPS = 4  # a formula multiplied out for snapping may have this many times the ops
 
 
 def _number(value):
@@ -192,20 +196,32 @@ def _rounded(value, precision):
 
 
 # ----------------------------------------------------------------- snapping
-def _snap(exprs, columns, symbols, functions, target, tolerance):
-    """Greedy snapping of every float constant (see the module docstring)."""
-    def rmse(candidate):
-        values = []
-        for e in candidate:
-            f = sympy.lambdify(symbols, e, modules=[functions, "numpy"])
-            with np.errstate(all="ignore"):
-                values.append(np.broadcast_to(np.asarray(f(*columns), np.float64),
-                                              (target.shape[0],)))
-        value = float(np.sqrt(np.mean((np.stack(values, axis=1) - target) ** 2)))
-        return value if math.isfinite(value) else math.inf
+def _rmse(exprs, columns, symbols, functions, target):
+    """RMSE of the formulas `exprs` (one per column of `target`) on the data."""
+    values = []
+    for e in exprs:
+        f = sympy.lambdify(symbols, e, modules=[functions, "numpy"])
+        with np.errstate(all="ignore"):
+            values.append(np.broadcast_to(np.asarray(f(*columns), np.float64),
+                                          (target.shape[0],)))
+    value = float(np.sqrt(np.mean((np.stack(values, axis=1) - target) ** 2)))
+    return value if math.isfinite(value) else math.inf
 
-    base = rmse(exprs)
-    limit = base + tolerance * max(float(np.std(target)), 1e-300)
+
+def _snap_limit(exprs, columns, symbols, functions, target, tolerance):
+    """The RMSE snapping may reach: that of `exprs` plus `tolerance * std(target)`."""
+    return (_rmse(exprs, columns, symbols, functions, target)
+            + tolerance * max(float(np.std(target)), 1e-300))
+
+
+def _snap(exprs, columns, symbols, functions, target, tolerance, limit=None):
+    """Greedy snapping of every float constant (see the module docstring), each snap
+    kept while the RMSE stays within `limit` (default `_snap_limit` of `exprs`)."""
+    def rmse(candidate):
+        return _rmse(candidate, columns, symbols, functions, target)
+
+    if limit is None:
+        limit = _snap_limit(exprs, columns, symbols, functions, target, tolerance)
     floats = sorted((f for f in set().union(*(e.atoms(sympy.Float) for e in exprs))
                      if math.isfinite(float(f))), key=lambda f: -abs(float(f)))
     for value in floats:
@@ -215,6 +231,35 @@ def _snap(exprs, columns, symbols, functions, target, tolerance):
                 exprs = trial
                 break
     return exprs
+
+
+def _floats(expr):
+    return sum(1 for f in expr.atoms(sympy.Float) if math.isfinite(float(f)))
+
+
+def _snap_expanded(snapped, raw, columns, symbols, functions, target, tolerance):
+    """`raw` multiplied out, then snapped, where that leaves fewer float constants than
+    `snapped` (`raw` snapped as it stands); else `snapped`.
+
+    A product's factors trade constants (`(k u)(v / k)` is `u v` for every `k`), so a
+    factored law can hold constants that snap only once multiplied together:
+    `0.5154 x_1 (0.9702 x_2^2 - 0.3778 / x_1) + 0.1947` is `x_1 x_2^2 / 2`. The
+    expansion is tried only while it stays within `_EXPAND_OPS` times the operations.
+    Snapped terms can merge into new constants (`-0.2117 x_1 / x_1 + 0.2117`), so the
+    snapping repeats (a few passes, all within the tolerance of `raw`'s RMSE)."""
+    if not _floats(snapped):
+        return snapped
+    candidate = _tidy(sympy.expand_mul(raw))
+    if sympy.count_ops(candidate) > _EXPAND_OPS * max(sympy.count_ops(raw), 1):
+        return snapped
+    limit = _snap_limit([candidate], columns, symbols, functions, target, tolerance)
+    for _ in range(3):
+        new = _tidy(_snap([candidate], columns, symbols, functions, target, tolerance,
+                          limit)[0])
+        if new == candidate:
+            break
+        candidate = new
+    return candidate if _floats(candidate) < _floats(snapped) else snapped
 
 
 # ------------------------------------------------------------------- formula
@@ -253,8 +298,11 @@ def readable_formula(expr, x=None, y=None, snap_tolerance=1e-4, precision=4, var
             raise ValueError(f"`y` has {target.shape[1]} outputs, the formula {len(exprs)}.")
         symbols = _variables(variables, data.shape[1])
         columns = [data[:, k] for k in range(data.shape[1])]
+        raw = exprs
         exprs = _snap(exprs, columns, symbols, functions or {}, target, snap_tolerance)
         exprs = [_tidy(e) for e in exprs]
+        exprs = [_snap_expanded(e, r, columns, symbols, functions or {}, target[:, [k]],
+                                snap_tolerance) for k, (e, r) in enumerate(zip(exprs, raw))]
     if precision is not None:
         exprs = [_round(e, precision) for e in exprs]
     return exprs[0] if single else exprs

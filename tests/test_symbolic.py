@@ -368,6 +368,13 @@ def test_readable_formula_on_any_expression():
     assert str(symbolic.readable_formula(expr, x, y)) == "sqrt(x_1**2 + x_2**2 + 1)"
     with pytest.raises(ValueError, match="needs the targets"):
         symbolic.readable_formula(expr, x)
+    # a product's factors trade constants: (k x_1)(x_2^2 / (2k) - c / (k x_1)) + c snaps
+    # only once multiplied out (each factor's constant alone is no simple number)
+    k, c = sympy.Float(0.5154), sympy.Float(0.1947)
+    product = (k * x1) * (x2**2 / (2 * k) - c / (k * x1)) + c
+    x = _x(300, features=2).astype(np.float64) + np.array([1.5, 0.0])  # x_1 in (0.5, 2.5)
+    y = x[:, 0] * x[:, 1] ** 2 / 2
+    assert symbolic.readable_formula(product, x, y) == x1 * x2**2 / 2
 
 
 @pytest.mark.slow

@@ -39,7 +39,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helmholtz  # noqa: E402
 import poisson  # noqa: E402
 
-import keras_kan  # noqa: E402
 from keras_kan import pde  # noqa: E402
 
 D = 1.0
@@ -116,33 +115,9 @@ def main(argv=None):
     model, _ = poisson.train_kan(mesh, None, None, grids, steps, args.seed, recipe="2024",
                                  objective=objective, solution=exact)
     kan_seconds = time.perf_counter() - start
-    result = {"kan": relative_l2(helmholtz.model_predict(model)),
-              "kan_params": helmholtz.trainable(model), "kan_seconds": kan_seconds}
-    print(f"  KAN [2, 2, 1]: rel L2 {result['kan']:.2e}, {result['kan_params']} trainable "
-          f"parameters, {kan_seconds:.1f} s   (jaxKAN [2, 8, 8, 1]: {JAXKAN['vanilla']:.2e} "
-          f"vanilla, {JAXKAN['adaptive']:.2e} adaptive)", flush=True)
-    if not args.no_formula:
-        start = time.perf_counter()
-        keras_kan.symbolic.auto_symbolic(model, mesh, objective=objective,
-                                         lib=["x", "x^2", "sin", "cos", "exp", "tanh"])
-        expr = keras_kan.symbolic.symbolic_formula(model, mesh, objective=objective,
-                                                   precision=None)
-        result["formula"] = relative_l2(  # numeric edges left in it come from the model
-            lambda z: keras_kan.symbolic.evaluate_formula(expr, z, model))
-        result["formula_seconds"] = time.perf_counter() - start
-        print(f"  KAN formula: {expr}: rel L2 {result['formula']:.2e} "
-              f"({result['formula_seconds']:.1f} s)", flush=True)
-    if not args.no_mlp:
-        mlp_steps = steps * len(grids)
-        for label in ("same steps", "same time"):
-            mlp, _, seconds = poisson.train_mlp(mesh, None, None, mlp_steps, args.mlp_width,
-                                                args.seed, objective=objective,
-                                                solution=exact)
-            result[f"mlp {label}"] = relative_l2(helmholtz.model_predict(mlp))
-            print(f"  MLP [2, {args.mlp_width}, {args.mlp_width}, 1] tanh, {label} "
-                  f"({mlp_steps} L-BFGS steps): rel L2 {result[f'mlp {label}']:.2e}, "
-                  f"{mlp.count_params()} parameters, {seconds:.1f} s", flush=True)
-            mlp_steps = max(1, int(mlp_steps * kan_seconds / seconds))  # the KAN's time
+    result = helmholtz.evaluate_against_mlp(
+        model, kan_seconds, mesh, objective, relative_l2, exact, JAXKAN, steps * len(grids),
+        args.mlp_width, args.seed, formula=not args.no_formula, mlp=not args.no_mlp)
     return result
 
 

@@ -73,6 +73,42 @@ def trainable(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
+def evaluate_against_mlp(model, kan_seconds, mesh, objective, relative_l2, solution, jaxkan,
+                         mlp_steps, mlp_width, seed, formula=True, mlp=True):
+    """The trained KAN's error, its formula's (auto_symbolic on `objective`), and a tanh MLP's
+    at the KAN's number of L-BFGS steps, then at its wall time; each printed as it comes.
+
+    `relative_l2(predict)`: the error of `predict: (B, 2) -> (B, 1)` on the problem's
+    fresh grid; `jaxkan`: the published errors printed beside the KAN's. Returns a dict of
+    the errors, parameters and seconds.
+    """
+    result = {"kan": relative_l2(model_predict(model)), "kan_params": trainable(model),
+              "kan_seconds": kan_seconds}
+    print(f"  KAN [2, 2, 1]: rel L2 {result['kan']:.2e}, {result['kan_params']} trainable "
+          f"parameters, {kan_seconds:.1f} s   (jaxKAN [2, 8, 8, 1]: {jaxkan['vanilla']:.2e} "
+          f"vanilla, {jaxkan['adaptive']:.2e} adaptive)", flush=True)
+    if formula:
+        start = time.perf_counter()
+        keras_kan.symbolic.auto_symbolic(model, mesh, objective=objective,
+                                         lib=["x", "x^2", "sin", "cos", "exp", "tanh"])
+        expr = keras_kan.symbolic.symbolic_formula(model, mesh, objective=objective,
+                                                   precision=None)
+        result["formula"] = relative_l2(  # numeric edges left in it come from the model
+            lambda z: keras_kan.symbolic.evaluate_formula(expr, z, model))
+        result["formula_seconds"] = time.perf_counter() - start
+        print(f"  KAN formula: {expr}: rel L2 {result['formula']:.2e} "
+              f"({result['formula_seconds']:.1f} s)", flush=True)
+    for label in ("same steps", "same time") if mlp else ():
+        net, _, seconds = poisson.train_mlp(mesh, None, None, mlp_steps, mlp_width, seed,
+                                            objective=objective, solution=solution)
+        result[f"mlp {label}"] = relative_l2(model_predict(net))
+        print(f"  MLP [2, {mlp_width}, {mlp_width}, 1] tanh, {label} ({mlp_steps} L-BFGS "
+              f"steps): rel L2 {result[f'mlp {label}']:.2e}, {net.count_params()} "
+              f"parameters, {seconds:.1f} s", flush=True)
+        mlp_steps = max(1, int(mlp_steps * kan_seconds / seconds))  # as long as the KAN took
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="21 x 21 mesh, grids 5, 10")
@@ -93,31 +129,9 @@ def main(argv=None):
     model, rows = poisson.train_kan(mesh, boundary, None, grids, args.steps, args.seed,
                                     recipe="2024", objective=objective, solution=exact)
     kan_seconds = time.perf_counter() - start
-    result = {"kan": relative_l2(model_predict(model)), "kan_params": trainable(model),
-              "kan_seconds": kan_seconds}
-    print(f"  KAN [2, 2, 1]: rel L2 {result['kan']:.2e}, {result['kan_params']} trainable "
-          f"parameters, {kan_seconds:.1f} s   (jaxKAN [2, 8, 8, 1]: {JAXKAN['vanilla']:.2e} "
-          f"vanilla, {JAXKAN['adaptive']:.2e} adaptive)")
-    start = time.perf_counter()
-    keras_kan.symbolic.auto_symbolic(model, mesh, objective=objective,
-                                     lib=["x", "x^2", "sin", "cos", "exp", "tanh"])
-    expr = keras_kan.symbolic.symbolic_formula(model, mesh, objective=objective,
-                                               precision=None)
-    result["formula"] = relative_l2(  # numeric edges left in it come from the model
-        lambda x: keras_kan.symbolic.evaluate_formula(expr, x, model))
-    print(f"  KAN formula: {expr}: rel L2 {result['formula']:.2e} "
-          f"({time.perf_counter() - start:.1f} s)")
-    if not args.no_mlp:
-        steps = args.steps * len(grids)
-        for label in ("same steps", "same time"):
-            mlp, _, seconds = poisson.train_mlp(mesh, boundary, None, steps, args.mlp_width,
-                                                args.seed, objective=objective,
-                                                solution=exact)
-            result[f"mlp {label}"] = relative_l2(model_predict(mlp))
-            print(f"  MLP [2, {args.mlp_width}, {args.mlp_width}, 1] tanh, {label} "
-                  f"({steps} L-BFGS steps): rel L2 {result[f'mlp {label}']:.2e}, "
-                  f"{mlp.count_params()} parameters, {seconds:.1f} s")
-            steps = max(1, int(steps * kan_seconds / seconds))  # as long as the KAN took
+    result = evaluate_against_mlp(model, kan_seconds, mesh, objective, relative_l2, exact,
+                                  JAXKAN, args.steps * len(grids), args.mlp_width, args.seed,
+                                  mlp=not args.no_mlp)
     return result
 
 

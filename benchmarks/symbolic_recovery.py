@@ -19,14 +19,14 @@ library's own symbolic recipe:
   snapping as ours (`keras_kan.symbolic.readable_formula` on the same data).
 
 Mult-node models (`[n_sum, n_mult]` widths) are pruned before `auto_symbolic`
-(pykan's MultKAN recipe). When that formula is not exact on the training data (RMSE
-above `EXACT * std(y)`), a second round: every edge out of a mult node is fixed to `x`
-(`linear_product_reads`: a curved read of a product trades curvature with the factors,
-which no one-edge swap undoes), the numeric model trains `steps` more L-BFGS steps at the
-last grid, and it is pruned and made symbolic again. (A sparsity stage was tried too:
-pykan's `lamb=1e-3` on the first grid, then `prune`. It separated the inputs of
-`sum_product` and recovered `kinetic_energy`, but the penalty shrinks every factor while
-the edge after the product steepens, and it left `coulomb` and `friction` worse; see
+(pykan's MultKAN recipe), with pykan 0.2.8's attribution scores (`prune(...,
+scores="attribution")`: a small factor or sum node read by a steep edge keeps its edges).
+When that formula is not exact on the training data (RMSE above `EXACT * std(y)`), a
+second round: `symbolic.separate_factors` (every edge out of a mult node fixed to `x`,
+then greedy removal of the edges into subnodes while the retrained loss stays within 10x),
+then prune and `auto_symbolic` again. (A sparsity stage was tried too: pykan's
+`lamb=1e-3` on the first grid, then `prune`. The penalty shrinks every factor while the
+edge after the product steepens, and it left `coulomb` and `friction` worse; see
 docs/benchmarks.md.)
 
 "Recovered" means `sympy.simplify(formula - truth) == 0` (checked only when
@@ -143,26 +143,6 @@ def judge(expr, truth, test, symbols):
     return rmse, sympy.simplify(expr - sympy.sympify(truth)) == 0
 
 
-def linear_product_reads(model, x):
-    """Fix every edge out of a mult node to `x` (fitted to its spline), in place.
-
-    A product read by a curved edge trades curvature with its factors (`F(u v)` with
-    `F(z) = z^(1/p)`, `u = x_1^p`, `v = x_2^(2p)` is `x_1 x_2^2` for every `p`): the
-    canonical form needs every edge changed at once, which a search that swaps one edge
-    at a time cannot do. Retrained after this, the factors take the shape the linear
-    read needs. Returns how many edges were fixed."""
-    from keras_kan import symbolic
-    from keras_kan.network import kan_layers, node_steps
-
-    layers, fixed = kan_layers(model), 0
-    for index, step in enumerate(node_steps(model, layers)[:-1]):
-        for node in range(step.n_sum, step.units) if step is not None else ():
-            for out in range(layers[index + 1].units):
-                symbolic.fix_symbolic(model, index + 1, node, out, "x", x=x)
-                fixed += 1
-    return fixed
-
-
 def symbolic_fit(model, train):
     """`(formula, train RMSE / std(y); nan with a numeric edge left)`; a mult-node model is
     pruned into a copy first (`model` stays numeric), any other made symbolic in place."""
@@ -171,7 +151,7 @@ def symbolic_fit(model, train):
     if any(step is not None for step in node_steps(model)):
         # pykan's MultKAN recipe prunes before auto_symbolic: the edges into a product's
         # subnodes that carry (nearly) nothing would otherwise multiply into the formula
-        model = prune(model, train[0])
+        model = prune(model, train[0], scores="attribution")
     symbolic.auto_symbolic(model, *train, verbose=0)
     expr = symbolic.symbolic_formula(model, *train, verbose=False)
     symbols = sympy.symbols(f"x_1:{train[0].shape[1] + 1}")
@@ -187,7 +167,7 @@ def node_steps(model):
 
 
 def run_keras_kan(name, width, train, grids, steps):
-    from keras_kan import KAN, fit_lbfgs, refine
+    from keras_kan import KAN, fit_lbfgs, refine, symbolic
 
     model = KAN(width, grid_size=grids[0], spline_order=3, seed=0,
                 mult_arity=MULT_ARITY.get(name, 2))
@@ -198,13 +178,12 @@ def run_keras_kan(name, width, train, grids, steps):
         fit_lbfgs(model, *train, steps=steps, update_grid=True, verbose=0)
     expr, error = symbolic_fit(model, train)
     if not error <= EXACT and any(step is not None for step in node_steps(model)):
-        # the mult-node protocol's second round (module docstring): linear product reads
+        # the mult-node protocol's second round (module docstring)
         first = expr
-        linear_product_reads(model, train[0])
-        fit_lbfgs(model, *train, steps=steps, update_grid=True, verbose=0)
+        removed = symbolic.separate_factors(model, *train, steps=steps)
         expr, error = symbolic_fit(model, train)
-        print(f"{name}: second round (linear product reads); first formula {first}",
-              flush=True)
+        print(f"{name}: second round (separate_factors removed {len(removed)} edges); "
+              f"first formula {first}", flush=True)
     return expr
 
 
@@ -228,6 +207,8 @@ def main():
     parser.add_argument("--only", default="")
     parser.add_argument("--grids", default=None, help="comma-separated grid sizes")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--pykan-only", action="store_true",
+                        help="run only pykan's column (keras_kan's cells read 'not run')")
     args = parser.parse_args()
     grids, steps = QUICK if args.quick else FULL
     grids = tuple(int(g) for g in args.grids.split(",")) if args.grids else grids
@@ -244,6 +225,9 @@ def main():
             np.savez(path, train_input=train[0], train_label=train[1], test_input=test[0],
                      test_label=test[1])
             jobs[name] = {"data": path, "width": width, "mult_arity": MULT_ARITY.get(name, 2)}
+            rows[name] = {}
+            if args.pykan_only:
+                continue
             start = time.perf_counter()
             expr = run_keras_kan(name, width, train, grids, steps)
             seconds = time.perf_counter() - start

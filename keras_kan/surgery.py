@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_kan import backend as kan_backend
 from keras_kan import coverage, regularizers, symbolic_edges
+from keras_kan.attribution import layer_scores
 from keras_kan.layers import KANDense
 from keras_kan.network import (
     edge_values,
@@ -24,7 +25,7 @@ from keras_kan.network import (
     node_steps,
 )
 from keras_kan.products import MultNodes, mult_groups
-from keras_kan.validation import check_int, check_real, check_verbose
+from keras_kan.validation import check_int, check_one_of, check_real, check_verbose
 
 __all__ = [
     "refine",
@@ -191,15 +192,26 @@ def refine(model, grid_size, x=None):
     return _compile_like(_clone(model, replace), model)
 
 
-def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
+def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2, scores="edge"):
     """Which hidden nodes survive and which edges stay, from edge scores on `x`.
 
-    Scores are pykan's `std(phi_ij) / (std(x_i) + 0.1)` on the activations
-    reaching each layer. A hidden node between two directly connected KANDense
-    layers survives when its largest incoming and largest outgoing score both
-    exceed `node_threshold`; an edge is kept when its score is at least
-    `edge_threshold` and both its ends survive. Model inputs and outputs, and
-    nodes feeding a non-KAN layer, are never removed.
+    `scores="edge"` (the default): pykan's edge score `std(phi_ij) / (std(x_i) +
+    0.1)` on the activations reaching each layer. A hidden node between two
+    directly connected KANDense layers survives when its largest incoming and
+    largest outgoing score both exceed `node_threshold`.
+
+    `scores="attribution"` (what pykan 0.2.8's `prune` uses): the shares of the
+    outputs' variation of `keras_kan.attribution.layer_scores`; a hidden node
+    survives when its node score exceeds `node_threshold`. These are free of a
+    node's scale: a small factor of a product (or a small sum node) read by a
+    steep edge after it keeps the edges that carry its variation, where the
+    edge score would mask them. Needs a plain chain (`attribution.layer_scores`).
+    Unlike pykan, which scores again after removing nodes, one scoring decides
+    both (removed nodes score below `node_threshold`, so the kept scores barely move).
+
+    Either way an edge is kept when its score is at least `edge_threshold` and
+    both its ends survive. Model inputs and outputs, and nodes feeding a non-KAN
+    layer, are never removed.
 
     Returns:
         list (one per KANDense) of dicts with `layer` (the layer), `keep_in` /
@@ -208,24 +220,32 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
     """
     node_threshold = check_real("node_threshold", node_threshold, 0.0)
     edge_threshold = check_real("edge_threshold", edge_threshold, 0.0)
+    scores_kind = check_one_of("scores", scores, ("edge", "attribution"))
     layers = kan_layers(model, "prune")
     inputs = layer_inputs(model, _model_inputs(model, x, min_samples=2))
-    scores = [np.asarray(ops.convert_to_numpy(layer.edge_scores(s)), np.float64)
-              for layer, s in zip(layers, inputs)]
     steps = node_steps(model, layers)
+    node_scores = None
+    if scores_kind == "attribution":
+        node_scores, scores = layer_scores(model, x)  # plain chains only (it checks)
+    else:
+        scores = [np.asarray(ops.convert_to_numpy(layer.edge_scores(s)), np.float64)
+                  for layer, s in zip(layers, inputs)]
     alive_out = [np.ones(layer.units, bool) for layer in layers]  # per subnode
     alive_nodes = [None] * len(layers)  # per node, where the next layer reads them
     for i in range(len(layers) - 1):
         if not _hidden(model, layers[i], steps[i], layers[i + 1]):
             continue  # not directly connected: the nodes are not hidden KAN nodes
-        incoming = _node_incoming(scores[i].max(axis=0), steps[i]) > node_threshold
-        outgoing = scores[i + 1].max(axis=1) > node_threshold  # (nodes,)
-        alive_nodes[i] = incoming & outgoing
+        if node_scores is not None:  # attribution: a node's score is its share, both ways
+            alive_nodes[i] = node_scores[i + 1] > node_threshold
+        else:
+            incoming = _node_incoming(scores[i].max(axis=0), steps[i]) > node_threshold
+            outgoing = scores[i + 1].max(axis=1) > node_threshold  # (nodes,)
+            alive_nodes[i] = incoming & outgoing
         alive_out[i] = _subnodes_alive(alive_nodes[i], steps[i])
         if not alive_nodes[i].any():
             raise ValueError(
                 f"Pruning would remove every node of layer '{layers[i].name}' (largest "
-                f"node score {min(scores[i].max(), scores[i + 1].max()):.3g} <= "
+                f"node score {_largest_node_score(scores, node_scores, i):.3g} <= "
                 f"node_threshold={node_threshold}); lower `node_threshold` or train longer."
             )
     plan = []
@@ -257,6 +277,13 @@ def pruning_plan(model, x, node_threshold=1e-2, edge_threshold=3e-2):
                                     else np.flatnonzero(alive_nodes[i])),
                      "offsets": offsets})
     return plan
+
+
+def _largest_node_score(scores, node_scores, i):
+    """The best score of hidden layer `i`'s nodes, for the refusal's text."""
+    if node_scores is not None:
+        return float(node_scores[i + 1].max())
+    return float(min(scores[i].max(), scores[i + 1].max()))
 
 
 # ------------------------------------------------ mult nodes (keras_kan.products)
@@ -330,7 +357,7 @@ def _report(plan):
     return report
 
 
-def pruning_report(model, x, node_threshold=1e-2, edge_threshold=3e-2):
+def pruning_report(model, x, node_threshold=1e-2, edge_threshold=3e-2, scores="edge"):
     """What `prune` would do, without doing it (an analysis: `model` is unchanged).
 
     Args: as `prune`.
@@ -341,10 +368,10 @@ def pruning_report(model, x, node_threshold=1e-2, edge_threshold=3e-2):
         a `MultNodes` follows it, which then adds `"removed_mult_nodes"`, node
         indices).
     """
-    return _report(pruning_plan(model, x, node_threshold, edge_threshold))
+    return _report(pruning_plan(model, x, node_threshold, edge_threshold, scores))
 
 
-def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
+def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0, scores="edge"):
     """A physically smaller model: dead hidden nodes removed, weak edges masked.
 
     Its outputs equal those of `model` with the plan's edge masks applied (see
@@ -362,12 +389,14 @@ def prune(model, x, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
         x: `(N, n_in)` data sample used to score edges.
         node_threshold, edge_threshold: see `pruning_plan`.
         verbose: 0 (silent) or 1 (print the widths and the removed nodes).
+        scores: `"edge"` or `"attribution"` (pykan 0.2.8's; free of a node's
+            scale, the one for products), see `pruning_plan`.
 
     Returns:
         the new model.
     """
     verbose = check_verbose(verbose)
-    plan = pruning_plan(model, x, node_threshold, edge_threshold)
+    plan = pruning_plan(model, x, node_threshold, edge_threshold, scores)
     replace = {}
     for entry in plan:
         layer, rows, cols = entry["layer"], entry["keep_in"], entry["keep_out"]

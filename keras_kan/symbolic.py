@@ -34,6 +34,7 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
         "`pip install keras-kan[symbolic]` (or `pip install sympy`)."
     ) from error
 
+from keras_kan.factors import separate_factors
 from keras_kan.kanpiler import expression_to_kan
 from keras_kan.symbolic_fit import SymbolicFit, fit_function
 from keras_kan.symbolic_formulas import (
@@ -69,4 +70,5 @@ __all__ = [
     "evaluate_formula",
     "formula_r2",
     "expression_to_kan",
+    "separate_factors",
 ]

@@ -26,6 +26,8 @@ from typing import NamedTuple
 import numpy as np
 from keras import ops
 
+from keras_kan.validation import check_one_of
+
 __all__ = [
     "EdgeFunction",
     "add_symbolic",
@@ -316,9 +318,7 @@ def add_symbolic(name, fn_keras, fn_sympy, complexity=2, fn_numpy=None, domain=N
     if domain is not None and not callable(domain):
         raise ValueError(f"Received an invalid value for argument `domain`: expected None or "
                          f"a callable, got {domain!r}.")
-    if scale not in SCALES:
-        raise ValueError(f"Received an invalid value for argument `scale`: expected one of "
-                         f"{SCALES}, got {scale!r}.")
+    check_one_of("scale", scale, SCALES)
     if fn_numpy is None:
         fn_numpy = _lambdify(fn_sympy)
     entry = EdgeFunction(name, fn_keras, fn_numpy, fn_sympy, float(complexity), domain=domain,

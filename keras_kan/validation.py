@@ -63,6 +63,16 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_one_of(name, value, choices):
+    """`value`, which must be one of `choices` (a tuple of strings or None)."""
+    if isinstance(value, (str, type(None))) and value in choices:
+        return value
+    raise ValueError(
+        f"Received an invalid value for argument `{name}`: expected one of {choices}, "
+        f"got {value!r}."
+    )
+
+
 def check_verbose(value, name="verbose"):
     """The library's one `verbose` convention: 0 (silent, every default outside the
     trainers) or 1 (print a summary); bools are accepted as 0/1."""

@@ -1,0 +1,133 @@
+"""Separating a product's factors: fewer inputs per subnode, while the fit holds.
+
+A KAN with multiplication nodes (`keras_kan.MultNodes`) trained on data often
+entangles its factors: on `x_1 x_2` over `[1, 2]^2` each subnode reads both inputs,
+`(a(x_1) + b(x_2)) (c(x_1) + d(x_2))`, and a curved edge after the product makes up
+the difference. The numeric model is exact (MSE 1e-9), but no edge-by-edge symbolic
+choice reaches `x_1 x_2` from there: the canonical form needs several edges changed
+at once. `separate_factors` makes those changes with the data as the judge:
+
+1. (`linear_reads=True`) every edge out of a mult node is fixed to `x`
+   (`symbolic.fix_symbolic`), so the product itself must carry the function;
+2. the model trains `steps` L-BFGS steps (grid updates on): the reference loss;
+3. greedy backward elimination over the edges into the subnodes of every KANDense
+   that feeds a `MultNodes` (sum subnodes included), weakest share first (`std` of
+   the edge over the `std` sum of the subnode's active edges, on `x`): mask the edge
+   (its mean moves into the subnode's `subnode_bias`, as `prune` does), train `steps`
+   steps, keep the removal when the loss stays within `tolerance` times the
+   reference, else restore every weight. After a kept removal the shares are scored
+   again; it stops when no remaining edge can go.
+
+`x_1 x_2` on `[1, 2]^2` (benchmarks/symbolic_recovery.py, `friction`): one removal
+(`x_1 -> subnode 0`) and the formula reads `x_1*x_2`; `x_1 + x_2 x_3` (`sum_product`):
+five removals. Every try costs one `fit_lbfgs` of `steps` steps.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_kan.lbfgs import fit_lbfgs
+from keras_kan.network import edge_values, kan_layers, layer_inputs, node_steps
+from keras_kan.symbolic_model import fix_symbolic
+from keras_kan.validation import check_int, check_real, check_verbose
+
+__all__ = ["separate_factors"]
+
+
+def _numpy(variable):
+    return np.asarray(ops.convert_to_numpy(variable))
+
+
+def _candidates(layers, steps, inputs):
+    """`(share, layer index, input, subnode, mean)` of every active edge into a subnode
+    (of a layer feeding a MultNodes) that has at least two active edges, weakest first."""
+    found = []
+    for index, (layer, step, layer_in) in enumerate(zip(layers, steps, inputs)):
+        if step is None:
+            continue
+        phi = edge_values(layer, layer_in)  # (N, n, m)
+        std, mean = phi.std(axis=0), phi.mean(axis=0)
+        active = (_numpy(layer.edge_mask) != 0) | (_numpy(layer.symbolic_mask) != 0)
+        for j in range(layer.units):
+            on = np.flatnonzero(active[:, j])
+            total = std[on, j].sum()
+            if on.size < 2 or not total > 0:
+                continue
+            found += [(std[i, j] / total, index, int(i), j, mean[i, j]) for i in on]
+    return sorted(found, key=lambda c: c[0])
+
+
+def _mask_edge(layer, step, i, j, mean):
+    """Mask edge `i -> j` of `layer` (numeric and symbolic parts); its mean on the data
+    moves into subnode `j`'s bias of `step`, so the factor keeps its level."""
+    for mask in (layer.edge_mask, layer.symbolic_mask):
+        values = _numpy(mask).copy()
+        values[i, j] = 0
+        mask.assign(values.astype(mask.dtype))
+    bias = _numpy(step.subnode_bias).copy()
+    bias[j] += _numpy(step.subnode_scale)[j] * mean
+    step.subnode_bias.assign(bias.astype(step.subnode_bias.dtype))
+
+
+def _train(model, x, y, steps):
+    history = fit_lbfgs(model, x, y, steps=steps, update_grid=True, verbose=0)
+    return float(history.history["loss"][-1])
+
+
+def separate_factors(model, x, y, steps=30, tolerance=10.0, linear_reads=True, verbose=0):
+    """Mask the edges into a product's subnodes that the data can do without, in place.
+
+    See the module docstring for the procedure. `model` must be compiled (its loss
+    is the judge) and contain a KANDense followed by a `MultNodes`.
+
+    Args:
+        model: a compiled model with KANDense layers and multiplication nodes.
+        x: `(N, n_in)` training inputs.
+        y: `(N, n_out)` training targets.
+        steps: L-BFGS steps per training (the reference and each try), >= 1.
+        tolerance: a removal stays when the loss after it is at most `tolerance`
+            times the reference loss (>= 1).
+        linear_reads: first fix every edge out of a mult node to `x`.
+        verbose: 0 (silent) or 1 (print each try).
+
+    Returns:
+        list of the removed edges, in order: dicts with `layer` (name), `input`,
+        `subnode`, `share` and the `loss` after the removal's training.
+
+    Raises:
+        ValueError: the model has no multiplication nodes.
+    """
+    steps = check_int("steps", steps, 1)
+    tolerance = check_real("tolerance", tolerance, 1.0)
+    verbose = check_verbose(verbose)
+    layers = kan_layers(model, "separate_factors")
+    node_step = node_steps(model, layers)
+    if all(step is None for step in node_step):
+        raise ValueError(f"separate_factors needs multiplication nodes (keras_kan.MultNodes "
+                         f"after a KANDense); '{model.name}' has none.")
+    if linear_reads:
+        for index, step in enumerate(node_step[:-1]):
+            for node in range(step.n_sum, step.units) if step is not None else ():
+                for out in range(layers[index + 1].units):
+                    fix_symbolic(model, index + 1, node, out, "x", x=x)
+    reference = _train(model, x, y, steps)
+    if verbose:
+        print(f"separate_factors: reference loss {reference:.3g} (tolerance {tolerance}x)")
+    removed = []
+    while True:
+        kept = False
+        for share, index, i, j, mean in _candidates(layers, node_step, layer_inputs(model, x)):
+            saved = model.get_weights()
+            _mask_edge(layers[index], node_step[index], i, j, mean)
+            loss = _train(model, x, y, steps)
+            kept = bool(np.isfinite(loss) and loss <= tolerance * reference)
+            if verbose:
+                print(f"  {layers[index].name}: input {i} -> subnode {j} (share {share:.3f}): "
+                      f"loss {loss:.3g}, {'removed' if kept else 'kept'}")
+            if kept:
+                removed.append({"layer": layers[index].name, "input": i, "subnode": j,
+                                "share": float(share), "loss": loss})
+                break
+            model.set_weights(saved)
+        if not kept:
+            return removed

@@ -298,3 +298,51 @@ def test_quickstart_prunes_to_the_one_node_the_function_needs(first_example):
     pruned = first_example["model"]
     assert "[2, 5, 1] -> [2, 1, 1]" in first_example["printed"]
     assert [pruned.layers[0].grid.shape[0]] + [layer.units for layer in pruned.layers] == [2, 1, 1]
+
+
+def _small_node_steep_read():
+    """`y = 100 * (0.01 x_1) + x_2` through a [2, 2, 1] KAN of symbolic edges: hidden
+    node 0 is small and read steeply, so its input edge's score is 0.01-sized."""
+    from keras_kan.symbolic import fix_symbolic
+
+    model = KAN([2, 2, 1], seed=0)
+    for layer in model.layers:
+        layer.edge_mask.assign(np.zeros(tuple(layer.edge_mask.shape), "float32"))
+    fix_symbolic(model, 0, 0, 0, "x", fit_params=False, params=(1, 0, 0.01, 0))
+    fix_symbolic(model, 0, 1, 1, "x", fit_params=False)
+    fix_symbolic(model, 1, 0, 0, "x", fit_params=False, params=(1, 0, 100, 0))
+    fix_symbolic(model, 1, 1, 0, "x", fit_params=False)
+    return model
+
+
+def test_prune_attribution_scores_keep_a_small_node_read_steeply():
+    """pykan 0.2.8's attribution scores are shares of the output's variation: the edge
+    into a small node that a steep edge reads keeps its score (about 0.5 here), where
+    the edge score (`std(phi) / (std(x) + 0.1)`, about 0.009) masks it and loses x_1."""
+    from keras_kan.attribution import layer_scores
+
+    model = _small_node_steep_read()
+    x = np.random.default_rng(3).uniform(-1, 1, size=(400, 2)).astype("float32")
+    expected = x[:, :1] + x[:, 1:]
+    np.testing.assert_allclose(to_numpy(model(x)), expected, atol=1e-5)
+    edge = pruning_plan(model, x)
+    assert edge[0]["mask"].sum() + edge[0]["symbolic_mask"].sum() == 1  # x_1's edge masked
+    plan = pruning_plan(model, x, scores="attribution")
+    node_scores, edge_scores = layer_scores(model, x)
+    np.testing.assert_allclose(plan[0]["scores"], edge_scores[0])
+    assert plan[0]["scores"][0, 0] > 0.3 and plan[0]["keep_out"].tolist() == [0, 1]
+    assert pruning_report(model, x, scores="attribution")["kan_dense_0"]["masked_edges"] == 2
+    pruned = prune(model, x, scores="attribution")
+    np.testing.assert_allclose(to_numpy(pruned(x)), expected, atol=1e-5)
+
+
+def test_prune_attribution_scores_remove_a_node_that_does_not_reach_the_output():
+    model = _small_node_steep_read()
+    from keras_kan.symbolic import fix_symbolic
+
+    fix_symbolic(model, 1, 0, 0, "x", fit_params=False, params=(1, 0, 1e-3, 0))  # node 0 muted
+    x = np.random.default_rng(4).uniform(-1, 1, size=(400, 2)).astype("float32")
+    report = pruning_report(model, x, scores="attribution")
+    assert report["kan_dense_0"]["removed_nodes"] == [0]
+    with pytest.raises(ValueError, match="scores"):
+        prune(model, x, scores="share")

@@ -126,16 +126,25 @@ def _refit(model, x, y, max_nfev):
     start = np.concatenate([params0[(index, w)][rows, cols] for index, rows, cols in slots
                             for w in symbolic_edges.SYMBOLIC_WEIGHT_NAMES[1:]])
 
+    # residuals are bounded (a trial far outside a function's domain gives inf/NaN or
+    # 1e300): the least-squares Jacobian must stay finite whatever the trial
+    bound = 1e3 * max(1.0, float(np.max(np.abs(target), initial=0.0)))
+
     def residuals(vector):
-        res = (forward(unpack(vector)) - target).reshape(-1)
-        return np.where(np.isfinite(res), res, 1e3)
+        with np.errstate(all="ignore"):
+            res = (forward(unpack(vector)) - target).reshape(-1)
+        return np.clip(np.where(np.isfinite(res), res, bound), -bound, bound)
 
     before = float(np.sqrt(np.mean(residuals(start) ** 2)))
-    result = least_squares(residuals, start, method="trf", x_scale="jac", ftol=1e-15,
-                           xtol=1e-15, gtol=1e-15, max_nfev=int(max_nfev))
-    best = result.x if np.mean(result.fun ** 2) <= before ** 2 else start
+    try:
+        result = least_squares(residuals, start, method="trf", x_scale="jac", ftol=1e-15,
+                               xtol=1e-15, gtol=1e-15, max_nfev=int(max_nfev))
+    except (ValueError, np.linalg.LinAlgError):  # a non-finite step: keep the start
+        result = None
+    best = (result.x if result is not None and np.all(np.isfinite(result.x)) and
+            np.mean(result.fun ** 2) <= before ** 2 else start)
     for (index, w), value in unpack(best).items():
         variable = getattr(layers[index], w)
         variable.assign(value.astype(variable.dtype))
     after = float(np.sqrt(np.mean(residuals(best) ** 2)))
-    return before, after, int(result.nfev)
+    return before, after, 0 if result is None else int(result.nfev)

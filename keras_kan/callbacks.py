@@ -11,7 +11,7 @@ import keras
 
 from keras_kan import backend as kan_backend
 from keras_kan.surgery import apply_pruning_masks, pruning_plan, update_grids
-from keras_kan.validation import check_int, check_real
+from keras_kan.validation import check_int, check_one_of, check_real
 
 __all__ = ["GridUpdate", "Pruning"]
 
@@ -93,13 +93,16 @@ class Pruning(_StepCallback):
         at_step: the training step (>= 0) before which the masks are applied.
         node_threshold, edge_threshold: as in `keras_kan.prune`.
         verbose: print the number of masked edges.
+        scores: `"edge"` or `"attribution"`, as in `keras_kan.prune`.
     """
 
-    def __init__(self, x=None, at_step=0, node_threshold=1e-2, edge_threshold=3e-2, verbose=0):
+    def __init__(self, x=None, at_step=0, node_threshold=1e-2, edge_threshold=3e-2, verbose=0,
+                 scores="edge"):
         super().__init__(x)
         self.at_step = check_int("at_step", at_step, 0)
         self.node_threshold = check_real("node_threshold", node_threshold, 0.0)
         self.edge_threshold = check_real("edge_threshold", edge_threshold, 0.0)
+        self.scores = check_one_of("scores", scores, ("edge", "attribution"))
         self.verbose = verbose
         self.plan = None
 
@@ -108,7 +111,7 @@ class Pruning(_StepCallback):
             return
         kan_backend.sync_model_state(self.model)
         self.plan = pruning_plan(self.model, self._sample(), self.node_threshold,
-                                 self.edge_threshold)
+                                 self.edge_threshold, self.scores)
         apply_pruning_masks(self.plan)
         if self.verbose:
             masked = sum(int((e["mask"] == 0).sum()) for e in self.plan)

@@ -178,3 +178,23 @@ def test_callbacks_need_samples_under_fit_and_validate_arguments():
             GridUpdate(**bad)
     with pytest.raises(ValueError, match="at_step"):
         Pruning(at_step=-2)
+
+
+@pytest.mark.parametrize("scores, kept", [("edge", 0.0), ("attribution", 1.0)])
+def test_pruning_callback_takes_the_score_kind(scores, kept):
+    """`y = 100 * (0.01 x_1) + x_2`: the edge into the small node scores 0.009 by the edge
+    score and 0.7 by attribution (tests/test_surgery.py), so only attribution keeps it."""
+    from keras_kan.symbolic import fix_symbolic
+
+    model = KAN([2, 2, 1], seed=0)
+    for layer in model.layers:
+        layer.edge_mask.assign(np.zeros(tuple(layer.edge_mask.shape), "float32"))
+    for layer, i, j, c in ((0, 0, 0, 0.01), (0, 1, 1, 1.0), (1, 0, 0, 100.0), (1, 1, 0, 1.0)):
+        fix_symbolic(model, layer, i, j, "x", fit_params=False, params=(1, 0, c, 0))
+    x = np.random.default_rng(3).uniform(-1, 1, (256, 2)).astype("float32")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    model.fit(x, x[:, :1] + x[:, 1:], epochs=1, batch_size=256, verbose=0,
+              callbacks=[Pruning(x=x, scores=scores)])
+    assert to_numpy(model.layers[0].symbolic_mask)[0, 0] == kept
+    with pytest.raises(ValueError, match="scores"):
+        Pruning(scores="share")

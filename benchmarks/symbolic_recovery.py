@@ -182,6 +182,7 @@ def run_keras_kan(name, width, train, grids, steps):
         first = expr
         removed = symbolic.separate_factors(model, *train, steps=steps)
         expr, error = symbolic_fit(model, train)
+        first = str(first) if len(str(first)) <= 160 else str(first)[:157] + "..."
         print(f"{name}: second round (separate_factors removed {len(removed)} edges); "
               f"first formula {first}", flush=True)
     return expr

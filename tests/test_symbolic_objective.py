@@ -91,6 +91,8 @@ def test_auto_symbolic_on_the_objective_recovers_the_exact_solution(k_y, kappa):
 
 def test_snap_candidates():
     assert sympy.pi in snap_candidates(3.14159)
+    assert 1 / (2 * sympy.pi) in snap_candidates(0.15916)  # a Gaussian's normalization
+    assert 1 / (4 * sympy.pi) in snap_candidates(0.0796)
     assert sympy.Rational(1, 2) in snap_candidates(0.5003)
     assert snap_candidates(0.3)[0] == sympy.Integer(0) or 0 not in snap_candidates(0.3)
     assert sympy.Integer(0) in snap_candidates(1e-4)

@@ -23,7 +23,7 @@ Mult-node models (`[n_sum, n_mult]` widths) are pruned before `auto_symbolic`
 scores="attribution")`: a small factor or sum node read by a steep edge keeps its edges).
 When that formula is not exact on the training data (RMSE above `EXACT * std(y)`), a
 second round: `symbolic.separate_factors` (every edge out of a mult node fixed to `x`,
-then greedy removal of the edges into subnodes while the retrained loss stays within 10x),
+then greedy removal of the edges into subnodes while the retrained loss stays within 100x),
 then prune and `auto_symbolic` again. (A sparsity stage was tried too: pykan's
 `lamb=1e-3` on the first grid, then `prune`. The penalty shrinks every factor while the
 edge after the product steepens, and it left `coulomb` and `friction` worse; see

@@ -105,7 +105,8 @@ for name, job in spec["jobs"].items():
             if n:
                 model = model.refine(g)
                 model.auto_save = False  # refine's new model saves checkpoints by default
-            model.fit(d, opt="LBFGS", steps=spec["steps"], log=10**9)
+            model.fit(d, opt="LBFGS", steps=spec["steps"], log=10**9,
+                      update_grid=spec["update_grid"])
         model.auto_symbolic(verbose=0)
         model.fit(d, opt="LBFGS", steps=50, log=10**9, update_grid=False)
         out[name] = {"formula": str(model.symbolic_formula()[0][0]), "seconds": time.time() - t0}
@@ -166,7 +167,7 @@ def node_steps(model):
     return steps(model, kan_layers(model))
 
 
-def run_keras_kan(name, width, train, grids, steps):
+def run_keras_kan(name, width, train, grids, steps, update_grid=True):
     from keras_kan import KAN, fit_lbfgs, refine, symbolic
 
     model = KAN(width, grid_size=grids[0], spline_order=3, seed=0,
@@ -175,12 +176,12 @@ def run_keras_kan(name, width, train, grids, steps):
     for n, g in enumerate(grids):
         if n:
             model = refine(model, g, train[0])
-        fit_lbfgs(model, *train, steps=steps, update_grid=True, verbose=0)
+        fit_lbfgs(model, *train, steps=steps, update_grid=update_grid, verbose=0)
     expr, error = symbolic_fit(model, train)
     if not error <= EXACT and any(step is not None for step in node_steps(model)):
         # the mult-node protocol's second round (module docstring)
         first = expr
-        removed = symbolic.separate_factors(model, *train, steps=steps)
+        removed = symbolic.separate_factors(model, *train, steps=steps, update_grid=update_grid)
         expr, error = symbolic_fit(model, train)
         first = str(first) if len(str(first)) <= 160 else str(first)[:157] + "..."
         print(f"{name}: second round (separate_factors removed {len(removed)} edges); "
@@ -188,14 +189,15 @@ def run_keras_kan(name, width, train, grids, steps):
     return expr
 
 
-def run_pykan(python, jobs, grids, steps, workdir):
+def run_pykan(python, jobs, grids, steps, workdir, update_grid=True):
     spec = os.path.join(workdir, "spec.json")
     result = os.path.join(workdir, "pykan.json")
     child = os.path.join(workdir, "child.py")
     with open(child, "w") as handle:
         handle.write(PYKAN_CHILD)
     with open(spec, "w") as handle:
-        json.dump({"jobs": jobs, "grids": list(grids), "steps": steps}, handle)
+        json.dump({"jobs": jobs, "grids": list(grids), "steps": steps,
+                   "update_grid": update_grid}, handle)
     subprocess.run([python, child, spec, result], cwd=workdir, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.load(open(result)) if os.path.exists(result) else {}
@@ -208,6 +210,8 @@ def main():
     parser.add_argument("--only", default="")
     parser.add_argument("--grids", default=None, help="comma-separated grid sizes")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--no-grid-update", action="store_true",
+                        help="train without grid updates (both libraries)")
     parser.add_argument("--pykan-only", action="store_true",
                         help="run only pykan's column (keras_kan's cells read 'not run')")
     args = parser.parse_args()
@@ -230,13 +234,14 @@ def main():
             if args.pykan_only:
                 continue
             start = time.perf_counter()
-            expr = run_keras_kan(name, width, train, grids, steps)
+            expr = run_keras_kan(name, width, train, grids, steps, not args.no_grid_update)
             seconds = time.perf_counter() - start
             rows[name] = {"keras_kan": (expr, *judge(expr, truth, test, symbols), seconds)}
             print(f"{name}: keras_kan {expr}  ({seconds:.0f} s)", flush=True)
         pykan = {}
         if args.pykan_python and os.path.exists(args.pykan_python):
-            pykan = run_pykan(args.pykan_python, jobs, grids, steps, workdir)
+            pykan = run_pykan(args.pykan_python, jobs, grids, steps, workdir,
+                              not args.no_grid_update)
         for name in names:
             truth, ranges, _, _ = FUNCTIONS[name]
             train, test, symbols = dataset(truth, ranges)
@@ -250,7 +255,8 @@ def main():
             expr = symbolic.readable_formula(raw, *train, variables=symbols)
             rows[name]["pykan"] = (expr, *judge(expr, truth, test, symbols),
                                    entry.get("seconds", 0.0))
-    print(f"\nbackend {os.environ['KERAS_BACKEND']}, grids {grids}, {steps} L-BFGS steps each")
+    print(f"\nbackend {os.environ['KERAS_BACKEND']}, grids {grids}, {steps} L-BFGS steps each"
+          + (", no grid updates" if args.no_grid_update else ""))
     print("| function | truth | width | keras_kan | RMSE | s | pykan 0.2.8 | RMSE | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     totals = {"keras_kan": 0, "pykan": 0}

@@ -9,7 +9,7 @@ at once. `separate_factors` makes those changes with the data as the judge:
 
 1. (`linear_reads=True`) every edge out of a mult node is fixed to `x`
    (`symbolic.fix_symbolic`), so the product itself must carry the function;
-2. the model trains `steps` L-BFGS steps (grid updates on): the reference loss;
+2. the model trains `steps` L-BFGS steps (grid updates on by default): the reference loss;
 3. greedy backward elimination over the edges into the subnodes of every KANDense
    that feeds a `MultNodes` (sum subnodes included), weakest share first (`std` of
    the edge over the `std` sum of the subnode's active edges, on `x`): mask the edge
@@ -35,7 +35,7 @@ from keras import ops
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.network import edge_values, kan_layers, layer_inputs, node_steps
 from keras_kan.symbolic_model import fix_symbolic
-from keras_kan.validation import check_int, check_real, check_verbose
+from keras_kan.validation import check_bool, check_int, check_real, check_verbose
 
 __all__ = ["separate_factors"]
 
@@ -75,12 +75,13 @@ def _mask_edge(layer, step, i, j, mean):
     step.subnode_bias.assign(bias.astype(step.subnode_bias.dtype))
 
 
-def _train(model, x, y, steps):
-    history = fit_lbfgs(model, x, y, steps=steps, update_grid=True, verbose=0)
+def _train(model, x, y, steps, update_grid):
+    history = fit_lbfgs(model, x, y, steps=steps, update_grid=update_grid, verbose=0)
     return float(history.history["loss"][-1])
 
 
-def separate_factors(model, x, y, steps=30, tolerance=100.0, linear_reads=True, verbose=0):
+def separate_factors(model, x, y, steps=30, tolerance=100.0, linear_reads=True,
+                     update_grid=True, verbose=0):
     """Mask the edges into a product's subnodes that the data can do without, in place.
 
     See the module docstring for the procedure. `model` must be compiled (its loss
@@ -94,6 +95,7 @@ def separate_factors(model, x, y, steps=30, tolerance=100.0, linear_reads=True, 
         tolerance: a removal stays when the loss after it is at most `tolerance`
             times the reference loss (>= 1).
         linear_reads: first fix every edge out of a mult node to `x`.
+        update_grid: grid updates in each training (`fit_lbfgs`'s).
         verbose: 0 (silent) or 1 (print each try).
 
     Returns:
@@ -116,7 +118,8 @@ def separate_factors(model, x, y, steps=30, tolerance=100.0, linear_reads=True, 
             for node in range(step.n_sum, step.units) if step is not None else ():
                 for out in range(layers[index + 1].units):
                     fix_symbolic(model, index + 1, node, out, "x", x=x)
-    reference = _train(model, x, y, steps)
+    update_grid = check_bool("update_grid", update_grid)
+    reference = _train(model, x, y, steps, update_grid)
     if verbose:
         print(f"separate_factors: reference loss {reference:.3g} (tolerance {tolerance}x)")
     removed = []
@@ -125,7 +128,7 @@ def separate_factors(model, x, y, steps=30, tolerance=100.0, linear_reads=True, 
         for share, index, i, j, mean in _candidates(layers, node_step, layer_inputs(model, x)):
             saved = model.get_weights()
             _mask_edge(layers[index], node_step[index], i, j, mean)
-            loss = _train(model, x, y, steps)
+            loss = _train(model, x, y, steps, update_grid)
             kept = bool(np.isfinite(loss) and loss <= tolerance * reference)
             if verbose:
                 print(f"  {layers[index].name}: input {i} -> subnode {j} (share {share:.3f}): "

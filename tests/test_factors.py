@@ -40,7 +40,7 @@ def _active(model):
 def test_removes_an_edge_the_product_does_without_and_keeps_the_rest():
     model = _product_model({(1, 0): (1, 0, 0.3, 0)})  # factor 0 reads x_1 + 0.3 x_2
     x, y = _data(lambda x: x[:, :1] * x[:, 1:])
-    removed = separate_factors(model, x, y, steps=8)
+    removed = separate_factors(model, x, y, steps=8, update_grid=False)
     assert [(r["input"], r["subnode"]) for r in removed] == [(1, 0)]
     assert removed[0]["layer"] == model.layers[0].name and 0 <= removed[0]["share"] <= 1
     assert _active(model) == {(0, 0), (1, 1)}
@@ -77,3 +77,5 @@ def test_bad_arguments_are_clear_errors():
         separate_factors(mult, x, y, tolerance=0.5)
     with pytest.raises(ValueError, match="steps"):
         separate_factors(mult, x, y, steps=0)
+    with pytest.raises(ValueError, match="update_grid"):
+        separate_factors(mult, x, y, update_grid="yes")

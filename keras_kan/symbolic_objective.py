@@ -42,20 +42,23 @@ __all__ = ["snap_candidates", "refit_objective", "snapped_copy"]
 _DENOMINATORS = (2, 3, 4, 5, 6, 8, 10, 12)
 _PI_DENOMINATORS = (1, 2, 3, 4, 6)
 _NEAR = 2e-2  # snapping candidates within this relative distance are tried
+_INVERSE_PI_NUMERATOR = 4  # p / (q pi) candidates: |p| up to this
 _LINEAR = ("x",)  # edges `c (a u + b) + d` that are linear in u
 
 
 def snap_candidates(value):
     """Simple numbers near `value` as sympy numbers, simplest first: 0, an integer,
-    a fraction with a denominator up to 12, a multiple of pi/6 or pi/4, a multiple of
-    1/(6 pi) or 1/(4 pi) (a Gaussian's 1/(2 pi), Coulomb's 1/(4 pi))."""
+    a fraction with a denominator up to 12, a multiple of pi/6 or pi/4, a small
+    multiple (numerator up to 4) of 1/(6 pi) or 1/(4 pi) (a Gaussian's 1/(2 pi),
+    Coulomb's 1/(4 pi))."""
     out = [sympy.Integer(0), sympy.Integer(round(value))]
     for q in _DENOMINATORS:
         out.append(sympy.Rational(round(value * q), q))
     for q in _PI_DENOMINATORS:
         out.append(sympy.Rational(round(value * q / math.pi), q) * sympy.pi)
-    for q in _PI_DENOMINATORS:
-        out.append(sympy.Rational(round(value * q * math.pi), q) / sympy.pi)
+    for q in _PI_DENOMINATORS:  # small numerators only: 5.013 is not 63/(4 pi)
+        if abs(round(value * q * math.pi)) <= _INVERSE_PI_NUMERATOR:
+            out.append(sympy.Rational(round(value * q * math.pi), q) / sympy.pi)
     seen, near = set(), []
     for c in out:
         if c in seen or (c == 0 and value != 0 and abs(value) > _NEAR):

@@ -93,6 +93,7 @@ def test_snap_candidates():
     assert sympy.pi in snap_candidates(3.14159)
     assert 1 / (2 * sympy.pi) in snap_candidates(0.15916)  # a Gaussian's normalization
     assert 1 / (4 * sympy.pi) in snap_candidates(0.0796)
+    assert not any(c.has(sympy.pi) for c in snap_candidates(5.013))  # not 63/(4 pi)
     assert sympy.Rational(1, 2) in snap_candidates(0.5003)
     assert snap_candidates(0.3)[0] == sympy.Integer(0) or 0 not in snap_candidates(0.3)
     assert sympy.Integer(0) in snap_candidates(1e-4)

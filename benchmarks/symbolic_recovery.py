@@ -23,8 +23,9 @@ Mult-node models (`[n_sum, n_mult]` widths) are pruned before `auto_symbolic`
 scores="attribution")`: a small factor or sum node read by a steep edge keeps its edges).
 When that formula is not exact on the training data (RMSE above `EXACT * std(y)`), a
 second round: `symbolic.separate_factors` (every edge out of a mult node fixed to `x`,
-then greedy removal of the edges into subnodes while the retrained loss stays within 100x),
-then prune and `auto_symbolic` again. (A sparsity stage was tried too: pykan's
+then greedy removal of the edges into subnodes while the retrained loss stays within 100x
+of the first and below 1e-3 var(y), then a sum node left with one edge in and out read as
+`x`), then prune and `auto_symbolic` again. (A sparsity stage was tried too: pykan's
 `lamb=1e-3` on the first grid, then `prune`. The penalty shrinks every factor while the
 edge after the product steepens, and it left `coulomb` and `friction` worse; see
 docs/benchmarks.md.)
@@ -181,7 +182,8 @@ def run_keras_kan(name, width, train, grids, steps, update_grid=True):
     if not error <= EXACT and any(step is not None for step in node_steps(model)):
         # the mult-node protocol's second round (module docstring)
         first = expr
-        removed = symbolic.separate_factors(model, *train, steps=steps, update_grid=update_grid)
+        removed = symbolic.separate_factors(model, *train, steps=steps,
+                                            update_grid=update_grid)["removed"]
         expr, error = symbolic_fit(model, train)
         first = str(first) if len(str(first)) <= 160 else str(first)[:157] + "..."
         print(f"{name}: second round (separate_factors removed {len(removed)} edges); "

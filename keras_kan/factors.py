@@ -40,6 +40,7 @@ after every later removal (the shares are scored again), when the model has move
 import numpy as np
 from keras import ops
 
+from keras_kan import symbolic_edges
 from keras_kan.lbfgs import fit_lbfgs
 from keras_kan.network import edge_values, kan_layers, layer_inputs, node_steps
 from keras_kan.symbolic_model import fix_symbolic
@@ -52,6 +53,11 @@ def _numpy(variable):
     return np.asarray(ops.convert_to_numpy(variable))
 
 
+def _active(layer):
+    """`(n, m)` bool: the edges with a numeric or a symbolic part on."""
+    return (_numpy(layer.edge_mask) != 0) | (_numpy(layer.symbolic_mask) != 0)
+
+
 def _candidates(layers, steps, inputs):
     """`(share, layer index, input, subnode, mean)` of every active edge into a subnode
     (of a layer feeding a MultNodes) that has at least two active edges, weakest first."""
@@ -61,7 +67,7 @@ def _candidates(layers, steps, inputs):
             continue
         phi = edge_values(layer, layer_in)  # (N, n, m)
         std, mean = phi.std(axis=0), phi.mean(axis=0)
-        active = (_numpy(layer.edge_mask) != 0) | (_numpy(layer.symbolic_mask) != 0)
+        active = _active(layer)
         for j in range(layer.units):
             on = np.flatnonzero(active[:, j])
             total = std[on, j].sum()
@@ -83,14 +89,17 @@ def _mask_edge(layer, step, i, j, mean):
     step.subnode_bias.assign(bias.astype(step.subnode_bias.dtype))
 
 
+def _forget_masked_functions(model, layer):
+    """A kept removal: the masked edge's symbolic function leaves the layer (its report
+    and config), as `prune` does; the compiled functions are rebuilt."""
+    before = list(model.trainable_variables)
+    symbolic_edges.keep_edges(layer, _numpy(layer.symbolic_mask))
+    symbolic_edges.reset_model(model, before)
+
+
 def _train(model, x, y, steps, update_grid):
     history = fit_lbfgs(model, x, y, steps=steps, update_grid=update_grid, verbose=0)
     return float(history.history["loss"][-1])
-
-
-def _active(layer):
-    """`(n, m)` bool: the edges with a numeric or a symbolic part on."""
-    return (_numpy(layer.edge_mask) != 0) | (_numpy(layer.symbolic_mask) != 0)
 
 
 def _mult_reads(layers, node_step):
@@ -179,6 +188,7 @@ def separate_factors(model, x, y, steps=30, tolerance=100.0, max_loss=None,
                 print(f"  {layers[index].name}: input {i} -> subnode {j} (share {share:.3f}): "
                       f"loss {trial:.3g}, {'removed' if kept else 'kept'}")
             if kept:
+                _forget_masked_functions(model, layers[index])
                 loss = trial
                 removed.append({"layer": layers[index].name, "input": i, "subnode": j,
                                 "share": float(share), "loss": trial})

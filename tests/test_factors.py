@@ -46,6 +46,7 @@ def test_removes_an_edge_the_product_does_without_and_keeps_the_rest():
     assert result["linear_reads"] == [(1, 0, 0)] and result["loss"] < 5e-5
     assert removed[0]["layer"] == model.layers[0].name and 0 <= removed[0]["share"] <= 1
     assert _active(model) == {(0, 0), (1, 1)}
+    assert set(symbolic_report(model)) == {(0, 0, 0), (0, 1, 1), (1, 0, 0)}  # (0, 1, 0) gone
     np.testing.assert_allclose(to_numpy(model(x)), x[:, :1] * x[:, 1:], atol=0.02)
 
 

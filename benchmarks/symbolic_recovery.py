@@ -25,7 +25,10 @@ When that formula is not exact on the training data (RMSE above `EXACT * std(y)`
 second round: `symbolic.separate_factors` (every edge out of a mult node fixed to `x`,
 then greedy removal of the edges into subnodes while the retrained loss stays within 100x
 of the first and below 1e-3 var(y), then a sum node left with one edge in and out read as
-`x`), then prune and `auto_symbolic` again. (A sparsity stage was tried too: pykan's
+`x`), then prune and `auto_symbolic` again. A sum-only model whose formula is not
+exact gets a second round too, from its numeric weights: `symbolic.linearize_edges`
+(nearly straight edges fixed to `x` one at a time, then per layer together, under the
+same two bounds), then `auto_symbolic` again. (A sparsity stage was tried too: pykan's
 `lamb=1e-3` on the first grid, then `prune`. The penalty shrinks every factor while the
 edge after the product steepens, and it left `coulomb` and `friction` worse; see
 docs/benchmarks.md.)
@@ -178,16 +181,24 @@ def run_keras_kan(name, width, train, grids, steps, update_grid=True):
         if n:
             model = refine(model, g, train[0])
         fit_lbfgs(model, *train, steps=steps, update_grid=update_grid, verbose=0)
+    numeric = model.get_weights()
     expr, error = symbolic_fit(model, train)
-    if not error <= EXACT and any(step is not None for step in node_steps(model)):
-        # the mult-node protocol's second round (module docstring)
+    if not error <= EXACT:
+        # the second round (module docstring), from the numeric model
         first = expr
-        removed = symbolic.separate_factors(model, *train, steps=steps,
-                                            update_grid=update_grid)["removed"]
+        if any(step is not None for step in node_steps(model)):
+            done = symbolic.separate_factors(model, *train, steps=steps,
+                                             update_grid=update_grid)["removed"]
+            what = f"separate_factors removed {len(done)} edges"
+        else:
+            symbolic.unfix_symbolic(model)  # symbolic_fit made it symbolic in place
+            model.set_weights(numeric)
+            done = symbolic.linearize_edges(model, *train, steps=steps,
+                                            update_grid=update_grid)["fixed"]
+            what = f"linearize_edges fixed {len(done)} edges to x"
         expr, error = symbolic_fit(model, train)
         first = str(first) if len(str(first)) <= 160 else str(first)[:157] + "..."
-        print(f"{name}: second round (separate_factors removed {len(removed)} edges); "
-              f"first formula {first}", flush=True)
+        print(f"{name}: second round ({what}); first formula {first}", flush=True)
     return expr
 
 

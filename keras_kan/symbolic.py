@@ -16,7 +16,10 @@ package-level module gathers the symbolic tools, which live by job in:
 * `keras_kan.symbolic_formulas`: formulas (`symbolic_formula`,
   `readable_formula`, `evaluate_formula`, `formula_r2`);
 * `keras_kan.kanpiler`: the way back, from a formula to a model of sum and
-  mult nodes with symbolic edges (`expression_to_kan`, pykan's `expr2kan`).
+  mult nodes with symbolic edges (`expression_to_kan`, pykan's `expr2kan`);
+* `keras_kan.factors`: greedy simplifications judged by the retrained loss
+  (`separate_factors` for a product's factors, `linearize_edges` for nearly
+  straight edges), for models whose edge-by-edge formula is not exact.
 
 The usual recipe: train, `prune`, then `auto_symbolic(model, x, y)` (per-edge
 choices, a joint refit against the data, runner-ups where a choice is
@@ -34,7 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised only without sympy
         "`pip install keras-kan[symbolic]` (or `pip install sympy`)."
     ) from error
 
-from keras_kan.factors import separate_factors
+from keras_kan.factors import linearize_edges, separate_factors
 from keras_kan.kanpiler import expression_to_kan
 from keras_kan.symbolic_fit import SymbolicFit, fit_function
 from keras_kan.symbolic_formulas import (
@@ -71,4 +74,5 @@ __all__ = [
     "formula_r2",
     "expression_to_kan",
     "separate_factors",
+    "linearize_edges",
 ]

@@ -2,6 +2,8 @@
 
     python benchmarks/symbolic_recovery.py [--quick] [--pykan-python PATH] [--only NAME,...]
                                            [--grids 3,5,10,20] [--steps 50]
+                                           [--no-grid-update] [--start-grid-update-step N]
+                                           [--pykan-only]
 
 Ten functions of 2-3 variables from the KAN paper's Feynman set and pykan's
 tutorials, each with the paper's minimal KAN shape. Per function, the same
@@ -110,7 +112,8 @@ for name, job in spec["jobs"].items():
                 model = model.refine(g)
                 model.auto_save = False  # refine's new model saves checkpoints by default
             model.fit(d, opt="LBFGS", steps=spec["steps"], log=10**9,
-                      update_grid=spec["update_grid"])
+                      update_grid=spec["update_grid"],
+                      start_grid_update_step=spec["start_grid_update_step"])
         model.auto_symbolic(verbose=0)
         model.fit(d, opt="LBFGS", steps=50, log=10**9, update_grid=False)
         out[name] = {"formula": str(model.symbolic_formula()[0][0]), "seconds": time.time() - t0}
@@ -171,7 +174,7 @@ def node_steps(model):
     return steps(model, kan_layers(model))
 
 
-def run_keras_kan(name, width, train, grids, steps, update_grid=True):
+def run_keras_kan(name, width, train, grids, steps, update_grid=True, start_grid_update=-1):
     from keras_kan import KAN, fit_lbfgs, refine, symbolic
 
     model = KAN(width, grid_size=grids[0], spline_order=3, seed=0,
@@ -180,7 +183,8 @@ def run_keras_kan(name, width, train, grids, steps, update_grid=True):
     for n, g in enumerate(grids):
         if n:
             model = refine(model, g, train[0])
-        fit_lbfgs(model, *train, steps=steps, update_grid=update_grid, verbose=0)
+        fit_lbfgs(model, *train, steps=steps, update_grid=update_grid,
+                  start_grid_update_step=start_grid_update, verbose=0)
     numeric = model.get_weights()
     expr, error = symbolic_fit(model, train)
     if not error <= EXACT:
@@ -202,7 +206,7 @@ def run_keras_kan(name, width, train, grids, steps, update_grid=True):
     return expr
 
 
-def run_pykan(python, jobs, grids, steps, workdir, update_grid=True):
+def run_pykan(python, jobs, grids, steps, workdir, update_grid=True, start_grid_update=-1):
     spec = os.path.join(workdir, "spec.json")
     result = os.path.join(workdir, "pykan.json")
     child = os.path.join(workdir, "child.py")
@@ -210,7 +214,8 @@ def run_pykan(python, jobs, grids, steps, workdir, update_grid=True):
         handle.write(PYKAN_CHILD)
     with open(spec, "w") as handle:
         json.dump({"jobs": jobs, "grids": list(grids), "steps": steps,
-                   "update_grid": update_grid}, handle)
+                   "update_grid": update_grid,
+                   "start_grid_update_step": start_grid_update}, handle)
     subprocess.run([python, child, spec, result], cwd=workdir, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.load(open(result)) if os.path.exists(result) else {}
@@ -225,6 +230,9 @@ def main():
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--no-grid-update", action="store_true",
                         help="train without grid updates (both libraries)")
+    parser.add_argument("--start-grid-update-step", type=int, default=-1,
+                        help="pykan's start_grid_update_step (both libraries; default -1: "
+                             "the first update comes before step 0)")
     parser.add_argument("--pykan-only", action="store_true",
                         help="run only pykan's column (keras_kan's cells read 'not run')")
     args = parser.parse_args()
@@ -247,14 +255,15 @@ def main():
             if args.pykan_only:
                 continue
             start = time.perf_counter()
-            expr = run_keras_kan(name, width, train, grids, steps, not args.no_grid_update)
+            expr = run_keras_kan(name, width, train, grids, steps, not args.no_grid_update,
+                                 args.start_grid_update_step)
             seconds = time.perf_counter() - start
             rows[name] = {"keras_kan": (expr, *judge(expr, truth, test, symbols), seconds)}
             print(f"{name}: keras_kan {expr}  ({seconds:.0f} s)", flush=True)
         pykan = {}
         if args.pykan_python and os.path.exists(args.pykan_python):
             pykan = run_pykan(args.pykan_python, jobs, grids, steps, workdir,
-                              not args.no_grid_update)
+                              not args.no_grid_update, args.start_grid_update_step)
         for name in names:
             truth, ranges, _, _ = FUNCTIONS[name]
             train, test, symbols = dataset(truth, ranges)
@@ -269,7 +278,9 @@ def main():
             rows[name]["pykan"] = (expr, *judge(expr, truth, test, symbols),
                                    entry.get("seconds", 0.0))
     print(f"\nbackend {os.environ['KERAS_BACKEND']}, grids {grids}, {steps} L-BFGS steps each"
-          + (", no grid updates" if args.no_grid_update else ""))
+          + (", no grid updates" if args.no_grid_update else "")
+          + (f", grid updates from step {args.start_grid_update_step}"
+             if args.start_grid_update_step > 0 and not args.no_grid_update else ""))
     print("| function | truth | width | keras_kan | RMSE | s | pykan 0.2.8 | RMSE | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     totals = {"keras_kan": 0, "pykan": 0}

@@ -51,28 +51,43 @@ class GridUpdate(_StepCallback):
     pykan's `update_grid=True, grid_update_num=10, stop_grid_update_step=50` is
     `GridUpdate(every=5, stop_after=50)`: updates at steps 0, 5, ..., 45, each
     before that step's optimization, layer by layer on the activations that
-    reach each layer (see `KANDense.update_grid`).
+    reach each layer (see `KANDense.update_grid`). With `start` (pykan's
+    `start_grid_update_step`) the steps before it are left out: `start=5` updates
+    at 5, 10, ..., 45, so the grids of hidden layers are not fitted to the
+    activations of a freshly initialized model.
 
     Args:
         x: samples of the model input; None uses the training inputs (fit_lbfgs).
-        every: steps between updates (>= 1).
+        every: steps between updates (>= 1); an update comes at every multiple.
         stop_after: no update at or after this step.
         verbose: print a line per update.
+        start: no update before this step (>= 0).
     """
 
-    def __init__(self, x=None, every=5, stop_after=50, verbose=0):
+    def __init__(self, x=None, every=5, stop_after=50, verbose=0, start=0):
         super().__init__(x)
         self.every = check_int("every", every, 1)
         self.stop_after = check_int("stop_after", stop_after, 0)
+        self.start = check_int("start", start, 0)
         self.verbose = verbose
         self.updates = 0
+
+    @property
+    def updates_first(self):
+        """Whether an update comes before the first step (step 0)."""
+        return self.start == 0 and self.stop_after > 0
+
+    def next_update(self, step):
+        """The first step after `step` that updates (None: no later update)."""
+        following = max(step // self.every + 1, -(-self.start // self.every)) * self.every
+        return following if following < self.stop_after else None
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.updates = 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.step >= self.stop_after or self.step % self.every:
+        if not self.start <= self.step < self.stop_after or self.step % self.every:
             return
         kan_backend.sync_model_state(self.model)
         update_grids(self.model, self._sample())

@@ -191,6 +191,7 @@ def fit_lbfgs(
     stop_grid_update_step=50,
     objective=None,
     compiled=None,
+    start_grid_update_step=-1,
 ):
     """Trains a compiled Keras model with L-BFGS, like pykan's `fit(opt="LBFGS")`.
 
@@ -247,12 +248,14 @@ def fit_lbfgs(
             it. pykan's 1e-32 (torch's fixed 1e-10 discards every pair once
             the loss is below about 1e-8, and fine grids then stall).
         verbose: `"auto"`/1 progress bar, 2 one line per step, 0 silent.
-        update_grid, grid_update_num, stop_grid_update_step: pykan's grid-update
-            shortcut. `update_grid=True` adds a
+        update_grid, grid_update_num, stop_grid_update_step, start_grid_update_step:
+            pykan's grid-update shortcut. `update_grid=True` adds a
             `keras_kan.callbacks.GridUpdate(every=stop_grid_update_step //
-            grid_update_num, stop_after=stop_grid_update_step)` on the training
-            inputs: with pykan's defaults, the grids follow the data before
-            steps 0, 5, ..., 45.
+            grid_update_num, stop_after=stop_grid_update_step,
+            start=max(0, start_grid_update_step))` on the training inputs: with
+            pykan's defaults, the grids follow the data before steps 0, 5, ...,
+            45; `start_grid_update_step=5` leaves out step 0 (>= -1, pykan's
+            default -1 is 0).
         objective: `fn(model) -> scalar tensor` to minimize instead of the
             compiled loss (see above). Returning anything but a scalar raises a
             `ValueError` before any weight changes.
@@ -287,7 +290,7 @@ def fit_lbfgs(
                               validation_data, callbacks, history_size, max_iter, line_search,
                               tolerance_grad, tolerance_change, verbose, max_eval, learning_rate,
                               tolerance_ys, update_grid, grid_update_num, stop_grid_update_step,
-                              compiled)
+                              compiled, start_grid_update_step)
     _check_arguments(model, x, steps, history_size, max_iter, line_search, batch_size,
                      tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                      tolerance_ys=tolerance_ys)
@@ -301,12 +304,13 @@ def fit_lbfgs(
     _check_data(data)
     _build(model, data.x, data.y, data.sample_weight, data.size)
     val_data = _validation_tensors(validation_data)
-    grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
+    grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step,
+                               start_grid_update_step)
     if not isinstance(data.x, (list, tuple, dict)):  # one input: grids meet the data first
         # A grid update before the first step moves the grids to the data: no warning then.
         updates = [grid_update, *(callbacks if isinstance(callbacks, (list, tuple)) else [])]
         start_grids(model, data.x, check=not any(
-            type(c).__name__ == "GridUpdate" and c.stop_after > 0 for c in updates if c))
+            type(c).__name__ == "GridUpdate" and c.updates_first for c in updates if c))
     callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
     return _train(model, data, val_data, callback_list, new_optimizer, steps)
 
@@ -327,19 +331,21 @@ def _optimizer_factory(history_size, max_iter, max_eval, line_search, tolerance_
     return new_optimizer
 
 
-def _grid_update(update_grid, grid_update_num, stop_grid_update_step):
+def _grid_update(update_grid, grid_update_num, stop_grid_update_step, start_grid_update_step):
+    start = check_int("start_grid_update_step", start_grid_update_step, -1)
     if not update_grid:
         return None
     from keras_kan.callbacks import GridUpdate
 
     every = max(1, int(stop_grid_update_step) // max(1, int(grid_update_num)))
-    return GridUpdate(every=every, stop_after=int(stop_grid_update_step))
+    return GridUpdate(every=every, stop_after=int(stop_grid_update_step), start=max(0, start))
 
 
 def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, validation_data,
                    callbacks, history_size, max_iter, line_search, tolerance_grad,
                    tolerance_change, verbose, max_eval, learning_rate, tolerance_ys,
-                   update_grid, grid_update_num, stop_grid_update_step, compiled):
+                   update_grid, grid_update_num, stop_grid_update_step, compiled,
+                   start_grid_update_step):
     """`fit_lbfgs(model, objective=fn, ...)`: L-BFGS on the scalar `fn(model)`."""
     if not callable(objective):
         raise TypeError("fit_lbfgs: `objective` must be a callable `fn(model) -> scalar "
@@ -371,7 +377,8 @@ def _fit_objective(model, objective, x, y, sample_weight, steps, batch_size, val
     new_optimizer = _optimizer_factory(history_size, max_iter, max_eval, line_search,
                                        tolerance_grad, tolerance_change, learning_rate,
                                        tolerance_ys, compiled)
-    grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step)
+    grid_update = _grid_update(update_grid, grid_update_num, stop_grid_update_step,
+                               start_grid_update_step)
     callback_list = _callback_list(model, callbacks, data.x, grid_update, verbose, steps)
     return _train(model, data, None, callback_list, new_optimizer, steps, objective)
 

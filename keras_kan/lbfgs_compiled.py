@@ -432,10 +432,9 @@ def chunk_length(callbacks, remaining, capacity):
         if name in REPLAYABLE or type(callback).__module__.startswith("keras_kan.progress"):
             continue
         if name == "GridUpdate" and type(callback).__module__ == "keras_kan.callbacks":
-            done, every, stop = callback.step, callback.every, callback.stop_after
-            following = (done // every + 1) * every  # the next update after this step
-            if following < stop:
-                length = min(length, following - done)
+            following = callback.next_update(callback.step)
+            if following is not None:
+                length = min(length, following - callback.step)
             continue
         return 1
     return max(length, 1)

@@ -60,6 +60,23 @@ def test_grid_update_in_fit_counts_steps_and_moves_grids():
                                atol=1e-5)
 
 
+def test_grid_update_start_leaves_out_the_first_steps():
+    """pykan's `start_grid_update_step`: with `start=3`, `every=2` the updates come at
+    steps 4 and 6 (multiples of `every`), none at 0 to 3."""
+    x, y = data()
+    model = KAN([2, 3, 1], seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    update, recorder = GridUpdate(x=x, every=2, stop_after=7, start=3), Recorder()
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[update, recorder])
+    assert update.updates == 2
+    grids = recorder.grids
+    for step in range(4):
+        np.testing.assert_allclose(grids[step][:, 3:-3], np.broadcast_to(
+            np.linspace(-1, 1, 6), grids[step][:, 3:-3].shape), atol=1e-6)
+    np.testing.assert_allclose(grids[4][:, 3], x.min(0), atol=1e-5)
+    assert update.next_update(4) == 6 and update.next_update(6) is None
+
+
 @pytest.mark.slow
 def test_compiled_predict_follows_a_grid_update_made_outside_fit():
     x, _ = data()
@@ -173,7 +190,7 @@ def test_callbacks_need_samples_under_fit_and_validate_arguments():
     model.compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match="needs samples"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[GridUpdate()])
-    for bad in (dict(every=0), dict(stop_after=-1), dict(every=1.5)):
+    for bad in (dict(every=0), dict(stop_after=-1), dict(every=1.5), dict(start=-1)):
         with pytest.raises(ValueError, match=list(bad)[0]):
             GridUpdate(**bad)
     with pytest.raises(ValueError, match="at_step"):

@@ -416,3 +416,25 @@ def test_kan_reaches_paper_accuracy_with_grid_warm_start():
     fit_lbfgs(model, *train, steps=100, update_grid=True, verbose=0)
     pred = np.asarray(ops.convert_to_numpy(model(test[0])), np.float64)
     assert np.sqrt(np.mean((pred - test[1]) ** 2)) <= 1e-2
+
+
+def test_start_grid_update_step_leaves_out_the_first_updates():
+    """pykan's `fit(start_grid_update_step=...)`: 4 steps from step 5 on update nothing
+    (the grids stay the initial uniform ones); the default updates at step 0."""
+    from keras_kan import KAN
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-0.5, 0.5, (64, 2)).astype("float32")
+    y = (x[:, :1] * x[:, 1:]).astype("float32")
+    grids = []
+    for start in (5, -1):
+        model = KAN([2, 2, 1], seed=0)
+        model.compile(loss="mse")
+        fit_lbfgs(model, x, y, steps=4, update_grid=True, start_grid_update_step=start,
+                  verbose=0)
+        grids.append(np.asarray(ops.convert_to_numpy(model.layers[0].grid)))
+    np.testing.assert_allclose(grids[0][:, 3:-3], np.broadcast_to(
+        np.linspace(-1, 1, 6), grids[0][:, 3:-3].shape), atol=1e-6)
+    np.testing.assert_allclose(grids[1][:, 3], x.min(0), atol=1e-5)
+    with pytest.raises(ValueError, match="start_grid_update_step"):
+        fit_lbfgs(model, x, y, steps=1, update_grid=True, start_grid_update_step=-2)

@@ -202,6 +202,11 @@ def test_chunks_follow_the_callbacks():
     assert lc.chunk_length([grid], 3, 50) == 3
     early = keras.callbacks.EarlyStopping(monitor="loss", patience=0)
     assert lc.chunk_length([history, early], 100, 50) == 1
+    late = GridUpdate(every=5, stop_after=50, start=12)  # updates at 15, 20, ..., 45
+    late.step = 0
+    assert lc.chunk_length([late], 100, 50) == 15
+    late.step = 15
+    assert lc.chunk_length([late], 100, 50) == 5
 
 
 @pytest.mark.slow
